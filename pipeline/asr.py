@@ -1,0 +1,162 @@
+"""ASR stage: openai-whisper over voiced audio only, with guards against its known failure modes.
+
+- Silence: Silero VAD picks the voiced stretches and Whisper decodes only those (`clip_timestamps`),
+  so silence yields no text and times land where the speech is.
+- Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
+  check, and a segment that repeats its predecessor is flagged.
+- Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import whisper
+from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
+from whisper.tokenizer import LANGUAGES
+
+from .errors import ModelMissingError
+from .media import SAMPLE_RATE
+from .transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
+from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
+
+LOGPROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+COMPRESSION_RATIO_THRESHOLD = 2.4
+
+
+@dataclass(frozen=True)
+class AsrOptions:
+    """Everything here changes the transcript, so all of it goes into the cache key and the record."""
+
+    model: str = "base"
+    language: str = "auto"  # a language code, or "auto" to detect on voiced audio
+    whisper_token: str | None = None  # decode with this token but report `language` (e.g. ug over uz)
+    beam_size: int | None = None  # None: greedy, the CPU-friendly choice
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4)
+    vad: bool = True
+    word_timestamps: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AsrResult:
+    segments: list[Segment]
+    language: str | None
+    detected_language: str | None
+    language_probability: float | None
+    whisper_token: str | None
+    speech: list[SpeechRegion]
+
+
+def whisper_token(language: str, override: str | None = None) -> str:
+    """The Whisper language token to decode `language` with; Uyghur has none of its own."""
+    if override:
+        return override
+    if language in LANGUAGES:
+        return language
+    raise ModelMissingError(
+        f"Whisper has no '{language}' language token, so no stock Whisper model can transcribe it. "
+        f"Use a model fine-tuned for it and name the token it was trained over, e.g. "
+        f"`testimony run VIDEO --language {language} --asr-model PATH/TO/MODEL.pt --whisper-token uz`."
+    )
+
+
+def detect_language(model: whisper.Whisper, audio: np.ndarray,
+                    regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+    """Language voted over voiced windows: averaged probabilities, never the leading silence."""
+    windows = voiced_windows(audio, regions)
+    if not windows:
+        return None, None
+    totals: dict[str, float] = {}
+    for window in windows:
+        mel = pad_or_trim(log_mel_spectrogram(window, model.dims.n_mels), N_FRAMES)
+        _, probs = model.detect_language(mel.to(model.device))
+        for code, p in probs.items():
+            totals[code] = totals.get(code, 0.0) + p / len(windows)
+    best = max(totals, key=totals.get)
+    return best, float(totals[best])
+
+
+def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *,
+               progress: bool = False) -> AsrResult:
+    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times."""
+    total = len(audio) / SAMPLE_RATE
+    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, total)]
+    detected, probability = (None, None)
+    if options.language == "auto":
+        detected, probability = detect_language(model, audio, speech)
+        language = detected
+    else:
+        language = options.language
+    if not speech or language is None:
+        return AsrResult([], language, detected, probability, None, speech)
+
+    token = whisper_token(language, options.whisper_token)
+    result = whisper.transcribe(
+        model,
+        audio,
+        language=token,
+        task="transcribe",
+        temperature=options.temperatures,
+        beam_size=options.beam_size,
+        best_of=None if options.beam_size else 1,
+        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+        logprob_threshold=LOGPROB_THRESHOLD,
+        no_speech_threshold=NO_SPEECH_THRESHOLD,
+        condition_on_previous_text=False,
+        word_timestamps=options.word_timestamps,
+        hallucination_silence_threshold=2.0 if options.word_timestamps else None,
+        clip_timestamps=clip_timestamps(speech),
+        fp16=model.device.type == "cuda",
+        verbose=False if progress else None,
+    )
+    segments = _segments(result["segments"], speech)
+    return AsrResult(segments, language, detected, probability, token, speech)
+
+
+def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
+    segments: list[Segment] = []
+    for item in raw:
+        text = item["text"].strip()
+        if not text:
+            continue
+        words = None
+        if "words" in item:
+            words = [Word(round(w["start"], 3), round(w["end"], 3), w["word"], round(w["probability"], 4))
+                     for w in item["words"]]
+        seg = Segment(
+            id=len(segments),
+            start=round(float(item["start"]), 3),
+            end=round(float(item["end"]), 3),
+            text=text,
+            avg_logprob=round(float(item["avg_logprob"]), 4),
+            no_speech_prob=round(float(item["no_speech_prob"]), 4),
+            compression_ratio=round(float(item["compression_ratio"]), 4),
+            words=words,
+        )
+        if seg.avg_logprob < LOGPROB_THRESHOLD or seg.no_speech_prob > NO_SPEECH_THRESHOLD:
+            seg.flag(LOW_CONFIDENCE)
+        repeated = bool(segments) and segments[-1].text == text
+        if (seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD or repeated
+                or _voiced_fraction(seg, speech) < 0.2):
+            seg.flag(POSSIBLE_HALLUCINATION)
+        segments.append(seg)
+    return segments
+
+
+def _voiced_fraction(seg: Segment, speech: list[SpeechRegion]) -> float:
+    length = seg.end - seg.start
+    if length <= 0:
+        return 1.0
+    overlap = sum(max(0.0, min(seg.end, r.end) - max(seg.start, r.start)) for r in speech)
+    return overlap / length
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

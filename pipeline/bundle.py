@@ -1,0 +1,89 @@
+"""The bundle folder: transcript.json, its renderings and a manifest, published atomically.
+
+Everything is written into a hidden staging folder in the archive and renamed into place at the end,
+so a crash never leaves a bundle that looks complete; a re-run replaces the old bundle in one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from .formats import renderings
+from .hashing import file_sha256
+from .transcript import Transcript
+
+TRANSCRIPT = "transcript.json"
+MANIFEST = "manifest.json"
+
+
+def slug(file_name: str, limit: int = 40) -> str:
+    """A readable, filesystem-safe slug; keeps Cyrillic and Arabic letters, drops the rest."""
+    stem = unicodedata.normalize("NFC", Path(file_name).stem)
+    words = re.findall(r"\w+", stem)
+    return "-".join(words)[:limit].strip("-_").lower()
+
+
+def bundle_name(transcript: Transcript) -> str:
+    tail = slug(transcript.source.file_name)
+    return f"{transcript.id}-{tail}" if tail else transcript.id
+
+
+def find_bundle(archive: Path, sha256: str) -> Path | None:
+    """The published bundle for a video, whatever slug it carries."""
+    if not archive.is_dir():
+        return None
+    prefix = sha256[:12]
+    for entry in archive.iterdir():
+        if (entry.name == prefix or entry.name.startswith(prefix + "-")) and (entry / TRANSCRIPT).is_file():
+            return entry
+    return None
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_bundle(archive: str | Path, transcript: Transcript) -> Path:
+    """Render and publish the bundle for `transcript` under `archive`; returns its folder."""
+    archive = Path(archive)
+    archive.mkdir(parents=True, exist_ok=True)
+    final = archive / bundle_name(transcript)
+    staging = archive / f".{transcript.id}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        files = {TRANSCRIPT: transcript.to_json(), **renderings(transcript)}
+        for name, text in files.items():
+            _write(staging / name, text)
+        manifest = {
+            "transcript_id": transcript.id,
+            "source_sha256": transcript.source.sha256,
+            "files": {name: file_sha256(staging / name) for name in sorted(files)},
+        }
+        _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _publish(staging, final, find_bundle(archive, transcript.source.sha256))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _publish(staging: Path, final: Path, previous: Path | None) -> None:
+    """Swap the staged folder into place; the old bundle is moved aside first, then removed."""
+    retired = None
+    if previous is not None:
+        retired = previous.with_name(f".{previous.name}.old-{os.getpid()}")
+        os.replace(previous, retired)
+    if final.exists():  # a stray folder under the same name without a transcript
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,236 @@
+"""Media stage: probe a video, pick its audio track, extract 16 kHz mono PCM, check nothing was lost.
+
+ffmpeg exits 0 on a truncated file and hands back only part of the audio while the container still
+reports the full duration, so the decoded length is always compared with the container's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import wave
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from .errors import BadInputError
+
+SAMPLE_RATE = 16_000
+# A decode this much shorter than the container says is a truncated file, not codec padding.
+TRUNCATION_TOLERANCE_S = 1.0
+TRUNCATION_TOLERANCE_RATIO = 0.02
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    index: int  # stream index in the container
+    track: int  # ordinal among the audio streams (what --audio-track counts)
+    codec: str
+    channels: int
+    sample_rate: int
+    language: str | None = None
+    default: bool = False
+    duration: float | None = None  # the stream's own duration where the container records one
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    duration: float | None  # seconds, as the container reports it
+    audio: list[AudioStream] = field(default_factory=list)
+    format_name: str = ""
+
+
+@dataclass(frozen=True)
+class ExtractedAudio:
+    wav_path: Path
+    stream: AudioStream
+    container_duration: float | None
+    decoded_duration: float
+    truncated: bool
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["wav_path"] = str(self.wav_path)
+        return data
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_binary() -> str:
+    """System ffmpeg when present, else the binary imageio-ffmpeg ships, so `pip install` suffices."""
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@lru_cache(maxsize=1)
+def ffprobe_binary() -> str | None:
+    """ffprobe sits beside a system ffmpeg; imageio-ffmpeg ships none (then we parse `ffmpeg -i`)."""
+    beside = Path(ffmpeg_binary()).with_name("ffprobe")
+    return str(beside) if beside.exists() else shutil.which("ffprobe")
+
+
+def ffmpeg_version() -> str:
+    out = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout
+    return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" Copyright")[0].strip()
+
+
+def check_readable(path: Path) -> None:
+    if not path.exists():
+        raise BadInputError(path, "file not found", "Check the path and try again.")
+    if path.is_dir():
+        raise BadInputError(path, "is a folder, not a video", "Pass the video files inside it.")
+    if not os.access(path, os.R_OK):
+        raise BadInputError(path, "cannot be read (permission denied)",
+                            "Give this user read permission on the file and run again.")
+    if path.stat().st_size == 0:
+        raise BadInputError(path, "is empty (0 bytes)",
+                            "The upload or copy probably failed; copy the original again.")
+
+
+def _not_media(path: Path, detail: str) -> BadInputError:
+    detail = detail.strip().splitlines()[-1] if detail.strip() else "unknown error"
+    return BadInputError(path, f"is not a video or audio file ffmpeg can read ({detail})",
+                         "Check that the file is complete and is really a video; "
+                         "re-export or copy the original again.")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read the container's duration and audio streams."""
+    path = Path(path)
+    check_readable(path)
+    probe_bin = ffprobe_binary()
+    if probe_bin:
+        try:
+            data = ffmpeg.probe(str(path), cmd=probe_bin)
+        except ffmpeg.Error as exc:
+            raise _not_media(path, exc.stderr.decode("utf-8", "replace")) from None
+        return _from_ffprobe(path, data)
+    return _probe_with_ffmpeg(path)
+
+
+def _from_ffprobe(path: Path, data: dict) -> MediaInfo:
+    fmt = data.get("format", {})
+    duration = _seconds(fmt.get("duration"))
+    audio = []
+    for stream in data.get("streams", []):
+        if stream.get("codec_type") != "audio":
+            continue
+        audio.append(AudioStream(
+            index=int(stream["index"]),
+            track=len(audio),
+            codec=stream.get("codec_name", "unknown"),
+            channels=int(stream.get("channels") or 0),
+            sample_rate=int(stream.get("sample_rate") or 0),
+            language=(stream.get("tags") or {}).get("language"),
+            default=bool((stream.get("disposition") or {}).get("default")),
+            duration=_seconds(stream.get("duration")),
+        ))
+    return MediaInfo(path=path, duration=duration, audio=audio, format_name=fmt.get("format_name", ""))
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "N/A") else None
+    except ValueError:
+        return None
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_AUDIO = re.compile(r"Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: Audio: (\w+)[^,]*, (\d+) Hz, ([^,]+)(.*)")
+
+
+def _probe_with_ffmpeg(path: Path) -> MediaInfo:
+    """Fallback when only imageio-ffmpeg's binary exists: parse `ffmpeg -i` (it exits 1 by design)."""
+    result = subprocess.run([ffmpeg_binary(), "-hide_banner", "-i", str(path)],
+                            capture_output=True, text=True, errors="replace")
+    text = result.stderr
+    if "Input #0" not in text:
+        raise _not_media(path, text)
+    duration = None
+    if m := _DURATION.search(text):
+        duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    audio = []
+    for m in _AUDIO.finditer(text):
+        layout = m[5].strip()
+        channels = {"mono": 1, "stereo": 2}.get(layout, int(layout.split()[0]) if layout[0].isdigit() else 2)
+        audio.append(AudioStream(index=int(m[1]), track=len(audio), codec=m[3], channels=channels,
+                                 sample_rate=int(m[4]), language=m[2],
+                                 default="(default)" in m[6]))
+    return MediaInfo(path=path, duration=duration, audio=audio)
+
+
+def pick_audio_stream(info: MediaInfo, track: int | None = None) -> AudioStream:
+    """The requested track, else the stream marked default, else the first audio stream."""
+    if not info.audio:
+        raise BadInputError(info.path, "has no audio stream",
+                            "Nothing can be transcribed; check that the recording has sound "
+                            "(re-export it with its audio track).")
+    if track is not None:
+        if not 0 <= track < len(info.audio):
+            raise BadInputError(info.path, f"has no audio track {track} "
+                                f"(it has {len(info.audio)}: 0..{len(info.audio) - 1})",
+                                "Pick one of those with --audio-track.")
+        return info.audio[track]
+    return next((s for s in info.audio if s.default), info.audio[0])
+
+
+def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = None) -> ExtractedAudio:
+    """Decode one audio stream to 16 kHz mono 16-bit WAV and compare its length with the container's."""
+    stream = pick_audio_stream(info, track)
+    wav_path = Path(wav_path)
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = wav_path.with_name(wav_path.name + ".partial")
+    cmd = (
+        ffmpeg.input(str(info.path))
+        .output(str(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
+                acodec="pcm_s16le", format="wav", vn=None, sn=None, dn=None)
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        .overwrite_output()
+    )
+    try:
+        cmd.run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise _not_media(info.path, exc.stderr.decode("utf-8", "replace")) from None
+    os.replace(partial, wav_path)
+    decoded = wav_duration(wav_path)
+    # Compare with the audio stream's own length: a video track may run on after the sound ends.
+    expected = stream.duration or info.duration
+    return ExtractedAudio(
+        wav_path=wav_path,
+        stream=stream,
+        container_duration=info.duration,
+        decoded_duration=decoded,
+        truncated=is_short_decode(decoded, expected),
+    )
+
+
+def is_short_decode(decoded: float, container: float | None) -> bool:
+    if container is None:
+        return False
+    return container - decoded > max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_RATIO * container)
+
+
+def wav_duration(path: str | Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def load_wav(path: str | Path) -> np.ndarray:
+    """16-bit PCM WAV as float32 in [-1, 1], the form Whisper takes."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getframerate() != SAMPLE_RATE or wav.getnchannels() != 1:
+            raise ValueError(f"{path}: expected 16 kHz mono, got {wav.getframerate()} Hz "
+                             f"x{wav.getnchannels()}")
+        frames = wav.readframes(wav.getnframes())
+    return np.frombuffer(frames, np.int16).astype(np.float32) / 32768.0
+

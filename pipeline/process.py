@@ -1,0 +1,147 @@
+"""One video through every stage, as plain function calls. Prefect's flow calls the same stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import whisper
+
+from . import __version__
+from .asr import AsrOptions, AsrResult, default_device, transcribe
+from .bundle import TRANSCRIPT, find_bundle, write_bundle
+from .hashing import file_sha256
+from .media import ExtractedAudio, check_readable, extract_audio, ffmpeg_version, load_wav, probe
+from .model_store import load_whisper
+from .transcript import TRUNCATED, UNTRANSLATED, Source, Transcript
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    audio_track: int | None = None
+    translate: bool = True
+    device: str | None = None  # None: CUDA when present, else CPU
+
+    def key(self) -> str:
+        """Digest of every option that changes the output; part of the cache key with the SHA-256."""
+        data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    video: Path
+    bundle: Path
+    status: str  # "done" or "reused"
+    warnings: list[str] = field(default_factory=list)
+
+
+def work_dir(archive: Path, sha256: str) -> Path:
+    """Derived files (the extracted WAV) live here, never beside the original."""
+    return archive / ".work" / sha256[:12]
+
+
+def stage_extract(video: Path, archive: Path, sha256: str, audio_track: int | None) -> ExtractedAudio:
+    info = probe(video)
+    return extract_audio(info, work_dir(archive, sha256) / "audio.wav", track=audio_track)
+
+
+def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bool = False) -> tuple[AsrResult, dict]:
+    model, record = load_whisper(options.asr.model, options.device or default_device())
+    result = transcribe(model, load_wav(audio.wav_path), options.asr, progress=progress)
+    model_info = {"engine": "openai-whisper", "engine_version": whisper.__version__, **record.to_dict(),
+                  "whisper_token": result.whisper_token, "options": options.asr.to_dict()}
+    return result, model_info
+
+
+def stage_translate(transcript: Transcript) -> Transcript:
+    """Fill in English per segment; a missing package leaves the segments flagged, never lost."""
+    if not transcript.needs_translation or not transcript.segments:
+        return transcript
+    from .translate import MissingTranslation, find_translator, translate_texts
+
+    try:
+        info = find_translator(transcript.language, "en")
+        english = translate_texts([s.text for s in transcript.segments], transcript.language, "en")
+    except MissingTranslation as exc:
+        for seg in transcript.segments:
+            seg.translation = None
+            seg.flag(UNTRANSLATED)
+        transcript.warnings.append(str(exc))
+        transcript.models["translation"] = None
+        return transcript
+    for seg, text in zip(transcript.segments, english):
+        seg.translation = text
+        if UNTRANSLATED in seg.flags:
+            seg.flags.remove(UNTRANSLATED)
+    transcript.models["translation"] = {"engine": "argostranslate", **asdict(info)}
+    return transcript
+
+
+def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrResult,
+                     model_info: dict, options: RunOptions) -> Transcript:
+    transcript = Transcript(
+        source=Source(file_name=video.name, sha256=sha256, size=video.stat().st_size,
+                      duration=audio.container_duration, audio_track=asdict(audio.stream),
+                      decoded_duration=round(audio.decoded_duration, 3)),
+        language=asr.language,
+        detected_language=asr.detected_language,
+        language_probability=None if asr.language_probability is None else round(asr.language_probability, 4),
+        models={"asr": model_info, "ffmpeg": ffmpeg_version(), "testimony": __version__,
+                "python": platform.python_version(), "options_key": options.key()},
+        segments=asr.segments,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if audio.truncated:
+        transcript.flags.append(TRUNCATED)
+        transcript.warnings.append(
+            f"decoded only {audio.decoded_duration:.1f} s of the {audio.container_duration:.1f} s the "
+            "container reports: the file is probably truncated; find a complete copy of the original")
+    if not asr.speech:
+        transcript.warnings.append("no speech found in the audio")
+    return transcript
+
+
+def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | None:
+    """A finished bundle for the same video made with the same options."""
+    bundle = find_bundle(archive, sha256)
+    if bundle is None:
+        return None
+    try:
+        data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return bundle if data.get("models", {}).get("options_key") == options.key() else None
+
+
+def process_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
+                  force: bool = False, progress: Progress | None = None) -> RunResult:
+    """Hash, extract, transcribe, translate and publish one video's bundle."""
+    video, archive = Path(video), Path(archive)
+    say = progress or (lambda _msg: None)
+    say("hashing")
+    check_readable(video)
+    sha256 = file_sha256(video)  # identity first, before any tool reads the file
+    if not force and (existing := reusable_bundle(archive, sha256, options)):
+        return RunResult(video, existing, "reused")
+    say("extracting audio")
+    audio = stage_extract(video, archive, sha256, options.audio_track)
+    say("transcribing")
+    asr, model_info = stage_transcribe(audio, options, progress=progress is not None)
+    transcript = build_transcript(video, sha256, audio, asr, model_info, options)
+    if options.translate:
+        say("translating")
+        stage_translate(transcript)
+    say("writing bundle")
+    bundle = write_bundle(archive, transcript)
+    shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
+    return RunResult(video, bundle, "done", list(transcript.warnings))

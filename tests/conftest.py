@@ -1,0 +1,47 @@
+"""Shared fixtures: an isolated model store and archive, tiny real models, media made at test time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import whisper
+from whisper.model import ModelDimensions
+
+from pipeline import config
+
+from . import media_factory as mf
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """Every test gets its own model store and archive; telemetry off; no user settings leak in."""
+    config.apply_privacy_defaults()
+    monkeypatch.setenv("TESTIMONY_MODELS", str(tmp_path_factory.mktemp("models")))
+    monkeypatch.delenv("TESTIMONY_OUT", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A random-weight multilingual Whisper checkpoint in openai-whisper's own format."""
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
+                           n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=64,
+                           n_text_head=2, n_text_layer=1)
+    model = whisper.model.Whisper(dims)
+    path = tmp_path_factory.mktemp("tiny-whisper") / "tiny-random.pt"
+    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """A folder of speech audio made once per session with espeak-ng."""
+    root = tmp_path_factory.mktemp("media")
+    mf.speak(" ".join(mf.udhr("kk")[:2]), "kk", root / "kk.wav")
+    mf.speak(mf.udhr("ug-Arab")[0], "ug", root / "ug.wav")
+    mf.speak(mf.udhr("en")[0], "en", root / "en.wav")
+    return root

@@ -1,0 +1,66 @@
+"""Test media made with real ffmpeg and espeak-ng at test time (nothing binary is committed)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from pipeline.media import ffmpeg_binary, wav_duration
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "udhr-dev.tsv"
+
+
+def udhr(column: str) -> list[str]:
+    lines = SHARED_DATA.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    index = header.index(column)
+    return [line.split("\t")[index] for line in lines[1:]]
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+                   check=True)
+
+
+def speak(text: str, voice: str, out: Path) -> Path:
+    """Synthetic speech with espeak-ng (robotic, but real audio whose words we know)."""
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(out), text], check=True)
+    return out
+
+
+def video_from_audio(audio: Path, out: Path, *, lead_silence: float = 0.0, tail_silence: float = 0.0,
+                     vcodec: str = "libx264", acodec: str = "aac", rate: int = 16000,
+                     channels: int = 1, extra: tuple[str, ...] = ()) -> Path:
+    """A small video: black frames plus `audio`, optionally padded with silence front and back."""
+    delay = int(lead_silence * 1000)
+    filters = f"adelay={delay}:all=1,apad=pad_dur={tail_silence}" if (delay or tail_silence) else "anull"
+    total = wav_duration(audio) + lead_silence + tail_silence
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-i", str(audio),
+           "-filter_complex", f"[1:a]{filters}[a]", "-map", "0:v", "-map", "[a]", "-t", f"{total:.3f}",
+           "-c:v", vcodec, "-c:a", acodec, "-ar", str(rate), "-ac", str(channels), *extra, str(out))
+    return out
+
+
+def silence_video(out: Path, seconds: float) -> Path:
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-f", "lavfi",
+           "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds), "-c:v", "libx264", "-c:a", "aac", str(out))
+    return out
+
+
+def video_without_audio(out: Path, seconds: float = 2.0) -> Path:
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-t", str(seconds), "-c:v", "libx264", str(out))
+    return out
+
+
+def two_track_mkv(first: Path, second: Path, out: Path) -> Path:
+    """Two audio tracks; the second is marked default, as an interpreter's track often is."""
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-i", str(first), "-i", str(second),
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", f"{max(wav_duration(first), wav_duration(second)):.3f}", "-c:v", "libx264", "-c:a", "aac",
+           "-disposition:a:0", "0", "-disposition:a:1", "default", str(out))
+    return out
+
+
+def truncate(src: Path, out: Path, fraction: float = 0.5) -> Path:
+    data = src.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
