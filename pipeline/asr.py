@@ -98,12 +98,28 @@ def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *
         return AsrResult([], language, detected, probability, None, speech)
 
     token = whisper_token(language, options.whisper_token)
-    result = whisper.transcribe(
+    decode = dict(model=model, audio=audio, token=token, options=options, speech=speech, progress=progress)
+    try:
+        result = _whisper_transcribe(**decode, temperatures=options.temperatures)
+    except ValueError as exc:
+        # Sampling at a fallback temperature can meet a step where Whisper's timestamp rules mask
+        # every token (NaN probabilities). Greedy decoding cannot fail that way: fall back to it.
+        if "invalid values" not in str(exc):
+            raise
+        result = _whisper_transcribe(**decode, temperatures=(0.0,))
+    segments = _segments(result["segments"], speech)
+    return AsrResult(segments, language, detected, probability, token, speech)
+
+
+def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
+                        speech: list[SpeechRegion], progress: bool,
+                        temperatures: tuple[float, ...]) -> dict:
+    return whisper.transcribe(
         model,
         audio,
         language=token,
         task="transcribe",
-        temperature=options.temperatures,
+        temperature=temperatures,
         beam_size=options.beam_size,
         best_of=None if options.beam_size else 1,
         compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
@@ -116,8 +132,6 @@ def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *
         fp16=model.device.type == "cuda",
         verbose=False if progress else None,
     )
-    segments = _segments(result["segments"], speech)
-    return AsrResult(segments, language, detected, probability, token, speech)
 
 
 def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:

@@ -65,7 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             if use_prefect:
                 from flows.process_video import process_video_flow
 
-                result = process_video_flow(str(video), str(archive), options, force=args.force)
+                result = process_video_flow(
+                    str(video), str(archive), language=args.language, asr_model=args.asr_model,
+                    whisper_token=args.whisper_token, audio_track=args.audio_track,
+                    translate_to_english=not args.no_translate, beam_size=args.beam_size,
+                    vad=not args.no_vad, device=args.device, force=args.force)
             else:
                 from .process import process_video
 

@@ -1,0 +1,123 @@
+"""Prefect flow over the pipeline stages: retries for transient faults, caching on the video's SHA-256.
+
+The stages are the plain functions in `pipeline/`; this module only adds orchestration. Parameters are
+flat and JSON-friendly so a deployment's form in the Prefect UI can set them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import config
+from pipeline.asr import AsrOptions, AsrResult
+from pipeline.bundle import write_bundle
+from pipeline.errors import TestimonyError
+from pipeline.hashing import file_sha256
+from pipeline.media import ExtractedAudio, check_readable
+from pipeline.process import (RunOptions, RunResult, build_transcript, reusable_bundle, stage_extract,
+                              stage_transcribe, stage_translate, work_dir)
+from pipeline.transcript import Transcript
+
+config.apply_privacy_defaults()
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry faults of the machine (I/O hiccups), never bad input or a missing model."""
+    try:
+        state.result()
+    except TestimonyError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def _extract_key(_ctx: Any, params: dict[str, Any]) -> str | None:
+    # The WAV is a derived file that is deleted once the bundle is out: only reuse it while it exists.
+    wav = work_dir(Path(params["archive"]), params["sha256"]) / "audio.wav"
+    return f"extract-{params['sha256']}-{params['audio_track']}" if wav.exists() else None
+
+
+def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
+    return f"asr-{params['sha256']}-{params['options'].key()}"
+
+
+def _translate_key(_ctx: Any, params: dict[str, Any]) -> str:
+    transcript: Transcript = params["transcript"]
+    from pipeline.translate import MissingTranslation, find_translator
+
+    try:  # a newly installed package must invalidate an "untranslated" result
+        route = find_translator(transcript.language or "und", "en").packages
+    except MissingTranslation:
+        route = None
+    digest = hashlib.sha256(repr(route).encode()).hexdigest()[:12]
+    return f"translate-{transcript.source.sha256}-{transcript.models['options_key']}-{digest}"
+
+
+@task(name="hash", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def hash_video(video: str) -> str:
+    check_readable(Path(video))
+    return file_sha256(video)
+
+
+@task(name="extract-audio", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
+      cache_key_fn=_extract_key, persist_result=True)
+def extract(video: str, archive: str, sha256: str, audio_track: int | None) -> ExtractedAudio:
+    return stage_extract(Path(video), Path(archive), sha256, audio_track)
+
+
+@task(name="transcribe", retries=1, retry_condition_fn=_transient, cache_key_fn=_asr_key,
+      persist_result=True)
+def transcribe(audio: ExtractedAudio, sha256: str, options: RunOptions) -> tuple[AsrResult, dict]:
+    return stage_transcribe(audio, options)
+
+
+@task(name="translate", retries=1, retry_condition_fn=_transient, cache_key_fn=_translate_key,
+      persist_result=True)
+def translate(transcript: Transcript) -> Transcript:
+    return stage_translate(transcript)
+
+
+@task(name="write-bundle", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def publish(archive: str, transcript: Transcript) -> str:
+    bundle = write_bundle(archive, transcript)
+    shutil.rmtree(work_dir(Path(archive), transcript.source.sha256), ignore_errors=True)
+    return str(bundle)
+
+
+@flow(name="process-video", log_prints=True)
+def process_video_flow(
+    video: str,
+    out: str | None = None,
+    language: str = "auto",
+    asr_model: str = "base",
+    whisper_token: str | None = None,
+    audio_track: int | None = None,
+    translate_to_english: bool = True,
+    beam_size: int | None = None,
+    vad: bool = True,
+    device: str | None = None,
+    force: bool = False,
+) -> RunResult:
+    """Turn one video into a linked transcript bundle under the archive `out`."""
+    archive = str(config.archive_dir(out))
+    asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
+                     beam_size=beam_size, vad=vad)
+    options = RunOptions(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device)
+    sha256 = hash_video(video)
+    if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
+        return RunResult(Path(video), existing, "reused")
+    audio = extract(video, archive, sha256, options.audio_track)
+    asr, model_info = transcribe(audio, sha256, options)
+    transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
+    if options.translate:
+        transcript = translate(transcript)
+    bundle = publish(archive, transcript)
+    return RunResult(Path(video), Path(bundle), "done", list(transcript.warnings))

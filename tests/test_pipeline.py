@@ -1,0 +1,151 @@
+"""The whole path, video in and bundle out, on real ffmpeg, real Whisper inference and real Argos."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import bundle as bundle_module
+from pipeline import config
+from pipeline.asr import AsrOptions
+from pipeline.cli import main
+from pipeline.process import RunOptions, process_video
+from pipeline.transcript import UNTRANSLATED, Transcript
+from pipeline.translate import install_package
+
+from . import media_factory as mf
+from .tiny_argos import build_tiny_argos_package
+
+
+def _options(model: Path, language: str = "kk", **kw) -> RunOptions:
+    return RunOptions(asr=AsrOptions(model=str(model), language=language), **kw)
+
+
+@pytest.fixture
+def kk_video(media, tmp_path) -> Path:
+    return mf.video_from_audio(media / "kk.wav", tmp_path / "Куә сөзі 1.mp4", lead_silence=3.0,
+                               tail_silence=2.0)
+
+
+def test_bundle_without_translation_package(kk_video, tiny_whisper, tmp_path):
+    result = process_video(kk_video, tmp_path / "archive", _options(tiny_whisper))
+    assert result.status == "done"
+    sha = hashlib.sha256(kk_video.read_bytes()).hexdigest()
+    assert result.bundle.name.startswith(sha[:12] + "-")
+    names = {p.name for p in result.bundle.iterdir()}
+    assert names == {"transcript.json", "manifest.json", "kk.srt", "kk.vtt", "kk.txt"}
+
+    transcript = Transcript.load(result.bundle / "transcript.json")
+    assert transcript.source.sha256 == sha
+    assert transcript.source.file_name == "Куә сөзі 1.mp4"
+    assert transcript.source.duration == pytest.approx(transcript.source.decoded_duration, abs=0.5)
+    assert transcript.language == "kk" and transcript.models["asr"]["whisper_token"] == "kk"
+    assert transcript.segments, "the random model always emits some text over voiced audio"
+    for seg in transcript.segments:
+        assert seg.translation is None and UNTRANSLATED in seg.flags
+        assert seg.start >= 2.5, "VAD keeps the 3 s quiet start out of the first segment"
+        assert seg.end <= transcript.source.duration + 0.05
+    assert any("kk -> en" in w for w in transcript.warnings)
+    assert "kk -> en" in result.warnings[0]
+
+    manifest = json.loads((result.bundle / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((result.bundle / name).read_bytes()).hexdigest() == digest
+    srt = (result.bundle / "kk.srt").read_text(encoding="utf-8")
+    assert srt.startswith("1\n") and " --> " in srt
+    assert not (tmp_path / "archive" / ".work" / sha[:12]).exists(), "derived WAV removed after publishing"
+
+
+def test_translated_bundle_has_english_and_bilingual_files(kk_video, tiny_whisper, tmp_path):
+    install_package(build_tiny_argos_package(tmp_path / "argos-build", "kk", "en"))
+    result = process_video(kk_video, tmp_path / "archive", _options(tiny_whisper))
+    names = {p.name for p in result.bundle.iterdir()}
+    assert {"en.srt", "en.vtt", "en.txt", "kk-en.srt", "kk-en.vtt"} <= names
+    transcript = Transcript.load(result.bundle / "transcript.json")
+    assert transcript.models["translation"]["route"] == ["kk", "en"]
+    assert all(isinstance(s.translation, str) and UNTRANSLATED not in s.flags for s in transcript.segments)
+    first = transcript.segments[0]
+    bilingual = (result.bundle / "kk-en.vtt").read_text(encoding="utf-8")
+    assert bilingual.startswith("WEBVTT")
+    cue = bilingual.split("\n\n")[1].splitlines()
+    assert cue[1] == " ".join(first.text.split()) and cue[2] == " ".join(first.translation.split())
+
+
+def test_silence_only_gives_zero_segments(tiny_whisper, tmp_path):
+    video = mf.silence_video(tmp_path / "quiet.mp4", 20)
+    result = process_video(video, tmp_path / "archive", _options(tiny_whisper, language="auto"))
+    transcript = Transcript.load(result.bundle / "transcript.json")
+    assert transcript.segments == []
+    assert transcript.language is None
+    assert "no speech found in the audio" in transcript.warnings
+    assert (result.bundle / "und.srt").read_text() == ""
+
+
+def test_rerun_reuses_bundle_and_force_redoes_it(kk_video, tiny_whisper, tmp_path):
+    archive = tmp_path / "archive"
+    first = process_video(kk_video, archive, _options(tiny_whisper))
+    again = process_video(kk_video, archive, _options(tiny_whisper))
+    assert (again.status, again.bundle) == ("reused", first.bundle)
+    other = process_video(kk_video, archive, _options(tiny_whisper, translate=False))
+    assert other.status == "done", "different options are a different result"
+    forced = process_video(kk_video, archive, _options(tiny_whisper), force=True)
+    assert forced.status == "done"
+    assert [p.name for p in archive.iterdir() if not p.name.startswith(".")] == [first.bundle.name]
+
+
+def test_truncated_video_is_flagged(media, tiny_whisper, tmp_path):
+    whole = mf.video_from_audio(media / "kk.wav", tmp_path / "whole.mp4", tail_silence=20,
+                                extra=("-movflags", "+faststart"))
+    cut = mf.truncate(whole, tmp_path / "cut.mp4", 0.5)
+    result = process_video(cut, tmp_path / "archive", _options(tiny_whisper))
+    transcript = Transcript.load(result.bundle / "transcript.json")
+    assert "truncated" in transcript.flags
+    assert any("truncated" in w for w in result.warnings)
+
+
+def test_failed_write_leaves_no_bundle(kk_video, tiny_whisper, tmp_path, monkeypatch):
+    def broken(_transcript):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bundle_module, "renderings", broken)
+    archive = tmp_path / "archive"
+    with pytest.raises(OSError):
+        process_video(kk_video, archive, _options(tiny_whisper))
+    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work")] == []
+
+
+def test_cli_reports_each_file_and_fails_on_bad_input(kk_video, tiny_whisper, tmp_path, capsys):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n")
+    archive = tmp_path / "archive"
+    code = main(["run", str(kk_video), str(bad), "--out", str(archive), "--language", "kk",
+                 "--asr-model", str(tiny_whisper)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[0].endswith("\tdone") and Path(out[0].split("\t")[0]).parent == archive
+    failed = next(line for line in out if line.startswith("FAILED"))
+    assert str(bad) in failed and "not a video or audio file" in failed
+    assert bad.read_text() == "this is not a video\n", "bad input is kept as it was"
+
+
+def test_cli_archive_from_environment(kk_video, tiny_whisper, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TESTIMONY_OUT", str(tmp_path / "env-archive"))
+    assert main(["run", str(kk_video), "--language", "kk", "--asr-model", str(tiny_whisper),
+                 "--no-translate"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith(str(tmp_path / "env-archive"))
+    assert config.archive_dir(None) == tmp_path / "env-archive"
+
+
+def test_missing_model_and_uyghur_token_are_explained(kk_video, media, tiny_whisper, tmp_path, capsys):
+    code = main(["run", str(kk_video), "--out", str(tmp_path / "a"), "--asr-model", "no-such-model"])
+    assert code == 1
+    assert "Unknown ASR model 'no-such-model'" in capsys.readouterr().out
+    ug = mf.video_from_audio(media / "ug.wav", tmp_path / "ug.mp4")
+    code = main(["run", str(ug), "--out", str(tmp_path / "a"), "--language", "ug",
+                 "--asr-model", str(tiny_whisper)])
+    out = capsys.readouterr().out
+    assert code == 1 and "no 'ug' language token" in out and "--whisper-token uz" in out
