@@ -103,13 +103,16 @@ def process_video_flow(
     translate_to_english: bool = True,
     beam_size: int | None = None,
     vad: bool = True,
+    word_timestamps: bool = True,
+    temperature_fallback: bool = True,
     device: str | None = None,
     force: bool = False,
 ) -> RunResult:
     """Turn one video into a linked transcript bundle under the archive `out`."""
     archive = str(config.archive_dir(out))
     asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
-                     beam_size=beam_size, vad=vad)
+                     beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
+                     temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
     options = RunOptions(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device)
     sha256 = hash_video(video)
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):

@@ -128,7 +128,7 @@ def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str
         condition_on_previous_text=False,
         word_timestamps=options.word_timestamps,
         hallucination_silence_threshold=2.0 if options.word_timestamps else None,
-        clip_timestamps=clip_timestamps(speech),
+        clip_timestamps=clip_timestamps(speech, len(audio)),
         fp16=model.device.type == "cuda",
         verbose=False if progress else None,
     )

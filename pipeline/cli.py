@@ -25,6 +25,10 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      "the stream marked default)")
     run.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
     run.add_argument("--no-vad", action="store_true", help="decode the whole audio, silence included")
+    run.add_argument("--no-word-timestamps", action="store_true",
+                     help="faster, but segment times rest on Whisper's coarser segment timestamps")
+    run.add_argument("--no-fallback", action="store_true",
+                     help="decode at temperature 0 only: fastest, no retry of repetitive or unsure windows")
     run.add_argument("--no-translate", action="store_true", help="skip the English translation")
     run.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
     run.add_argument("--force", action="store_true", help="redo videos that already have a bundle")
@@ -42,7 +46,9 @@ def _options(args: argparse.Namespace):
     from .process import RunOptions
 
     asr = AsrOptions(model=args.asr_model, language=args.language, whisper_token=args.whisper_token,
-                     beam_size=args.beam_size, vad=not args.no_vad)
+                     beam_size=args.beam_size, vad=not args.no_vad,
+                     word_timestamps=not args.no_word_timestamps,
+                     temperatures=(0.0,) if args.no_fallback else AsrOptions.temperatures)
     return RunOptions(asr=asr, audio_track=args.audio_track, translate=not args.no_translate,
                       device=args.device)
 
@@ -69,7 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     str(video), str(archive), language=args.language, asr_model=args.asr_model,
                     whisper_token=args.whisper_token, audio_track=args.audio_track,
                     translate_to_english=not args.no_translate, beam_size=args.beam_size,
-                    vad=not args.no_vad, device=args.device, force=args.force)
+                    vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
+                    temperature_fallback=not args.no_fallback,
+                    device=args.device, force=args.force)
             else:
                 from .process import process_video
 

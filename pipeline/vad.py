@@ -49,9 +49,19 @@ def speech_regions(
             for s in stamps]
 
 
-def clip_timestamps(regions: list[SpeechRegion]) -> list[float]:
-    """Flatten regions into Whisper's `clip_timestamps` form: start, end, start, end, ..."""
-    return [t for region in regions for t in (round(region.start, 2), round(region.end, 2))]
+def clip_timestamps(regions: list[SpeechRegion], audio_samples: int) -> list[float]:
+    """Flatten regions into Whisper's `clip_timestamps` form: start, end, start, end, ...
+
+    Ends are clamped to the last whole mel frame (10 ms): a clip that ends past Whisper's content
+    frames makes its seek loop spin forever on an empty window (seen with openai-whisper 20250625).
+    """
+    last = (audio_samples // 160) / 100  # HOP_LENGTH 160 at 16 kHz: 100 frames per second
+    flat: list[float] = []
+    for region in regions:
+        start, end = round(region.start, 2), min(round(region.end, 2), last)
+        if end - start >= 0.01:
+            flat += [start, end]
+    return flat
 
 
 def voiced_windows(audio: np.ndarray, regions: list[SpeechRegion], *, window_s: float = 30.0,

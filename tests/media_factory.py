@@ -41,6 +41,21 @@ def video_from_audio(audio: Path, out: Path, *, lead_silence: float = 0.0, tail_
     return out
 
 
+def interview_video(clips: list[Path], out: Path, *, lead_silence: float, pause: float) -> Path:
+    """Speech clips joined with pauses after a quiet start, as a recorded interview has."""
+    inputs: list[str] = []
+    labels = []
+    for n, clip in enumerate(clips):
+        inputs += ["-i", str(clip)]
+        gap = lead_silence if n == 0 else pause
+        labels.append(f"[{n}:a]aresample=16000,aformat=channel_layouts=mono,adelay={int(gap * 1000)}:all=1[c{n}]")
+    joined = "".join(f"[c{n}]" for n in range(len(clips)))
+    audio = out.with_suffix(".wav")
+    ffmpeg(*inputs, "-filter_complex", ";".join(labels) + f";{joined}concat=n={len(clips)}:v=0:a=1[a]",
+           "-map", "[a]", str(audio))
+    return video_from_audio(audio, out, tail_silence=1.0)
+
+
 def silence_video(out: Path, seconds: float) -> Path:
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-f", "lavfi",
            "-i", "anullsrc=r=16000:cl=mono", "-t", str(seconds), "-c:v", "libx264", "-c:a", "aac", str(out))

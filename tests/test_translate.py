@@ -15,7 +15,8 @@ import pytest
 from pipeline import translate
 from pipeline.translate import MissingTranslation, find_translator, install_package, translate_texts
 
-from .tiny_argos import UDHR_TSV, build_tiny_argos_package, udhr_column
+from .media_factory import SHARED_DATA as UDHR_TSV
+from .tiny_argos import build_tiny_argos_package, udhr_column
 
 REPO = Path(__file__).resolve().parent.parent
 
