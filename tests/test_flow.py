@@ -1,0 +1,112 @@
+"""The Prefect flow against a real Prefect server on loopback (isolated PREFECT_HOME, analytics off)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from . import media_factory as mf
+
+TINY_FLAGS = ["--no-word-timestamps", "--no-fallback"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_UI_V2_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    env.pop("PREFECT_API_URL", None)
+    log = open(home / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None:
+            pytest.fail(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    else:
+        server.terminate()
+        pytest.fail("Prefect server did not become healthy in 120 s")
+    yield {"api": api, "env": {**env, "PREFECT_API_URL": api}}
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()
+
+
+def _testimony(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _task_states(api: str, flow_run_id: str, expected: int = 5) -> dict[str, str]:
+    """Task name -> final state name; task runs reach the server as events, so wait for them."""
+    deadline = time.monotonic() + 30
+    while True:
+        runs = httpx.post(f"{api}/task_runs/filter", json={
+            "flow_runs": {"id": {"any_": [flow_run_id]}}}, timeout=10).json()
+        states = {run["name"].rsplit("-", 1)[0]: run["state"]["name"] for run in runs if run["state"]}
+        if (len(states) >= expected and all(s in ("Completed", "Cached", "Failed") for s in states.values())
+                or time.monotonic() > deadline):
+            return states
+        time.sleep(0.5)
+
+
+def test_cli_runs_the_flow_on_a_configured_server(prefect_server, media, tiny_whisper, tmp_path):
+    video = mf.video_from_audio(media / "kk.wav", tmp_path / "witness.mp4", lead_silence=1.0)
+    archive = tmp_path / "archive"
+    args = ["run", str(video), "--out", str(archive), "--language", "kk", "--asr-model", str(tiny_whisper),
+            *TINY_FLAGS]
+    first = _testimony(args, prefect_server["env"])
+    assert first.returncode == 0, first.stdout + first.stderr
+    bundle = Path(first.stdout.splitlines()[0].split("\t")[0])
+    assert (bundle / "transcript.json").is_file()
+
+    forced = _testimony([*args, "--force"], prefect_server["env"])
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+
+    api = prefect_server["api"]
+    flow_runs = httpx.post(f"{api}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_ASC"},
+                           timeout=10).json()
+    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED", "COMPLETED"]
+    assert flow_runs[0]["parameters"]["video"] == str(video)
+    first_states = _task_states(api, flow_runs[0]["id"])
+    second_states = _task_states(api, flow_runs[1]["id"])
+    assert first_states["transcribe"] == "Completed"
+    assert second_states["transcribe"] == "Cached", "same SHA-256 and options: the stage is reused"
+    assert second_states["write-bundle"] == "Completed"
+
+
+def test_bad_input_fails_without_retry(prefect_server, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 2048)
+    result = _testimony(["run", str(bad), "--out", str(tmp_path / "archive")], prefect_server["env"])
+    assert result.returncode == 1
+    assert f"FAILED {bad}" in result.stdout and "not a video or audio file" in result.stdout
+    api = prefect_server["api"]
+    runs = httpx.post(f"{api}/task_runs/filter", json={"task_runs": {"name": {"like_": "extract-audio"}}},
+                      timeout=10).json()
+    failed = [r for r in runs if r["state"]["type"] == "FAILED"]
+    assert failed and all(r["run_count"] == 1 for r in failed), "bad input is not retried"
+    assert bad.read_bytes() == b"\x00" * 2048
