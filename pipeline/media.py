@@ -132,7 +132,7 @@ def _from_ffprobe(path: Path, data: dict) -> MediaInfo:
             sample_rate=int(stream.get("sample_rate") or 0),
             language=(stream.get("tags") or {}).get("language"),
             default=bool((stream.get("disposition") or {}).get("default")),
-            duration=_seconds(stream.get("duration")),
+            duration=_seconds(stream.get("duration")) or _clock((stream.get("tags") or {}).get("DURATION")),
         ))
     return MediaInfo(path=path, duration=duration, audio=audio, format_name=fmt.get("format_name", ""))
 
@@ -144,7 +144,16 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+def _clock(value: str | None) -> float | None:
+    """'HH:MM:SS.fff', as Matroska stores a stream's length in its DURATION tag."""
+    if not value or not (m := _CLOCK.search(value)):
+        return None
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+
+
+_CLOCK = re.compile(r"(\d+):(\d+):(\d+(?:\.\d+)?)")
+_DURATION = re.compile(r"Duration: (\d+:\d+:\d+(?:\.\d+)?)")
+_STREAM_DURATION = re.compile(r"^\s+DURATION\s*:\s*(\S+)", re.MULTILINE)
 _AUDIO = re.compile(r"Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: Audio: (\w+)[^,]*, (\d+) Hz, ([^,]+)(.*)")
 
 
@@ -155,16 +164,17 @@ def _probe_with_ffmpeg(path: Path) -> MediaInfo:
     text = result.stderr
     if "Input #0" not in text:
         raise _not_media(path, text)
-    duration = None
-    if m := _DURATION.search(text):
-        duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    duration = _clock(m[1]) if (m := _DURATION.search(text)) else None
     audio = []
-    for m in _AUDIO.finditer(text):
+    for block in text.split("  Stream #0:")[1:]:  # one block per stream, its metadata lines included
+        if not (m := _AUDIO.match("Stream #0:" + block)):
+            continue
         layout = m[5].strip()
         channels = {"mono": 1, "stereo": 2}.get(layout, int(layout.split()[0]) if layout[0].isdigit() else 2)
+        tagged = _STREAM_DURATION.search(block)
         audio.append(AudioStream(index=int(m[1]), track=len(audio), codec=m[3], channels=channels,
                                  sample_rate=int(m[4]), language=m[2],
-                                 default="(default)" in m[6]))
+                                 default="(default)" in m[6], duration=_clock(tagged[1]) if tagged else None))
     return MediaInfo(path=path, duration=duration, audio=audio)
 
 

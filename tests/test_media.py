@@ -45,8 +45,9 @@ def test_two_tracks_default_and_explicit(media, tmp_path):
     assert len(info.audio) == 2
     default = _extract(video, tmp_path)
     assert default.stream.track == 1  # the stream marked default, not simply the first
+    assert default.truncated is False, "tracks of different lengths are not truncation"
     first = _extract(video, tmp_path, track=0)
-    assert first.stream.track == 0
+    assert first.stream.track == 0 and first.truncated is False
     assert first.decoded_duration != pytest.approx(default.decoded_duration, abs=0.05)
     with pytest.raises(BadInputError, match="no audio track 5.*--audio-track"):
         _extract(video, tmp_path, track=5)
@@ -104,3 +105,23 @@ def test_unreadable_file(media, tmp_path):
             probe(video)
     finally:
         video.chmod(0o644)
+
+
+def test_pip_only_ffmpeg_fallback_matches_system_ffprobe(media, tmp_path, monkeypatch):
+    """Without system ffmpeg, imageio-ffmpeg's binary probes (by parsing `ffmpeg -i`) and extracts."""
+    import imageio_ffmpeg
+
+    from pipeline import media as media_module
+
+    video = mf.two_track_mkv(media / "kk.wav", media / "en.wav", tmp_path / "two.mkv")
+    with_ffprobe = probe(video)
+    monkeypatch.setattr(media_module, "ffmpeg_binary", imageio_ffmpeg.get_ffmpeg_exe)
+    monkeypatch.setattr(media_module, "ffprobe_binary", lambda: None)
+    parsed = probe(video)
+    assert parsed.duration == pytest.approx(with_ffprobe.duration, abs=0.01)
+    assert [(a.index, a.track, a.channels, a.sample_rate, a.default, a.duration) for a in parsed.audio] == \
+        [(a.index, a.track, a.channels, a.sample_rate, a.default, a.duration) for a in with_ffprobe.audio]
+    audio = extract_audio(parsed, tmp_path / "a.wav")
+    assert audio.stream.track == 1 and audio.truncated is False
+    with pytest.raises(BadInputError, match="not a video or audio file"):
+        probe(_file(tmp_path / "junk.mp4", b"junk" * 100))
