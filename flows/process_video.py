@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,32 @@ from pipeline.bundle import write_bundle
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.media import ExtractedAudio, check_readable
-from pipeline.process import (RunOptions, RunResult, build_transcript, reusable_bundle, stage_extract,
-                              stage_transcribe, stage_translate, work_dir)
+from pipeline.process import (RunOptions, RunResult, Translation, apply_translation, build_transcript,
+                              reusable_bundle, stage_extract, stage_transcribe, translate_english, work_dir)
 from pipeline.transcript import Transcript
 
 config.apply_privacy_defaults()
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry faults of the machine (I/O hiccups), never bad input or a missing model."""
+    """Retry faults of the machine (I/O hiccups, a stalled tool), never bad input or a bug."""
     try:
         state.result()
-    except TestimonyError:
+    except (TestimonyError, FileNotFoundError, PermissionError, IsADirectoryError):
         return False
-    except Exception:
+    except (OSError, subprocess.TimeoutExpired):
         return True
+    except Exception:
+        return False
     return False
 
 
 def _extract_key(_ctx: Any, params: dict[str, Any]) -> str | None:
     # The WAV is a derived file that is deleted once the bundle is out: only reuse it while it exists.
     wav = work_dir(Path(params["archive"]), params["sha256"]) / "audio.wav"
-    return f"extract-{params['sha256']}-{params['audio_track']}" if wav.exists() else None
+    if not wav.exists():
+        return None
+    return f"extract-{params['sha256']}-{params['audio_track']}-{_digest(params['archive'])}"
 
 
 def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
@@ -49,15 +54,17 @@ def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
 
 
 def _translate_key(_ctx: Any, params: dict[str, Any]) -> str:
-    transcript: Transcript = params["transcript"]
     from pipeline.translate import MissingTranslation, find_translator
 
     try:  # a newly installed package must invalidate an "untranslated" result
-        route = find_translator(transcript.language or "und", "en").packages
+        route = find_translator(params["language"], "en").packages
     except MissingTranslation:
         route = None
-    digest = hashlib.sha256(repr(route).encode()).hexdigest()[:12]
-    return f"translate-{transcript.source.sha256}-{transcript.models['options_key']}-{digest}"
+    return f"translate-{params['language']}-{_digest(params['texts'])}-{_digest(route)}"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
 
 
 @task(name="hash", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
@@ -80,8 +87,8 @@ def transcribe(audio: ExtractedAudio, sha256: str, options: RunOptions) -> tuple
 
 @task(name="translate", retries=1, retry_condition_fn=_transient, cache_key_fn=_translate_key,
       persist_result=True)
-def translate(transcript: Transcript) -> Transcript:
-    return stage_translate(transcript)
+def translate(language: str, texts: list[str]) -> Translation:
+    return translate_english(language, texts)
 
 
 @task(name="write-bundle", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
@@ -117,10 +124,12 @@ def process_video_flow(
     sha256 = hash_video(video)
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
         return RunResult(Path(video), existing, "reused")
-    audio = extract(video, archive, sha256, options.audio_track)
-    asr, model_info = transcribe(audio, sha256, options)
+    refresh = {"refresh_cache": force}
+    audio = extract.with_options(**refresh)(video, archive, sha256, options.audio_track)
+    asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
     transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
-    if options.translate:
-        transcript = translate(transcript)
+    if options.translate and transcript.needs_translation and transcript.segments:
+        texts = [s.text for s in transcript.segments]
+        apply_translation(transcript, translate.with_options(**refresh)(transcript.language, texts))
     bundle = publish(archive, transcript)
     return RunResult(Path(video), Path(bundle), "done", list(transcript.warnings))

@@ -73,6 +73,8 @@ def detect_language(model: whisper.Whisper, audio: np.ndarray,
     windows = voiced_windows(audio, regions)
     if not windows:
         return None, None
+    if not model.is_multilingual:  # an English-only (.en) model has no language head
+        return "en", 1.0
     totals: dict[str, float] = {}
     for window in windows:
         mel = pad_or_trim(log_mel_spectrogram(window, model.dims.n_mels), N_FRAMES)

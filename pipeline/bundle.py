@@ -82,8 +82,13 @@ def _publish(staging: Path, final: Path, previous: Path | None) -> None:
     if previous is not None:
         retired = previous.with_name(f".{previous.name}.old-{os.getpid()}")
         os.replace(previous, retired)
-    if final.exists():  # a stray folder under the same name without a transcript
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    try:
+        if final.exists():  # a stray folder under the same name without a transcript
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        if retired is not None:  # put the old bundle back where readers look for it
+            os.replace(retired, previous)
+        raise
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)

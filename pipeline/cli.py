@@ -15,11 +15,11 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="transcribe and translate videos into linked transcript bundles")
     run.add_argument("videos", nargs="+", type=Path, help="video or audio files")
     run.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
-    run.add_argument("--language", default="auto",
+    run.add_argument("--language", default="auto", type=_language,
                      help="language code of the speech (kk, ug, en, ...) or auto (default)")
     run.add_argument("--asr-model", default="base",
                      help="official Whisper name (tiny, base, small, ...) or a checkpoint path (default: base)")
-    run.add_argument("--whisper-token", help="Whisper language token a fine-tuned model decodes with "
+    run.add_argument("--whisper-token", type=_whisper_token, help="Whisper language token a fine-tuned model decodes with "
                      "(e.g. uz for a Uyghur model trained over the Uzbek token)")
     run.add_argument("--audio-track", type=int, help="audio track to use, counted from 0 (default: "
                      "the stream marked default)")
@@ -34,11 +34,42 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="store_true", help="redo videos that already have a bundle")
 
 
+def _models_parser(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="manage the model store")
+    verbs = models.add_subparsers(dest="verb", required=True)
+    imp = verbs.add_parser("import", help="add an Argos package (.argosmodel) or a Whisper checkpoint (.pt)")
+    imp.add_argument("path", type=Path)
+    imp.add_argument("--name", help="store name for a Whisper checkpoint (default: the file's stem)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="testimony", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    _models_parser(sub)
     return parser
+
+
+def _language(value: str) -> str:
+    """Accept codes and English names in any case: `kk`, `KK`, `kazakh`, `auto`."""
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    value = value.strip().lower()
+    if value == "auto" or value in LANGUAGES or value == "ug":
+        return value
+    if value in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[value]
+    if value == "uyghur":
+        return "ug"
+    raise argparse.ArgumentTypeError(f"unknown language {value!r}: use a code such as kk, ug, en, or auto")
+
+
+def _whisper_token(value: str) -> str:
+    from whisper.tokenizer import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Whisper language token (e.g. kk, uz, ru)")
+    return value
 
 
 def _options(args: argparse.Namespace):
@@ -53,17 +84,46 @@ def _options(args: argparse.Namespace):
                       device=args.device)
 
 
+def _shown(path: Path) -> str:
+    """A path on one line, whatever bytes or newlines its name holds."""
+    text = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    return text.replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _stage_printer(video: Path):
     if not sys.stderr.isatty():
         return None
-    return lambda stage: print(f"  {video.name}: {stage}", file=sys.stderr, flush=True)
+    return lambda stage: print(f"  {_shown(video)}: {stage}", file=sys.stderr, flush=True)
+
+
+def _failure(exc: BaseException, archive: Path) -> str:
+    """One line a user can act on: what went wrong and what to do."""
+    from .errors import BadInputError, TestimonyError
+
+    if isinstance(exc, BadInputError):
+        return f"{exc.problem}. {exc.hint}"
+    if isinstance(exc, TestimonyError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = exc.filename or archive
+        return (f"{exc.strerror or exc} ({_shown(Path(str(where)))}). Check free space and permissions "
+                "on the archive folder and the video, then run again; the video was not changed.")
+    return (f"unexpected error ({type(exc).__name__}: {exc}). The video was not changed; please report "
+            "this with the file's details.")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .asr import whisper_token
     from .errors import TestimonyError
 
     options = _options(args)
     archive = config.archive_dir(args.out)
+    if args.language != "auto":
+        try:  # a language no token can decode fails now, not after hashing and extracting
+            whisper_token(args.language, args.whisper_token)
+        except TestimonyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     use_prefect = bool(os.environ.get("PREFECT_API_URL"))  # a configured server: runs show there
     failed = 0
     for video in args.videos:
@@ -83,25 +143,43 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 result = process_video(video, archive, options, force=args.force,
                                        progress=_stage_printer(video))
-        except TestimonyError as exc:
+        except Exception as exc:  # one bad file never stops the batch, and never a stack trace
             failed += 1
-            print(f"FAILED {video}: {exc}", flush=True)
+            print(f"FAILED {_shown(video)}: {_failure(exc, archive)}", flush=True)
             continue
-        except OSError as exc:  # disk full, unwritable archive: the input is untouched
-            failed += 1
-            print(f"FAILED {video}: could not write to {exc.filename or archive}: {exc.strerror or exc}. "
-                  "Free space or fix permissions on the archive folder, then run again.", flush=True)
-            continue
-        print(f"{result.bundle}\t{result.status}", flush=True)
+        print(f"{_shown(result.bundle)}\t{result.status}", flush=True)
         for warning in result.warnings:
-            print(f"  warning: {video}: {warning}", flush=True)
+            print(f"warning: {_shown(video)}: {warning}", file=sys.stderr, flush=True)
     return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .errors import TestimonyError
+    from .model_store import import_checkpoint
+    from .translate import install_package
+
+    path: Path = args.path
+    try:
+        if path.suffix == ".argosmodel":
+            install_package(path)
+            print(f"installed Argos package {path.name} into {config.argos_dir()}")
+        elif path.suffix == ".pt":
+            record = import_checkpoint(path, args.name)
+            print(f"imported {path.name} as '{record.name}' ({record.path}, sha256 {record.sha256[:12]})")
+        else:
+            print(f"error: {path}: not an Argos package (.argosmodel) or a Whisper checkpoint (.pt)",
+                  file=sys.stderr)
+            return 2
+    except (TestimonyError, OSError, ValueError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config.apply_privacy_defaults()
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run}
+    handlers = {"run": cmd_run, "models": cmd_models}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

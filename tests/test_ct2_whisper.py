@@ -311,7 +311,7 @@ def test_base_matches_ctranslate2_runtime(converted_base):
     """Same encoder output and same greedy tokens as faster-whisper's runtime on real speech."""
     clip = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0870.wav"
     if not clip.is_file():
-        pytest.skip(f"{clip} is absent (Debian package pocketsphinx-en-us test data)")
+        pytest.skip(f"{clip} is absent (Debian package pocketsphinx-testdata)")
     parts = packaged_base_parts()
     data = parts[0].parent
     files = {"model.bin": b"".join(p.read_bytes() for p in parts),  # joined in memory only
@@ -336,7 +336,7 @@ def test_base_matches_ctranslate2_runtime(converted_base):
 @pytest.mark.slow
 def test_base_librivox_wer(converted_base):
     if not (LIBRIVOX / "transcription").is_file():
-        pytest.skip(f"{LIBRIVOX} is absent (Debian package pocketsphinx-en-us test data)")
+        pytest.skip(f"{LIBRIVOX} is absent (Debian package pocketsphinx-testdata)")
     import jiwer
     from whisper.normalizers import EnglishTextNormalizer
 

@@ -83,19 +83,23 @@ def test_cli_runs_the_flow_on_a_configured_server(prefect_server, media, tiny_wh
     bundle = Path(first.stdout.splitlines()[0].split("\t")[0])
     assert (bundle / "transcript.json").is_file()
 
+    other_archive = [*args, "--out", str(tmp_path / "second-archive")]  # last --out wins
+    again = _testimony(other_archive, prefect_server["env"])
+    assert again.returncode == 0, again.stdout + again.stderr
     forced = _testimony([*args, "--force"], prefect_server["env"])
     assert forced.returncode == 0, forced.stdout + forced.stderr
 
     api = prefect_server["api"]
     flow_runs = httpx.post(f"{api}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_ASC"},
                            timeout=10).json()
-    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED", "COMPLETED"]
+    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED"] * 3
     assert flow_runs[0]["parameters"]["video"] == str(video)
-    first_states = _task_states(api, flow_runs[0]["id"])
-    second_states = _task_states(api, flow_runs[1]["id"])
-    assert first_states["transcribe"] == "Completed"
-    assert second_states["transcribe"] == "Cached", "same SHA-256 and options: the stage is reused"
-    assert second_states["write-bundle"] == "Completed"
+    first, second, third = (_task_states(api, run["id"]) for run in flow_runs)
+    assert first["transcribe"] == "Completed"
+    assert second["transcribe"] == "Cached", "same SHA-256 and options: the stage is reused"
+    assert second["write-bundle"] == "Completed"
+    assert (tmp_path / "second-archive" / bundle.name / "transcript.json").is_file()
+    assert third["transcribe"] == "Completed", "--force recomputes instead of reading the cache"
 
 
 def test_bad_input_fails_without_retry(prefect_server, tmp_path):

@@ -156,10 +156,11 @@ def test_missing_model_and_uyghur_token_are_explained(kk_video, media, tiny_whis
     assert code == 1
     assert "Unknown ASR model 'no-such-model'" in capsys.readouterr().out
     ug = mf.video_from_audio(media / "ug.wav", tmp_path / "ug.mp4")
-    code = main(["run", str(ug), "--out", str(tmp_path / "a"), "--language", "ug",
+    code = main(["run", str(ug), "--out", str(tmp_path / "b"), "--language", "ug",
                  "--asr-model", str(tiny_whisper), *TINY_FLAGS])
-    out = capsys.readouterr().out
-    assert code == 1 and "no 'ug' language token" in out and "--whisper-token uz" in out
+    err = capsys.readouterr().err
+    assert code == 2 and "no 'ug' language token" in err and "--whisper-token uz" in err
+    assert not (tmp_path / "b").exists(), "refused before any work"
 
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
