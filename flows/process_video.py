@@ -16,7 +16,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import config
-from pipeline.asr import AsrOptions, AsrResult
+from pipeline.asr import AsrResult
 from pipeline.bundle import write_bundle
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
@@ -117,10 +117,10 @@ def process_video_flow(
 ) -> RunResult:
     """Turn one video into a linked transcript bundle under the archive `out`."""
     archive = str(config.archive_dir(out))
-    asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
-                     beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
-                     temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
-    options = RunOptions(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device)
+    options = RunOptions.from_flat(
+        language=language, asr_model=asr_model, whisper_token=whisper_token, audio_track=audio_track,
+        translate_to_english=translate_to_english, beam_size=beam_size, vad=vad,
+        word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device)
     sha256 = hash_video(video)
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
         return RunResult(Path(video), existing, "reused")

@@ -72,16 +72,12 @@ def _whisper_token(value: str) -> str:
     return value
 
 
-def _options(args: argparse.Namespace):
-    from .asr import AsrOptions
-    from .process import RunOptions
-
-    asr = AsrOptions(model=args.asr_model, language=args.language, whisper_token=args.whisper_token,
-                     beam_size=args.beam_size, vad=not args.no_vad,
-                     word_timestamps=not args.no_word_timestamps,
-                     temperatures=(0.0,) if args.no_fallback else AsrOptions.temperatures)
-    return RunOptions(asr=asr, audio_track=args.audio_track, translate=not args.no_translate,
-                      device=args.device)
+def _settings(args: argparse.Namespace) -> dict:
+    """The run's settings in the flat form both `RunOptions.from_flat` and the Prefect flow take."""
+    return dict(language=args.language, asr_model=args.asr_model, whisper_token=args.whisper_token,
+                audio_track=args.audio_track, translate_to_english=not args.no_translate,
+                beam_size=args.beam_size, vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
+                temperature_fallback=not args.no_fallback, device=args.device)
 
 
 def _shown(path: Path) -> str:
@@ -115,8 +111,10 @@ def _failure(exc: BaseException, archive: Path) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .asr import whisper_token
     from .errors import TestimonyError
+    from .process import RunOptions, process_video
 
-    options = _options(args)
+    settings = _settings(args)
+    options = RunOptions.from_flat(**settings)
     archive = config.archive_dir(args.out)
     if args.language != "auto":
         try:  # a language no token can decode fails now, not after hashing and extracting
@@ -131,16 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if use_prefect:
                 from flows.process_video import process_video_flow
 
-                result = process_video_flow(
-                    str(video), str(archive), language=args.language, asr_model=args.asr_model,
-                    whisper_token=args.whisper_token, audio_track=args.audio_track,
-                    translate_to_english=not args.no_translate, beam_size=args.beam_size,
-                    vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
-                    temperature_fallback=not args.no_fallback,
-                    device=args.device, force=args.force)
+                result = process_video_flow(str(video), str(archive), **settings, force=args.force)
             else:
-                from .process import process_video
-
                 result = process_video(video, archive, options, force=args.force,
                                        progress=_stage_printer(video))
         except Exception as exc:  # one bad file never stops the batch, and never a stack trace

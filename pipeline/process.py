@@ -32,6 +32,17 @@ class RunOptions:
     translate: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
 
+    @classmethod
+    def from_flat(cls, *, language: str = "auto", asr_model: str = "base", whisper_token: str | None = None,
+                  audio_track: int | None = None, translate_to_english: bool = True,
+                  beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
+                  temperature_fallback: bool = True, device: str | None = None) -> "RunOptions":
+        """From the flat, JSON-friendly settings the CLI and the Prefect form both speak."""
+        asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
+                         beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
+                         temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
+        return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device)
+
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""
         data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
