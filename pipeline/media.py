@@ -81,7 +81,7 @@ def ffmpeg_version() -> str:
 
 def _url(path: Path) -> str:
     """Absolute `file:` URL: a name with a leading dash or a colon is never read as an option/protocol."""
-    return "file:" + str(path.resolve())
+    return "file:" + str(path.absolute())
 
 
 def check_readable(path: Path) -> None:
@@ -208,8 +208,9 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     wav_path = Path(wav_path)
     wav_path.parent.mkdir(parents=True, exist_ok=True)
     partial = wav_path.with_name(wav_path.name + ".partial")
+    source = _utf8_alias(info.path, wav_path.parent)
     cmd = (
-        ffmpeg.input(_url(info.path))
+        ffmpeg.input(_url(source))
         .output(_url(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
                 acodec="pcm_s16le", format="wav", vn=None, sn=None, dn=None)
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
@@ -232,6 +233,19 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         decoded_duration=decoded,
         truncated=is_short_decode(decoded, expected),
     )
+
+
+def _utf8_alias(path: Path, folder: Path) -> Path:
+    """ffmpeg-python hashes its arguments as UTF-8, so a name with undecodable bytes gets a symlink
+    beside the derived files (the original is not copied or touched)."""
+    try:
+        str(path).encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        alias = folder / f"source{path.suffix.encode('ascii', 'ignore').decode() or '.bin'}"
+        alias.unlink(missing_ok=True)
+        alias.symlink_to(path.resolve())
+        return alias
 
 
 def is_short_decode(decoded: float, container: float | None) -> bool:

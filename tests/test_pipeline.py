@@ -196,3 +196,43 @@ def test_real_english_interview_accuracy_and_times(converted_base, tmp_path):
     for seg in transcript.segments:  # every segment lies inside the audio and in order
         assert 0 <= seg.start < seg.end <= transcript.source.duration + 0.05
     assert [s.start for s in transcript.segments] == sorted(s.start for s in transcript.segments)
+
+
+@pytest.mark.parametrize("name", ["-starts with dash.mp4", "colon:in name.mp4", "quote's \"name\".mp4",
+                                  "new\nline.mp4", "ئۇيغۇر گۇۋاھچى.mp4"])
+def test_hostile_file_names(media, tiny_whisper, tmp_path, capsys, name):
+    target = mf.video_from_audio(media / "kk.wav", tmp_path / "src.mp4").rename(tmp_path / name)
+    archive = tmp_path / "archive"
+    code = main(["run", str(target), "--out", str(archive), "--language", "Kazakh",
+                 "--asr-model", str(tiny_whisper), *TINY_FLAGS])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert len(out.splitlines()) == 1 and out.rstrip().endswith("\tdone")
+    transcript = Transcript.load(next(archive.glob("*/transcript.json")))
+    assert transcript.source.file_name == name and transcript.language == "kk"
+    assert target.exists()
+
+
+def test_non_utf8_file_name(media, tiny_whisper, tmp_path, capsys):
+    import os
+
+    raw = os.fsdecode(os.fsencode(str(tmp_path)) + b"/witness-\xff\xfe.mp4")
+    target = mf.video_from_audio(media / "kk.wav", tmp_path / "src.mp4").rename(raw)
+    code = main(["run", str(target), "--out", str(tmp_path / "archive"), "--language", "kk",
+                 "--asr-model", str(tiny_whisper), *TINY_FLAGS])
+    assert code == 0, capsys.readouterr().out
+    transcript = Transcript.load(next((tmp_path / "archive").glob("*/transcript.json")))
+    assert transcript.source.file_name == "witness-\\xff\\xfe.mp4"
+
+
+def test_models_import_then_run_by_name(kk_video, tiny_whisper, tmp_path, capsys):
+    package = build_tiny_argos_package(tmp_path / "argos-build", "kk", "en")
+    assert main(["models", "import", str(package)]) == 0
+    assert main(["models", "import", str(tiny_whisper), "--name", "tiny-random"]) == 0
+    assert main(["models", "import", str(kk_video)]) == 2, "neither a package nor a checkpoint"
+    code = main(["run", str(kk_video), "--out", str(tmp_path / "archive"), "--language", "kk",
+                 "--asr-model", "tiny-random", *TINY_FLAGS])
+    assert code == 0, capsys.readouterr().out
+    transcript = Transcript.load(next((tmp_path / "archive").glob("*/transcript.json")))
+    assert transcript.models["asr"]["name"] == "tiny-random"
+    assert transcript.models["translation"]["route"] == ["kk", "en"]
