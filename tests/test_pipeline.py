@@ -229,7 +229,7 @@ def test_models_import_then_run_by_name(kk_video, tiny_whisper, tmp_path, capsys
     package = build_tiny_argos_package(tmp_path / "argos-build", "kk", "en")
     assert main(["models", "import", str(package)]) == 0
     assert main(["models", "import", str(tiny_whisper), "--name", "tiny-random"]) == 0
-    assert main(["models", "import", str(kk_video)]) == 2, "neither a package nor a checkpoint"
+    assert main(["models", "import", str(kk_video)]) == 1, "neither a package nor a checkpoint"
     code = main(["run", str(kk_video), "--out", str(tmp_path / "archive"), "--language", "kk",
                  "--asr-model", "tiny-random", *TINY_FLAGS])
     assert code == 0, capsys.readouterr().out
