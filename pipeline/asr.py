@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -85,15 +85,24 @@ def detect_language(model: whisper.Whisper, audio: np.ndarray,
     return best, float(totals[best])
 
 
+Reroute = Callable[[str], "tuple[whisper.Whisper, AsrOptions] | None"]
+
+
 def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *,
-               progress: bool = False) -> AsrResult:
-    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times."""
+               progress: bool = False, reroute: Reroute | None = None) -> AsrResult:
+    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times.
+
+    `reroute`, given the detected language, may hand back the model and options that language's
+    route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
+    """
     total = len(audio) / SAMPLE_RATE
     speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, total)]
     detected, probability = (None, None)
     if options.language == "auto":
         detected, probability = detect_language(model, audio, speech)
         language = detected
+        if detected and reroute and (routed := reroute(detected)):
+            model, options = routed
     else:
         language = options.language
     if not speech or language is None:

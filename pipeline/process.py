@@ -7,7 +7,7 @@ import json
 import os
 import platform
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +31,7 @@ class RunOptions:
     audio_track: int | None = None
     translate: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
+    follow_routes: bool = True  # an auto-detected language is decoded with its route's model
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
@@ -44,15 +45,21 @@ class RunOptions:
         """
         from .routes import resolve_asr
 
+        follow_routes = asr_model is None  # a model the user named is used for every language
         asr_model, whisper_token = resolve_asr(language, asr_model, whisper_token)
         asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
                          beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
-        return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device)
+        return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
+                   follow_routes=follow_routes)
 
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""
         data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
+        if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
+            from .routes import load_routes
+
+            data["routes"] = {k: v.asr_model for k, v in sorted(load_routes().items())}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,11 +86,36 @@ def stage_extract(video: Path, archive: Path, sha256: str, audio_track: int | No
     return extract_audio(info, work_dir(archive, sha256) / "audio.wav", track=audio_track)
 
 
+def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
+    """Options for decoding an auto-detected `language` with its route's model, or None to keep going."""
+    if not options.follow_routes:
+        return None
+    from .routes import route_for
+
+    route = route_for(language)
+    if not route.asr_model or route.asr_model == options.asr.model:
+        return None
+    return replace(options.asr, model=route.asr_model, language=language,
+                   whisper_token=route.whisper_token or None)
+
+
 def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bool = False) -> tuple[AsrResult, dict]:
-    model, record = load_whisper(options.asr.model, options.device or default_device())
-    result = transcribe(model, load_wav(audio.wav_path), options.asr, progress=progress)
-    model_info = {"engine": "openai-whisper", "engine_version": whisper.__version__, **record.to_dict(),
-                  "whisper_token": result.whisper_token, "options": options.asr.to_dict()}
+    device = options.device or default_device()
+    model, record = load_whisper(options.asr.model, device)
+    used = {"record": record, "options": options.asr}
+
+    def reroute(language: str):
+        """The detected language's route, when it wants another model than the one that detected it."""
+        asr = _routed_options(options, language)
+        if asr is None:
+            return None
+        routed_model, used["record"] = load_whisper(asr.model, device)
+        used["options"] = asr
+        return routed_model, asr
+
+    result = transcribe(model, load_wav(audio.wav_path), options.asr, progress=progress, reroute=reroute)
+    model_info = {"engine": "openai-whisper", "engine_version": whisper.__version__, **used["record"].to_dict(),
+                  "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
 
 

@@ -149,3 +149,23 @@ def test_real_base_imported_from_ctranslate2_folder_and_used(converted_base, med
     assert transcript["models"]["asr"]["name"] == "base-imported"
     text = " ".join(s["text"] for s in transcript["segments"]).lower()
     assert "liberty" in text and "security" in text
+
+
+@pytest.mark.slow
+def test_auto_detected_language_is_decoded_with_its_route(converted_base, tiny_whisper, media, tmp_path, capsys):
+    """base detects English, and the English route's own model decodes it."""
+    assert main(["models", "import", str(converted_base), "--name", "base"]) == 0
+    assert main(["models", "import", str(tiny_whisper), "--name", "en-tiny", "--language", "en"]) == 0
+    capsys.readouterr()
+    video = mf.video_from_audio(media / "en.wav", tmp_path / "en.mp4")
+    assert main(["run", str(video), "--out", str(tmp_path / "archive"), *TINY_FLAGS]) == 0
+    bundle = Path(capsys.readouterr().out.strip().split("\t")[0])
+    transcript = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert transcript["detected_language"] == "en" and transcript["language"] == "en"
+    assert transcript["models"]["asr"]["name"] == "en-tiny", "decoded by the route's model, not the detector"
+
+    capsys.readouterr()
+    assert main(["run", str(video), "--out", str(tmp_path / "pinned"), "--asr-model", "base", *TINY_FLAGS]) == 0
+    bundle = Path(capsys.readouterr().out.strip().split("\t")[0])
+    transcript = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert transcript["models"]["asr"]["name"] == "base", "a model the user names is not rerouted"
