@@ -26,6 +26,11 @@ def archive_dir(out: str | os.PathLike | None = None) -> Path:
     return Path(out or os.environ.get("TESTIMONY_OUT") or "transcripts")
 
 
+def data_dir() -> Path:
+    """Service state (the Prefect server's home and database): `TESTIMONY_DATA`, else `data/` here."""
+    return Path(os.environ.get("TESTIMONY_DATA") or REPO_ROOT / "data")
+
+
 PRIVACY_ENV = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

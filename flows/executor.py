@@ -1,0 +1,66 @@
+"""Runs our deployments' flow runs inside the `serve` process, one at a time, so models stay loaded.
+
+Prefect's own runner starts a fresh process per flow run, which would load Whisper and the translation
+models again for every video. This loop does what its poller does (find scheduled runs of our
+deployments, claim each with a Pending state, which the server grants to exactly one claimant) and then
+runs the flow in this process, where the model caches live.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.flow_engine import run_flow
+from prefect.flows import Flow
+from prefect.states import Pending
+
+
+class InProcessExecutor:
+    def __init__(self, flows: dict[UUID, Flow], *, poll_seconds: float = 1.0) -> None:
+        self.flows = flows  # deployment id -> the flow it runs
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="flow-runs", daemon=True)
+        self.current: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming runs; a run in progress is left to finish or be marked crashed by the server."""
+        self._stop.set()
+        self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self._run_next()
+            except Exception as exc:  # the server restarting, a network blip on loopback
+                print(f"serve: could not fetch flow runs ({type(exc).__name__}: {exc}); retrying", flush=True)
+                ran = False
+            if not ran:
+                self._stop.wait(self.poll_seconds)
+
+    def _run_next(self) -> bool:
+        with get_client(sync_client=True) as client:
+            runs = client.get_scheduled_flow_runs_for_deployments(
+                list(self.flows), scheduled_before=datetime.now(timezone.utc))
+            for flow_run in sorted(runs, key=lambda r: r.next_scheduled_start_time or r.created):
+                if client.set_flow_run_state(flow_run.id, Pending()).status != SetStateStatus.ACCEPT:
+                    continue  # another worker claimed it
+                break
+            else:
+                return False
+        flow = self.flows[flow_run.deployment_id]
+        self.current = flow_run.name
+        try:
+            run_flow(flow, flow_run=flow_run, parameters=dict(flow_run.parameters or {}), return_type="state")
+        except BaseException as exc:  # the run's state already records the failure
+            print(f"serve: run {flow_run.name} ended with {type(exc).__name__}: {exc}", flush=True)
+        finally:
+            self.current = None
+        return True
