@@ -93,8 +93,8 @@ def translate(language: str, texts: list[str]) -> Translation:
 
 @task(name="write-bundle", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
-def publish(archive: str, transcript: Transcript) -> str:
-    bundle = write_bundle(archive, transcript)
+def publish(archive: str, transcript: Transcript, video: str | None = None) -> str:
+    bundle = write_bundle(archive, transcript, video=video)
     shutil.rmtree(work_dir(Path(archive), transcript.source.sha256), ignore_errors=True)
     return str(bundle)
 
@@ -114,13 +114,15 @@ def process_video_flow(
     temperature_fallback: bool = True,
     device: str | None = None,
     force: bool = False,
+    engine: str = "whisper",
 ) -> RunResult:
     """Turn one video into a linked transcript bundle under the archive `out`."""
     archive = str(config.archive_dir(out))
     options = RunOptions.from_flat(
         language=language, asr_model=asr_model, whisper_token=whisper_token, audio_track=audio_track,
         translate_to_english=translate_to_english, beam_size=beam_size, vad=vad,
-        word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device)
+        word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device,
+        engine=engine)
     sha256 = hash_video(video)
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
         return RunResult(Path(video), existing, "reused")
@@ -131,5 +133,17 @@ def process_video_flow(
     if options.translate and transcript.needs_translation and transcript.segments:
         texts = [s.text for s in transcript.segments]
         apply_translation(transcript, translate.with_options(**refresh)(transcript.language, texts))
-    bundle = publish(archive, transcript)
-    return RunResult(Path(video), Path(bundle), "done", list(transcript.warnings))
+    bundle = Path(publish(archive, transcript, video))
+    record_in_archive(Path(archive), bundle, transcript)
+    return RunResult(Path(video), bundle, "done", list(transcript.warnings))
+
+
+def record_in_archive(archive: Path, bundle: Path, transcript: Transcript) -> None:
+    """Catalog entry and UI artifacts; the bundle on disk is already complete if these fail."""
+    from pipeline import catalog
+
+    from .artifacts import publish_transcript, refresh_archive_table
+
+    transcript.warnings += catalog.index_or_warn(archive, bundle)
+    publish_transcript(transcript, bundle)
+    refresh_archive_table(archive)

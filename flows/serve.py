@@ -81,9 +81,23 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
             watcher.stop()
         if executor:
             executor.stop()
+        _flush_logs()
         server.stop()
         print("testimony serve: stopped", flush=True)
     return 0
+
+
+def _flush_logs() -> None:
+    """Send buffered run logs and events while the server is still there to take them; otherwise
+    Prefect's senders keep retrying a stopped server and the process never exits."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=10)
+        except Exception:  # nothing buffered, or the server already gone: nothing more to save
+            pass
 
 
 def _wait_for_stop(stop: threading.Event) -> None:

