@@ -25,6 +25,8 @@ from pipeline.process import (RunOptions, RunResult, Translation, apply_translat
                               reusable_bundle, stage_extract, stage_transcribe, translate_english, work_dir)
 from pipeline.transcript import Transcript
 
+from .scale_out import gpu_slot
+
 config.apply_privacy_defaults()
 
 
@@ -128,7 +130,8 @@ def process_video_flow(
         return RunResult(Path(video), existing, "reused")
     refresh = {"refresh_cache": force}
     audio = extract.with_options(**refresh)(video, archive, sha256, options.audio_track)
-    asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
+    with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
+        asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
     transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
     if options.translate and transcript.needs_translation and transcript.segments:
         texts = [s.text for s in transcript.segments]

@@ -58,7 +58,10 @@ def start_or_reuse(host: str = "127.0.0.1", port: int = 4200, *, timeout: float 
     if healthy(api_url):
         return Server(api_url, f"http://{host}:{port}", home, None, 0.0)
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    env = {**os.environ, **PRIVATE_SERVER_ENV, "PREFECT_HOME": str(home)}
+    env = {**os.environ, **PRIVATE_SERVER_ENV, "PREFECT_HOME": str(home),
+           # The UI learns the API's address from these (PREFECT_API_URL is removed below): without them
+           # it would call the default port 4200 whatever --port says.
+           "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to itself as a client
     log = open(home / "server.log", "ab")
     process = subprocess.Popen(

@@ -56,6 +56,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _deploy_parser(sub: argparse._SubParsersAction) -> None:
+    deploy = sub.add_parser("deploy", help="scale out: a process work pool, GPU limits and our deployments "
+                            "on the Prefect server at $PREFECT_API_URL, for workers on several machines")
+    deploy.add_argument("--pool", required=True, help="work pool name (created, type process, when missing)")
+    deploy.add_argument("--out", help="archive root on the shared storage, same path on every machine "
+                        "(default: $TESTIMONY_OUT, else transcripts/)")
+    deploy.add_argument("--models", type=Path, help="model store on the shared storage (default: "
+                        "$TESTIMONY_MODELS, else models/ here)")
+    deploy.add_argument("--gpu-limit", type=int, default=0, metavar="N", help="create N global concurrency "
+                        "limits testimony-gpu-0 ... testimony-gpu-<N-1>, one slot each: one per GPU the "
+                        "workers use, so each GPU runs one transcription at a time (default: 0, none)")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from flows.scale_out import main as deploy_main
+
+    return deploy_main(args.pool, config.archive_dir(args.out), models=args.models, gpus=args.gpu_limit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="testimony", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     models_cli.add_parser(sub)
     _serve_parser(sub)
+    _deploy_parser(sub)
     archive_cli.add_parsers(sub)
     return parser
 
@@ -200,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.apply_privacy_defaults()
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
-                "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search}
+                "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
+                "deploy": cmd_deploy}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,0 +1,158 @@
+"""Beyond one machine, on Prefect's own distribution: a `process` work pool, workers on several machines,
+and one global concurrency limit per GPU.
+
+`testimony serve` runs flows inside its own process so models stay loaded; that ties the work to one
+machine. Here the server (on PostgreSQL) only queues runs, and a worker on each machine starts a fresh
+process per run from this source tree, which must sit at the same path on every machine, as must the
+inbox, the archive and the model store (a shared mount). Workers bound how many runs a machine takes
+(`--limit`); the GPU limit bounds how many transcriptions share one GPU, whichever worker started them.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from uuid import UUID
+
+from pipeline import config
+
+LIMIT_ENV = "TESTIMONY_CONCURRENCY_LIMIT"  # set on a worker: the global limit its transcriptions take
+RESULTS_DIR = ".prefect-results"  # cached stage results, inside the shared archive
+# (entrypoint importable from the repository root, deployment name, description)
+DEPLOYMENTS = (
+    ("flows.process_video.process_video_flow", "process-video",
+     "Transcribe and translate one video: give its path on the shared storage."),
+    ("flows.service_flows.process_folder", "process-folder",
+     "Every video in a folder on the shared storage; bad files are reported and the rest go on."),
+)
+
+
+def gpu_limit_name(index: int) -> str:
+    return f"testimony-gpu-{index}"
+
+
+@contextmanager
+def gpu_slot() -> Iterator[None]:
+    """Hold a slot of the limit named by `TESTIMONY_CONCURRENCY_LIMIT` while transcribing.
+
+    Unset (one machine, `testimony run`, `serve`), nothing is asked of the server. Set, a missing limit
+    is an error rather than a silent free-for-all on the GPU; a server blip while renewing the lease
+    does not abort an hour of transcription.
+    """
+    name = os.environ.get(LIMIT_ENV, "").strip()
+    if not name:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+        yield
+
+
+@dataclass
+class Deployed:
+    pool: str
+    pool_created: bool
+    deployments: dict[str, UUID] = field(default_factory=dict)  # "flow/deployment" -> id
+    limits_created: list[str] = field(default_factory=list)
+    limits_kept: list[str] = field(default_factory=list)
+
+
+def job_env(out: Path, models: Path) -> dict[str, str]:
+    """What every run needs whatever the worker's machine has set: privacy, the shared model store,
+    and cached stage results on the shared archive so a retry on another machine reuses them."""
+    return {**config.PRIVACY_ENV, "TESTIMONY_MODELS": str(models),
+            "PREFECT_LOCAL_STORAGE_PATH": str(out / RESULTS_DIR)}
+
+
+def ensure_pool(pool: str) -> bool:
+    """Create the `process` work pool unless it exists; True when created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+            return False
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(
+                name=pool, type=ProcessWorker.type,
+                base_job_template=ProcessWorker.get_default_base_job_template(),
+                description="testimony: one fresh process per video, on any machine with a worker"))
+            return True
+
+
+def ensure_limits(names: list[str], slots: int = 1) -> tuple[list[str], list[str]]:
+    """Create missing global concurrency limits; an existing one keeps the slots an admin gave it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    created, kept = [], []
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+                kept.append(name)
+            except ObjectNotFound:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                created.append(name)
+    return created, kept
+
+
+def deploy_to_pool(pool: str, out: Path, *, models: Path | None = None, gpus: int = 0,
+                   source: Path = config.REPO_ROOT) -> Deployed:
+    """Pool, GPU limits and our deployments on the server named by `PREFECT_API_URL`.
+
+    The flows come from `source` (this tree) as module paths: the run's pull step changes into
+    `source`, so `flows` and `pipeline` import there without being installed.
+    """
+    from prefect import deploy, flow
+
+    out, models = out.resolve(), (models or config.models_dir()).resolve()
+    result = Deployed(pool, ensure_pool(pool))
+    result.limits_created, result.limits_kept = ensure_limits([gpu_limit_name(i) for i in range(gpus)])
+    runners = [
+        flow.from_source(source=str(source.resolve()), entrypoint=entrypoint).to_deployment(
+            name=name, parameters={"out": str(out)}, tags=["testimony", "scale-out"], description=text,
+            job_variables={"env": job_env(out, models)})
+        for entrypoint, name, text in DEPLOYMENTS]
+    ids = deploy(*runners, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
+    result.deployments = {f"{r.flow_name}/{r.name}": i for r, i in zip(runners, ids)}
+    return result
+
+
+def worker_commands(pool: str, gpus: int) -> list[str]:
+    """What to run on each machine: one worker per GPU, pinned to it and to its limit."""
+    if gpus == 0:
+        return [f"prefect worker start --pool {pool} --limit 1"]
+    return [f"{LIMIT_ENV}={gpu_limit_name(i)} CUDA_VISIBLE_DEVICES=<its index on that machine> "
+            f"prefect worker start --pool {pool} --limit 1" for i in range(gpus)]
+
+
+def main(pool: str, out: Path, *, models: Path | None = None, gpus: int = 0) -> int:
+    """`testimony deploy`: set up the server, then say what to start where."""
+    api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        print("error: PREFECT_API_URL is not set: point it at the shared Prefect server, e.g. "
+              "PREFECT_API_URL=http://prefect-host:4200/api testimony deploy --pool NAME", flush=True)
+        return 2
+    done = deploy_to_pool(pool, out, models=models, gpus=gpus)
+    print(f"work pool {pool!r} {'created' if done.pool_created else 'already there'} on {api}")
+    for name in done.limits_created:
+        print(f"global concurrency limit {name!r} created (1 slot)")
+    for name in done.limits_kept:
+        print(f"global concurrency limit {name!r} already there, kept")
+    for name, deployment_id in done.deployments.items():
+        print(f"deployment {name} ({deployment_id})")
+    print(f"\nArchive: {out.resolve()}\nThe inbox, archive, model store and this tree ({config.REPO_ROOT})\n"
+          "must have these same paths on every machine. On each machine, with PREFECT_API_URL set:")
+    for command in worker_commands(pool, gpus):
+        print(f"  {command}")
+    print("Then: prefect deployment run process-video/process-video -p video=/shared/inbox/v.mp4", flush=True)
+    return 0
