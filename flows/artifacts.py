@@ -34,9 +34,14 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
     lines += [f"> {_cell(w)}" for w in transcript.warnings]
     lines += ["", "| # | start | end | original | English | flags |", "|---|---|---|---|---|---|"]
     size = sum(len(line) + 1 for line in lines)
+
+    def english(seg) -> str:  # English speech is its own English
+        text = seg.text if transcript.language == "en" else seg.translation
+        return _cell(text) or "_untranslated_"
+
     for n, seg in enumerate(transcript.segments):
         row = (f"| {seg.id} | {_clock(seg.start)} | {_clock(seg.end)} | {_cell(seg.text)} | "
-               f"{_cell(seg.translation) or '_untranslated_'} | {', '.join(seg.flags)} |")
+               f"{english(seg)} | {', '.join(seg.flags)} |")
         if size + len(row) > MAX_MARKDOWN_CHARS:
             lines.append(f"\n_{len(transcript.segments) - n} more segments: see `{bundle}/transcript.json`._")
             break

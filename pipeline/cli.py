@@ -199,7 +199,10 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                     "(default: report/ beside the manifest)")
     ev.add_argument("--language", choices=["clip", "auto"], default="clip", help="clip: force each clip's "
                     "language and detect in a separate pass (default); auto: the pipeline detects, as run does")
-    ev.add_argument("--asr-model", default="base", help="official Whisper name or checkpoint path (default: base)")
+    ev.add_argument("--asr-model", help="a Whisper name, store model or checkpoint path (default: each "
+                    "language's route, as `testimony run` uses)")
+    ev.add_argument("--engine", choices=["whisper", "faster-whisper"], default="whisper",
+                    help="ASR engine (default: whisper, the reference)")
     ev.add_argument("--whisper-token", type=_whisper_token,
                     help="token for clips whose language Whisper has no token for (ug), e.g. uz")
     ev.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")

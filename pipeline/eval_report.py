@@ -35,7 +35,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"translation {settings.get('translate_to_english')}",
         f"- machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, torch "
         f"{report['machine']['torch']} ({report['machine']['torch_threads']} threads) on "
-        f"{report['machine']['device']}",
+        f"{report['machine']['device']}; load average (1/5/15 min) before "
+        f"{report['machine'].get('load_average_before')}, after {report['machine'].get('load_average_after')}",
         "",
         "## Per language",
         "",
@@ -59,7 +60,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"All clips: {totals['clips']} ({totals['failed']} failed), {totals['audio_s']} s of audio in "
         f"{totals['process_s']} s: RTF {_num(totals['rtf'], 3)}. Language ID {lid['correct']}/{lid['total']} "
         f"({_pct(lid['accuracy'])})"
-        + (f" over the languages Whisper can detect (excluded: {', '.join(lid['excluded'])})" if lid["excluded"] else "")
+        + (f" over the languages Whisper can detect (excluded: {', '.join(lid['excluded'])})"
+           if lid["excluded"] else "")
         + (f"; detection took {totals['detect_s_mean']} s per clip, apart from the RTF."
            if totals.get("detect_s_mean") is not None else "."),
         "",

@@ -144,6 +144,7 @@ def translation_scores(hypotheses: list[str], references: list[str]) -> dict[str
 
 
 def clip_token(clip: Clip, flag: str | None) -> str | None:
+    """The flag names a fine-tune's token for a language Whisper lacks; kk and en keep their own."""
     from whisper.tokenizer import LANGUAGES
 
     if flag and clip.language not in LANGUAGES:
@@ -151,7 +152,8 @@ def clip_token(clip: Clip, flag: str | None) -> str | None:
     return clip.whisper_token
 
 
-def detect_clip(clip: Clip, model_name: str, device: str, audio_track: int | None) -> tuple[str | None, float | None, float]:
+def detect_clip(clip: Clip, model_name: str, device: str,
+                audio_track: int | None) -> tuple[str | None, float | None, float]:
     """Language detection on the clip's extracted, voiced audio, as the pipeline's auto mode does it."""
     from .asr import detect_language
     from .media import extract_audio, load_wav, probe
@@ -164,7 +166,14 @@ def detect_clip(clip: Clip, model_name: str, device: str, audio_track: int | Non
         audio = load_wav(extracted.wav_path)
     started = time.perf_counter()
     language, probability = detect_language(model, audio, speech_regions(audio))
-    return language, probability, time.perf_counter() - started
+    return language, probability, round(time.perf_counter() - started, 3)
+
+
+def detection_model(settings: dict[str, Any]) -> str:
+    """The model named with --asr-model, else the one the `auto` route detects languages with."""
+    from .routes import resolve_asr
+
+    return settings.get("asr_model") or resolve_asr("auto", None, None)[0]
 
 
 def run_clip(clip: Clip, archive: Path, settings: dict[str, Any], mode: str) -> ClipResult:
@@ -181,13 +190,13 @@ def run_clip(clip: Clip, archive: Path, settings: dict[str, Any], mode: str) -> 
             options = RunOptions.from_flat(**{**settings, "language": clip.language, "whisper_token": token})
             device = settings.get("device") or default_device()
             result.detected_language, probability, result.detect_s = detect_clip(
-                clip, settings["asr_model"], device, settings.get("audio_track"))
+                clip, detection_model(settings), device, settings.get("audio_track"))
             result.language_probability = None if probability is None else round(probability, 4)
         else:
             options = RunOptions.from_flat(**{**settings, "language": "auto"})
         started = time.perf_counter()
         run = process_video(clip.audio, archive, options, force=True)
-        result.process_s = time.perf_counter() - started
+        result.process_s = round(time.perf_counter() - started, 3)
         transcript = Transcript.load(run.bundle / "transcript.json")
         result.bundle, result.warnings = str(run.bundle), list(transcript.warnings)
         result.duration = transcript.source.decoded_duration or 0.0
@@ -268,11 +277,17 @@ def aggregate(results: list[ClipResult], settings: dict[str, Any]) -> dict[str, 
     }}
 
 
-def _machine(device: str) -> dict[str, Any]:
+def _machine(device: str, load_before: list[float]) -> dict[str, Any]:
+    """Where the timings were taken; other processes on the CPUs slow Whisper far beyond their share."""
     import torch
 
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device}
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "device": device,
+            "load_average_before": load_before, "load_average_after": _load()}
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else []
 
 
 def evaluate(manifest: Path, out_dir: Path, settings: dict[str, Any], *, mode: str = "clip",
@@ -287,9 +302,10 @@ def evaluate(manifest: Path, out_dir: Path, settings: dict[str, Any], *, mode: s
 
     clips = load_manifest(manifest)
     say = log or (lambda _msg: None)
+    load_before = _load()
     device = settings.get("device") or default_device()
     started = time.perf_counter()
-    _, record = load_whisper(settings["asr_model"], device)  # loaded once, outside every clip's timing
+    _, record = load_whisper(detection_model(settings), device)  # loaded once, outside every clip's timing
     load_s = time.perf_counter() - started
     results = []
     for n, clip in enumerate(clips, 1):
@@ -301,7 +317,7 @@ def evaluate(manifest: Path, out_dir: Path, settings: dict[str, Any], *, mode: s
     report = {
         "schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "manifest": str(manifest.resolve()), "mode": mode, "settings": settings,
-        "model": {**record.to_dict(), "load_s": round(load_s, 2)}, "machine": _machine(device),
+        "model": {**record.to_dict(), "load_s": round(load_s, 2)}, "machine": _machine(device, load_before),
         "versions": {"testimony": __version__, "openai-whisper": whisper.__version__, **_metric_versions()},
         **aggregate(results, settings),
         "clips": [asdict(r) for r in results],
@@ -325,7 +341,7 @@ def run_eval(args: argparse.Namespace) -> int:
     settings = dict(asr_model=args.asr_model, whisper_token=args.whisper_token, audio_track=None,
                     translate_to_english=not args.no_translate, beam_size=args.beam_size,
                     vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
-                    temperature_fallback=not args.no_fallback, device=args.device)
+                    temperature_fallback=not args.no_fallback, device=args.device, engine=args.engine)
     out_dir = Path(args.out) if args.out else args.manifest.resolve().parent / "report"
     try:
         report = evaluate(args.manifest, out_dir, settings, mode=args.language,
