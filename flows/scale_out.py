@@ -11,6 +11,7 @@ inbox, the archive and the model store (a shared mount). Workers bound how many 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Iterator
 from uuid import UUID
 
 from pipeline import config
+from pipeline.errors import TestimonyError
 
 LIMIT_ENV = "TESTIMONY_CONCURRENCY_LIMIT"  # set on a worker: the global limit its transcriptions take
 RESULTS_DIR = ".prefect-results"  # cached stage results, inside the shared archive
@@ -46,10 +48,21 @@ def gpu_slot() -> Iterator[None]:
     if not name:
         yield
         return
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
 
-    with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
-        yield
+    held = False
+    try:
+        with concurrency(name, occupy=1, strict=True, raise_on_lease_renewal_failure=False):
+            held = True
+            yield
+    except ConcurrencySlotAcquisitionError as exc:
+        if held:
+            raise
+        raise TestimonyError(
+            f"this worker's {LIMIT_ENV} names the global concurrency limit {name!r}, which the Prefect "
+            f"server does not have: create it (`testimony deploy --pool POOL --gpu-limit N`, or `prefect "
+            f"gcl create {name} --limit 1`) or correct the variable, then run the video again") from exc
 
 
 @dataclass
@@ -63,7 +76,8 @@ class Deployed:
 
 def job_env(out: Path, models: Path) -> dict[str, str]:
     """What every run needs whatever the worker's machine has set: privacy, the shared model store,
-    and cached stage results on the shared archive so a retry on another machine reuses them."""
+    and cached stage results on the shared archive, so a video run again after a crash, on any
+    machine, reuses its finished stages."""
     return {**config.PRIVACY_ENV, "TESTIMONY_MODELS": str(models),
             "PREFECT_LOCAL_STORAGE_PATH": str(out / RESULTS_DIR)}
 
@@ -112,18 +126,18 @@ def deploy_to_pool(pool: str, out: Path, *, models: Path | None = None, gpus: in
     The flows come from `source` (this tree) as module paths: the run's pull step changes into
     `source`, so `flows` and `pipeline` import there without being installed.
     """
-    from prefect import deploy, flow
+    from prefect import flow
 
     out, models = out.resolve(), (models or config.models_dir()).resolve()
     result = Deployed(pool, ensure_pool(pool))
     result.limits_created, result.limits_kept = ensure_limits([gpu_limit_name(i) for i in range(gpus)])
-    runners = [
-        flow.from_source(source=str(source.resolve()), entrypoint=entrypoint).to_deployment(
-            name=name, parameters={"out": str(out)}, tags=["testimony", "scale-out"], description=text,
-            job_variables={"env": job_env(out, models)})
-        for entrypoint, name, text in DEPLOYMENTS]
-    ids = deploy(*runners, work_pool_name=pool, build=False, push=False, print_next_steps_message=False)
-    result.deployments = {f"{r.flow_name}/{r.name}": i for r, i in zip(runners, ids)}
+    for entrypoint, name, text in DEPLOYMENTS:
+        # `apply` rather than `prefect.deploy`, which prints tables and reports a failed deployment
+        # among several only on the console; there is no image to build for a process pool.
+        runner = flow.from_source(source=str(source.resolve()), entrypoint=entrypoint).to_deployment(
+            name=name, work_pool_name=pool, parameters={"out": str(out)}, tags=["testimony", "scale-out"],
+            description=text, job_variables={"env": job_env(out, models)})
+        result.deployments[f"{runner.flow_name}/{runner.name}"] = runner.apply()
     return result
 
 
@@ -137,12 +151,21 @@ def worker_commands(pool: str, gpus: int) -> list[str]:
 
 def main(pool: str, out: Path, *, models: Path | None = None, gpus: int = 0) -> int:
     """`testimony deploy`: set up the server, then say what to start where."""
-    api = os.environ.get("PREFECT_API_URL")
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url  # the variable, or the active Prefect profile
     if not api:
-        print("error: PREFECT_API_URL is not set: point it at the shared Prefect server, e.g. "
-              "PREFECT_API_URL=http://prefect-host:4200/api testimony deploy --pool NAME", flush=True)
+        print("error: no Prefect server named: set PREFECT_API_URL to the shared server, e.g. "
+              "PREFECT_API_URL=http://prefect-host:4200/api testimony deploy --pool NAME", file=sys.stderr)
         return 2
-    done = deploy_to_pool(pool, out, models=models, gpus=gpus)
+    import httpx
+
+    try:
+        done = deploy_to_pool(pool, out, models=models, gpus=gpus)
+    except httpx.HTTPError as exc:
+        print(f"error: the Prefect server at {api} did not answer as expected ({exc}); is it running and "
+              "reachable from this machine?", file=sys.stderr)
+        return 1
     print(f"work pool {pool!r} {'created' if done.pool_created else 'already there'} on {api}")
     for name in done.limits_created:
         print(f"global concurrency limit {name!r} created (1 slot)")

@@ -180,10 +180,12 @@ def _poll(fetch, ready, timeout: float = 30):
 
 def test_two_workers_share_eight_videos_on_postgres(cluster, shared, media):
     videos = []
-    for n in range(VIDEOS):  # distinct content: the same speech after a different lead silence
-        videos.append(mf.video_from_audio(media / "kk.wav", shared["inbox"] / f"witness-{n}.mp4",
-                                          lead_silence=0.3 + 0.2 * n))
+    for n in range(VIDEOS):  # distinct content; half speech (random weights decode slowly), half silence
+        target = shared["inbox"] / f"witness-{n}.mp4"
+        videos.append(mf.video_from_audio(media / "kk.wav", target, lead_silence=0.3 + 0.2 * n) if n % 2
+                      else mf.silence_video(target, 1.0 + 0.2 * n))
     api = cluster["api"]
+    print(cluster["deploy"])
     assert f"prefect worker start --pool {POOL} --limit 1" in cluster["deploy"]
     limit = httpx.get(f"{api}/v2/concurrency_limits/{LIMIT}", timeout=10).json()
     assert limit["limit"] == 1, limit
@@ -218,6 +220,7 @@ def test_two_workers_share_eight_videos_on_postgres(cluster, shared, media):
         assert manifest["source_sha256"] == sha
         assert {name: _sha(bundles[0] / name) for name in manifest["files"]} == manifest["files"]
     assert {v.sha256 for v in catalog.list_videos(archive)} == {_sha(v) for v in videos}
+    assert any((archive / ".prefect-results").iterdir()), "cached stage results on the shared storage"
 
     run_ids = {r["id"] for r in runs}
     events = _poll(lambda: httpx.post(f"{api}/events/filter", json={"filter": {
@@ -240,3 +243,24 @@ def test_two_workers_share_eight_videos_on_postgres(cluster, shared, media):
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
     limit = httpx.get(f"{api}/v2/concurrency_limits/{LIMIT}", timeout=10).json()
     assert limit["active_slots"] == 0, "every slot was given back"
+    acquired = _poll(lambda: httpx.post(f"{api}/events/filter", json={"filter": {
+        "event": {"name": ["prefect.concurrency-limit.acquired"]},
+        "resource": {"id": [f"prefect.concurrency-limit.{limit['id']}"]}}, "limit": 50}, timeout=10).json()[
+        "events"], lambda found: len(found) >= VIDEOS)
+    assert len(acquired) == VIDEOS, "each transcription took the GPU's slot"
+    print("transcriptions (s):", [round((end - start).total_seconds(), 1) for start, end in spans],
+          "gaps (s):", [round((b[0] - a[1]).total_seconds(), 1) for a, b in zip(spans, spans[1:])])
+
+
+def test_a_limit_the_server_lacks_fails_the_run_and_says_how(cluster, shared, tmp_path):
+    video = mf.silence_video(shared["inbox"] / "unguarded.mp4", 1.3)
+    api = cluster["api"]
+    deployment = httpx.get(f"{api}/deployments/name/process-video/process-video", timeout=10).json()
+    run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={
+        "parameters": {"video": str(video), "asr_model": str(shared["model"]), "language": "kk"},
+        "job_variables": {"env": {"TESTIMONY_CONCURRENCY_LIMIT": "testimony-gpu-7"}}}, timeout=10).json()
+    final = _poll(lambda: httpx.get(f"{api}/flow_runs/{run['id']}", timeout=10).json(),
+                  lambda r: r["state_type"] in FINAL, timeout=180)
+    assert final["state_type"] == "FAILED", _logs(cluster)
+    assert "'testimony-gpu-7'" in final["state"]["message"] and "gcl create" in final["state"]["message"]
+    assert not any(p.name.startswith(_sha(video)[:12]) for p in shared["archive"].iterdir())
