@@ -225,8 +225,11 @@ def report(r: dict, args: argparse.Namespace, machine: dict, command: str) -> st
         wers = {f"ours, {e}": wer(" ".join(f["text"] for f in o["files"]), reference) for e, o in ours.items()}
         wers["plain whisper"] = wer(" ".join(pw["texts"]), reference)
         wers["plain faster-whisper"] = wer(" ".join(f["text"] for f in pf["files"]), reference)
-        lines += ["", "## Accuracy on the LibriVox speech", "", "| run | WER |", "| --- | ---: |"]
-        lines += [f"| {n} | {w:.2%} |" for n, w in wers.items()]
+        texts = {f"ours, {e}": o["files"][0]["text"] for e, o in ours.items()}
+        texts.update({"plain whisper": pw["texts"][0].replace("\n", " "), "plain faster-whisper": pf["files"][0]["text"]})
+        lines += ["", "## Accuracy on the LibriVox speech", "", "| run | WER | first file's text (start) |",
+                  "| --- | ---: | --- |"]
+        lines += [f"| {n} | {w:.2%} | {' '.join(texts[n].split())[:160]} ... |" for n, w in wers.items()]
         if {"ours, whisper", "ours, faster-whisper"} <= wers.keys():
             gap = 100 * (wers["ours, faster-whisper"] - wers["ours, whisper"])
             lines += ["", f"faster-whisper engine minus whisper engine: {gap:+.2f} points (target ≤ +1.00: "

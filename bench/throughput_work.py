@@ -53,7 +53,7 @@ def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
 
     imported = time.perf_counter() - STARTED
     options = RunOptions(asr=AsrOptions(model=spec["model"], language=language, engine=spec["engine"]),
-                         device=spec.get("device"))
+                         device=spec.get("device"), follow_routes=False)  # one model throughout
     device, load, _run, facts = asr_engine(options)
     (model, _record), load_s = _timed(lambda: load(spec["model"], device))
     return options, (model, facts(model), device), imported, load_s
@@ -150,7 +150,9 @@ def plain_fw(spec: dict) -> dict:
 def cli(spec: dict) -> dict:
     """Run a command; its wall time and the peak RSS of its process (this worker's only child)."""
     start = time.perf_counter()
-    subprocess.run(spec["command"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run(spec["command"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{spec['command'][0]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return {"wall_s": time.perf_counter() - start, "child_rss_mib": _rss_mib(resource.RUSAGE_CHILDREN)}
 
 

@@ -2,10 +2,13 @@
 
 Everything that shapes the transcript is shared with the reference engine (`asr.py`):
 - The voiced regions are ours (`vad.speech_regions`, Silero with our parameters), decoded in place
-  through faster-whisper's `clip_timestamps`, the same clip list openai-whisper gets. Times are the
-  recording's own, so nothing is remapped. (faster-whisper's `vad_filter` instead glues the voiced
-  chunks together and maps times back afterwards: one 30 s window then spans several pauses, a
-  segment can straddle a silence, and its times depend on that remapping.)
+  through faster-whisper's `clip_timestamps`, so times are the recording's own and nothing is
+  remapped. (faster-whisper's `vad_filter` instead glues the voiced chunks together, silences cut
+  out, and maps times back afterwards: a segment can straddle a cut and its times rest on that
+  remapping.) Neighbouring regions are decoded as one clip while they fit in a 30 s window
+  (`vad.window_groups`): on CPU the encoder pass per clip dominates, and on five minutes of the
+  LibriVox interview set this halved the CPU time (35 clips became 10) with WER 1.23% instead of
+  1.65%. The reference engine still decodes region by region.
 - Language: voted over the same voiced windows (`vad.voiced_windows`), probabilities averaged.
 - Decoding guards: no conditioning on previous text, compression-ratio and log-prob thresholds,
   temperature fallback no higher than the options allow, hallucination-silence skipping with word
@@ -27,7 +30,7 @@ from .ct2_store import Ct2Record, resolve_ct2
 from .errors import ModelMissingError, TestimonyError
 from .hardware import ct2_cuda_available, thread_count
 from .media import SAMPLE_RATE
-from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
+from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows, window_groups
 
 ENGINE = "faster-whisper"
 
@@ -58,7 +61,7 @@ def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[A
     device = resolve_device(device)
     threads = thread_count()
     key = (str(record.path), device, compute_type(device), threads)
-    with _load_lock:  # a prefetching thread never loads a second copy
+    with _load_lock:  # concurrent callers (threaded task runners) never load a second copy
         if key not in _loaded:
             try:
                 model = WhisperModel(str(record.path), device=device, compute_type=compute_type(device),
@@ -109,7 +112,7 @@ def transcribe(model: Any, audio: np.ndarray, options: AsrOptions, *, progress: 
             model, options = routed
     else:
         language = options.language
-    clips = clip_timestamps(speech, len(audio))
+    clips = clip_timestamps(window_groups(speech), len(audio))
     if not speech or language is None or not clips:
         return AsrResult([], language, detected, probability, None, speech)
 

@@ -49,6 +49,24 @@ def speech_regions(
             for s in stamps]
 
 
+def window_groups(regions: list[SpeechRegion], *, max_span_s: float = 30.0,
+                  max_gap_s: float = 10.0) -> list[SpeechRegion]:
+    """Neighbouring regions joined while the whole stays within one 30 s Whisper window.
+
+    Why: Whisper encodes a full 30 s window however short the clip, so decoding each region on its
+    own pays one encoder pass per pause-separated answer. Joined, the pauses between them (never
+    longer than `max_gap_s`, so long silences stay out) are decoded in place: times stay exact.
+    """
+    groups: list[SpeechRegion] = []
+    for region in regions:
+        last = groups[-1] if groups else None
+        if last and region.start - last.end <= max_gap_s and region.end - last.start <= max_span_s:
+            groups[-1] = SpeechRegion(last.start, region.end)
+        else:
+            groups.append(region)
+    return groups
+
+
 def clip_timestamps(regions: list[SpeechRegion], audio_samples: int) -> list[float]:
     """Flatten regions into Whisper's `clip_timestamps` form: start, end, start, end, ...
 

@@ -193,6 +193,16 @@ def test_cli_engine_faster_whisper_makes_a_bundle(media, tiny_whisper, tmp_path,
     assert not list((archive / ".work").iterdir())
 
 
+def test_window_groups_join_neighbours_within_one_window():
+    from pipeline.vad import SpeechRegion as R
+    from pipeline.vad import window_groups
+
+    regions = [R(3, 8), R(11, 16), R(20, 31), R(33, 40), R(55, 60), R(61, 100)]
+    assert window_groups(regions) == [R(3, 31), R(33, 40), R(55, 60), R(61, 100)]
+    assert window_groups(regions, max_gap_s=2.5) == [R(3, 8), R(11, 16), R(20, 40), R(55, 60), R(61, 100)]
+    assert window_groups([]) == []
+
+
 def test_default_engine_keeps_existing_cache_keys():
     asr = AsrOptions(model="base", language="kk")
     before_engines = {"asr": {k: v for k, v in asdict(asr).items() if k != "engine"}, "audio_track": None,
