@@ -1,7 +1,8 @@
 """ASR stage: openai-whisper over voiced audio only, with guards against its known failure modes.
 
 - Silence: Silero VAD picks the voiced stretches and Whisper decodes only those (`clip_timestamps`),
-  so silence yields no text and times land where the speech is.
+  so silence yields no text and times land where the speech is. Neighbouring stretches share one
+  30 s window (`vad.window_groups`): one encoder pass per group, not per answer.
 - Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
   check, and a segment that repeats its predecessor is flagged.
 - Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
@@ -21,7 +22,7 @@ from whisper.tokenizer import LANGUAGES
 from .errors import ModelMissingError
 from .media import SAMPLE_RATE
 from .transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
-from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
+from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows, window_groups
 
 LOGPROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
@@ -145,7 +146,7 @@ def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str
         condition_on_previous_text=False,
         word_timestamps=options.word_timestamps,
         hallucination_silence_threshold=2.0 if options.word_timestamps else None,
-        clip_timestamps=clip_timestamps(speech, len(audio)),
+        clip_timestamps=clip_timestamps(window_groups(speech), len(audio)),  # one encoder pass per group
         fp16=model.device.type == "cuda",
         verbose=False if progress else None,
     )

@@ -33,6 +33,8 @@ def tiny_whisper(tmp_path_factory) -> Path:
                            n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=64,
                            n_text_head=2, n_text_layer=1)
     model = whisper.model.Whisper(dims)
+    with torch.no_grad():  # openai-whisper leaves the decoder's positions as torch.empty: garbage, even NaN
+        model.decoder.positional_embedding.normal_(0.0, 0.02)
     path = tmp_path_factory.mktemp("tiny-whisper") / "tiny-random.pt"
     torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
     return path
