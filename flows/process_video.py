@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import config
+from pipeline import config, custody
 from pipeline.asr import AsrResult
 from pipeline.bundle import write_bundle
 from pipeline.errors import TestimonyError
@@ -126,7 +126,9 @@ def process_video_flow(
         word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device,
         engine=engine)
     sha256 = hash_video(video)
+    custody.record_arrival(archive, sha256, video)
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
+        custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         return RunResult(Path(video), existing, "reused")
     refresh = {"refresh_cache": force}
     audio = extract.with_options(**refresh)(video, archive, sha256, options.audio_track)
@@ -137,6 +139,7 @@ def process_video_flow(
         texts = [s.text for s in transcript.segments]
         apply_translation(transcript, translate.with_options(**refresh)(transcript.language, texts))
     bundle = Path(publish(archive, transcript, video))
+    custody.record_publish(archive, sha256, bundle)
     record_in_archive(Path(archive), bundle, transcript)
     return RunResult(Path(video), bundle, "done", list(transcript.warnings))
 

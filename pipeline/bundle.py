@@ -13,6 +13,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
+from . import config
 from .formats import renderings
 from .hashing import file_sha256
 from .transcript import Transcript
@@ -45,8 +46,11 @@ def find_bundle(archive: Path, sha256: str) -> Path | None:
     return None
 
 
-def _write(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+def _write(path: Path, text: str, mode: int = config.DEFAULT_FILE_MODE) -> None:
+    """Write `text` to a new file created with `mode` (set explicitly: the umask does not weaken or widen it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with open(fd, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -57,26 +61,27 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
 
     `video` is the source file: the viewer (index.html) links it relative to the published folder.
     """
-    archive = Path(archive)
-    archive.mkdir(parents=True, exist_ok=True)
+    archive = config.private_dirs(archive)
+    mode = config.file_mode()
     final = archive / bundle_name(transcript)
     previous = find_bundle(archive, transcript.source.sha256)
     if video is None and previous is not None:
         video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
     staging = archive / f".{transcript.id}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging.mkdir(mode=config.dir_mode(mode))
+    os.chmod(staging, config.dir_mode(mode))  # owner-only before anything is written into it
     try:
         files = {TRANSCRIPT: transcript.to_json(), **renderings(transcript),
                  INDEX: render_viewer(transcript, video_href(video, final))}
         for name, text in files.items():
-            _write(staging / name, text)
+            _write(staging / name, text, mode)
         manifest = {
             "transcript_id": transcript.id,
             "source_sha256": transcript.source.sha256,
             "files": {name: file_sha256(staging / name) for name in sorted(files)},
         }
-        _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode)
         _publish(staging, final, previous)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import config
 from .bundle import TRANSCRIPT
 from .errors import TestimonyError
 from .transcript import Transcript
@@ -130,9 +131,10 @@ def _setup(con: sqlite3.Connection) -> None:
 def connect(archive: str | Path) -> Iterator[sqlite3.Connection]:
     """An open catalog (created owner-only on first use), closed on exit."""
     path = catalog_path(archive)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    config.private_dirs(path.parent)
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
+        os.chmod(path, config.file_mode())
     with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as con:
         con.row_factory = sqlite3.Row  # synchronous stays FULL: the arrivals log is a custody record
         _setup(con)

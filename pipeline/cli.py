@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import archive_cli, config, models_cli
+from . import archive_cli, config, integrity_cli, models_cli
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _deploy_parser(sub)
     archive_cli.add_parsers(sub)
+    integrity_cli.add_parsers(sub)
     return parser
 
 
@@ -171,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:  # a language with no model or no token fails now, not after hashing and extracting
+        config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
         options = RunOptions.from_flat(**settings)
         if args.language != "auto":
             whisper_token(args.language, options.asr.whisper_token)
@@ -224,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
                 "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
-                "deploy": cmd_deploy}
+                "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -31,6 +31,53 @@ def data_dir() -> Path:
     return Path(os.environ.get("TESTIMONY_DATA") or REPO_ROOT / "data")
 
 
+DEFAULT_FILE_MODE = 0o600
+
+
+def file_mode() -> int:
+    """Mode of every file we write into the archive: `TESTIMONY_FILE_MODE` (octal), else owner-only 0600.
+
+    0640 lets a group read the bundles; the owner must keep read and write access.
+    """
+    raw = (os.environ.get("TESTIMONY_FILE_MODE") or "").strip()
+    if not raw:
+        return DEFAULT_FILE_MODE
+    try:
+        mode = int(raw, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
+        from .errors import TestimonyError
+
+        raise TestimonyError(f"TESTIMONY_FILE_MODE={raw!r} is not a file mode the owner can read and write: "
+                             "use octal such as 600 (owner only, the default) or 640 (group may read)")
+    return mode
+
+
+def dir_mode(mode: int | None = None) -> int:
+    """The folder mode matching a file mode: each read bit brings its search (execute) bit."""
+    mode = file_mode() if mode is None else mode
+    return mode | (mode & 0o444) >> 2
+
+
+def private_dirs(path: str | os.PathLike) -> Path:
+    """Create `path` and any missing parents with `dir_mode()`; folders that already exist keep their mode."""
+    target = Path(path)
+    missing = []
+    current = target
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    mode = dir_mode()
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=mode)
+        except FileExistsError:  # made by a concurrent run
+            continue
+        os.chmod(folder, mode)  # mkdir's mode passes through the umask
+    return target
+
+
 PRIVACY_ENV = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

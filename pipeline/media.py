@@ -18,6 +18,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from . import config
 from .errors import BadInputError
 
 SAMPLE_RATE = 16_000
@@ -206,8 +207,12 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     """Decode one audio stream to 16 kHz mono 16-bit WAV and compare its length with the container's."""
     stream = pick_audio_stream(info, track)
     wav_path = Path(wav_path)
-    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    config.private_dirs(wav_path.parent)
     partial = wav_path.with_name(wav_path.name + ".partial")
+    mode = config.file_mode()
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)  # ffmpeg truncates it, keeping the mode
+    os.fchmod(fd, mode)
+    os.close(fd)
     source = _utf8_alias(info.path, wav_path.parent)
     cmd = (
         ffmpeg.input(_url(source))

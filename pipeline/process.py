@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import whisper
 
-from . import __version__, catalog
+from . import __version__, catalog, config, custody
 from .asr import AsrOptions, AsrResult, default_device, transcribe
 from .bundle import TRANSCRIPT, find_bundle, write_bundle
 from .hardware import configure_torch
@@ -259,12 +259,17 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
         say("hashing")
         check_readable(video)
         sha256 = file_sha256(video)  # identity first, before any tool reads the file
+    config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
+    custody.record_arrival(archive, sha256, video)
     if not force and (existing := reusable_bundle(archive, sha256, options)):
+        custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         return Prepared(video, archive, sha256, reused=existing)
     try:
         say("extracting audio")
         audio = stage_extract(video, archive, sha256, options.audio_track)
-    except BaseException:
+        custody.record_extract(archive, sha256, audio)
+    except BaseException as exc:
+        custody.record_failure(archive, sha256, "extract", exc)
         shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
         raise
     return Prepared(video, archive, sha256, audio)
@@ -276,15 +281,26 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     if job.reused is not None:
         return RunResult(job.video, job.reused, "reused")
     say = progress or (lambda _msg: None)
+    stage = "transcribe"
     try:
         say("transcribing")
         asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
+        custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
         transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options)
         if options.translate:
             say("translating")
+            stage = "translate"
             stage_translate(transcript)
+        if options.translate and transcript.needs_translation and transcript.segments:
+            custody.record_translate(job.archive, job.sha256, transcript.models.get("translation"),
+                                     sum(s.translation is not None for s in transcript.segments))
         say("writing bundle")
+        stage = "publish"
         bundle = write_bundle(job.archive, transcript, video=job.video)
+        custody.record_publish(job.archive, job.sha256, bundle)
+    except BaseException as exc:
+        custody.record_failure(job.archive, job.sha256, stage, exc)
+        raise
     finally:  # extracted witness audio never lingers, whatever happened
         job.discard()
     return RunResult(job.video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(job.archive, bundle))

@@ -106,7 +106,8 @@ def test_rerun_reuses_bundle_and_force_redoes_it(kk_video, tiny_whisper, tmp_pat
     assert other.status == "done", "different options are a different result"
     forced = process_video(kk_video, archive, _options(tiny_whisper), force=True)
     assert forced.status == "done"
-    assert [p.name for p in archive.iterdir() if p.is_dir() and not p.name.startswith(".")] == [first.bundle.name]
+    assert [p.name for p in archive.iterdir() if p.is_dir() and not p.name.startswith(".")
+            and p.name != "custody"] == [first.bundle.name]
 
 
 def test_truncated_video_is_flagged(media, tiny_whisper, tmp_path):
@@ -127,7 +128,7 @@ def test_failed_write_leaves_no_bundle(kk_video, tiny_whisper, tmp_path, monkeyp
     archive = tmp_path / "archive"
     with pytest.raises(OSError):
         process_video(kk_video, archive, _options(tiny_whisper))
-    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work")] == []
+    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work") and p.name != "custody"] == []
 
 
 def test_cli_reports_each_file_and_fails_on_bad_input(kk_video, tiny_whisper, tmp_path, capsys):
