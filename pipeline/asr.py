@@ -92,7 +92,32 @@ def detect_language(model: whisper.Whisper, audio: np.ndarray,
     return best, float(totals[best])
 
 
-Reroute = Callable[[str], "tuple[whisper.Whisper, AsrOptions] | None"]
+Reroute = Callable[[str], "tuple[Any, AsrOptions] | None"]
+Detect = Callable[[Any, np.ndarray, list[SpeechRegion]], "tuple[str | None, float | None]"]
+
+
+@dataclass
+class Plan:
+    """What to decode and with what, decided before any decoding; shared by both engines."""
+
+    model: Any
+    options: AsrOptions
+    speech: list[SpeechRegion]
+    language: str | None
+    detected: str | None
+    probability: float | None
+
+
+def plan(model: Any, audio: np.ndarray, options: AsrOptions, *, detect: Detect,
+         reroute: Reroute | None = None) -> Plan:
+    """Voiced regions, then the language (given, or voted with `detect`), then the model its route wants."""
+    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, len(audio) / SAMPLE_RATE)]
+    if options.language != "auto":
+        return Plan(model, options, speech, options.language, None, None)
+    detected, probability = detect(model, audio, speech)
+    if detected and reroute and (routed := reroute(detected)):
+        model, options = routed
+    return Plan(model, options, speech, detected, detected, probability)
 
 
 def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *,
@@ -102,16 +127,9 @@ def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *
     `reroute`, given the detected language, may hand back the model and options that language's
     route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
     """
-    total = len(audio) / SAMPLE_RATE
-    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, total)]
-    detected, probability = (None, None)
-    if options.language == "auto":
-        detected, probability = detect_language(model, audio, speech)
-        language = detected
-        if detected and reroute and (routed := reroute(detected)):
-            model, options = routed
-    else:
-        language = options.language
+    chosen = plan(model, audio, options, detect=detect_language, reroute=reroute)
+    model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
+    detected, probability = chosen.detected, chosen.probability
     if not speech or language is None:
         return AsrResult([], language, detected, probability, None, speech)
 

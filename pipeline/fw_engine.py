@@ -25,12 +25,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .asr import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions, AsrResult,
-                  _segments, whisper_token)
+                  _segments, plan, whisper_token)
 from .ct2_store import Ct2Record, resolve_ct2
 from .errors import ModelMissingError, TestimonyError
 from .hardware import ct2_cuda_available, thread_count
-from .media import SAMPLE_RATE
-from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows, window_groups
+from .vad import SpeechRegion, clip_timestamps, voiced_windows, window_groups
 
 ENGINE = "faster-whisper"
 
@@ -102,16 +101,9 @@ def transcribe(model: Any, audio: np.ndarray, options: AsrOptions, *, progress: 
     `reroute` works as in `asr.transcribe`: given the detected language it may hand back the model
     and options that language's route wants.
     """
-    total = len(audio) / SAMPLE_RATE
-    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, total)]
-    detected, probability = (None, None)
-    if options.language == "auto":
-        detected, probability = detect_language(model, audio, speech)
-        language = detected
-        if detected and reroute and (routed := reroute(detected)):
-            model, options = routed
-    else:
-        language = options.language
+    chosen = plan(model, audio, options, detect=detect_language, reroute=reroute)
+    model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
+    detected, probability = chosen.detected, chosen.probability
     clips = clip_timestamps(window_groups(speech), len(audio))
     if not speech or language is None or not clips:
         return AsrResult([], language, detected, probability, None, speech)

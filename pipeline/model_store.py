@@ -9,7 +9,6 @@ can cite the exact weights without re-hashing hundreds of megabytes.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ import whisper
 
 from . import config, model_registry
 from .errors import ModelMissingError
-from .hashing import file_sha256
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -29,6 +30,16 @@ SEGMENTS = [  # (start, end, original, English, flags)
     (3.0, 4.5, HOSTILE, None, [POSSIBLE_HALLUCINATION, UNTRANSLATED]),
 ]
 
+
+
+def wait_js(page: Page, expression: str, timeout_ms: int = 5000) -> None:
+    """Poll `expression` from outside the page: Playwright's wait_for_function evaluates its
+    predicate with eval(), which the viewer's Content-Security-Policy rightly refuses."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_ms} ms: {expression}")
+        time.sleep(0.05)
 
 def _transcript(video: Path) -> Transcript:
     segments = [Segment(id=n, start=s, end=e, text=text, translation=en, avg_logprob=-0.4,
@@ -161,7 +172,7 @@ def test_link_to_non_utf8_file_name_round_trips(video, tmp_path):
 
 def test_header_and_video_load(opened, video):
     page = opened.page
-    page.wait_for_function("document.getElementById('video').readyState >= 1", timeout=15000)
+    wait_js(page, "document.getElementById('video').readyState >= 1", timeout_ms=15000)
     duration = probe(video).duration
     assert page.evaluate("document.getElementById('video').duration") == pytest.approx(duration, abs=0.3)
     header = page.inner_text("header")
@@ -173,15 +184,15 @@ def test_header_and_video_load(opened, video):
 
 def test_click_seeks_plays_and_timeupdate_moves_highlight(opened):
     page = opened.page
-    page.wait_for_function("document.getElementById('video').readyState >= 1", timeout=15000)
+    wait_js(page, "document.getElementById('video').readyState >= 1", timeout_ms=15000)
     page.evaluate("""() => { const v = document.getElementById('video');
         v.muted = true; window.__seeks = [];
         v.addEventListener('seeking', () => window.__seeks.push(v.currentTime)); }""")
     page.click("li.seg[data-id='1'] p.original")
-    page.wait_for_function("window.__seeks.length > 0")
+    wait_js(page, "window.__seeks.length > 0")
     assert page.evaluate("window.__seeks[0]") == pytest.approx(1.5, abs=0.1)
     assert opened.current_id() == "1"
-    page.wait_for_function("!document.getElementById('video').paused", timeout=10000)
+    wait_js(page, "!document.getElementById('video').paused", timeout_ms=10000)
 
     page.evaluate("""() => { const v = document.getElementById('video'); v.pause();
         v.currentTime = 3.6; v.dispatchEvent(new Event('timeupdate')); }""")
