@@ -198,6 +198,11 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
         transcript.warnings.append(
             f"decoded only {audio.decoded_duration:.1f} s of the {audio.expected_duration:.1f} s the "
             "container reports: the file is probably truncated; find a complete copy of the original")
+    elif audio.container_duration and audio.container_duration - audio.decoded_duration > max(5.0, 0.1 * audio.decoded_duration):
+        # The audio is whole by its own stream's length, but the container claims far more: record both.
+        transcript.warnings.append(
+            f"the container claims {audio.container_duration:.1f} s but its audio is {audio.decoded_duration:.1f} s "
+            "long (all of it was transcribed); the header may have been edited or damaged")
     if not asr.speech:
         transcript.warnings.append("no speech found in the audio")
     return transcript

@@ -147,6 +147,7 @@ def _check_huge(t: Transcript) -> None:
     assert t.source.duration > 1e6 and t.source.decoded_duration < 60
     assert t.source.audio_track["duration"] == pytest.approx(t.source.decoded_duration, abs=0.3)
     assert TRUNCATED not in t.flags
+    assert any("container claims" in w for w in t.warnings), "the mismatch is said, not hidden"
 
 
 SUCCESSES: list[tuple[str, Make, list[str], Callable[[Transcript], None]]] = [
