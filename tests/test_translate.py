@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ from .tiny_argos import build_tiny_argos_package, udhr_column
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(not UDHR_TSV.exists(), reason=f"{UDHR_TSV} not present")
+pytestmark = [pytest.mark.skipif(not UDHR_TSV.exists(), reason=f"{UDHR_TSV} not present"),
+              pytest.mark.usefixtures("no_network")]
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +28,6 @@ def tiny_packages(tmp_path_factory) -> dict[tuple[str, str], Path]:
     """kk->en, kk->ru and ru->en .argosmodel files, built once for the module."""
     work = tmp_path_factory.mktemp("argos-build")
     return {pair: build_tiny_argos_package(work, *pair) for pair in [("kk", "en"), ("kk", "ru"), ("ru", "en")]}
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any outbound connection attempt during a test fails loudly."""
-
-    def refuse(self, *args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def _store(tmp_path: Path, packages, *pairs: tuple[str, str]) -> Path:

@@ -15,14 +15,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from . import media_factory as mf
 from .test_flow import _free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DEPLOYMENTS = {"process-video", "inbox", "process-folder", "retranslate"}
 # Missing icons the V1 UI asks its own server for: the browser's favicon probe, and a state icon it
 # requests before the run's state has loaded. Both are 404s from 127.0.0.1 and change nothing on screen.
@@ -68,15 +67,6 @@ def service(tmp_path_factory, converted_base):
     assert "testimony serve: stopped" in log_path.read_text()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (bin/setup installs Debian's `chromium`)")
-    with sync_playwright() as p:
-        # The system Chromium: `playwright install` would download one.
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        browser.close()
 
 
 class UI:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from pipeline.bundle import MANIFEST, write_bundle
 from pipeline.media import probe, wav_duration
@@ -21,7 +21,6 @@ from pipeline.viewer import INDEX, linked_video, render_viewer, video_href
 
 from . import media_factory as mf
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = '</script><script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> <!-- & »'
 UYGHUR = "مېنىڭ دادام لاگېردا ئىدى"  # "my father was in the camp"
 SEGMENTS = [  # (start, end, original, English, flags)
@@ -70,16 +69,6 @@ def bundle(video, tmp_path_factory) -> Path:
     return write_bundle(tmp_path_factory.mktemp("viewer-archive") / "archive", _transcript(video), video=video)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Browser:
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (bin/setup installs Debian's `chromium`)")
-    with sync_playwright() as p:
-        # Playwright passes --no-sandbox itself (its chromiumSandbox defaults to off), which running as
-        # root needs; the system Chromium is used because `playwright install` would download one.
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        yield browser
-        browser.close()
 
 
 class Opened:
