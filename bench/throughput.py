@@ -44,11 +44,10 @@ def librivox() -> tuple[list[Path], dict[str, str]]:
     if not LIBRIVOX.is_dir():
         raise SystemExit("Debian pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata), "
                          "or pass your own files with --files")
-    refs = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        words, ident = line.rsplit("(", 1)
-        refs[ident.rstrip(")").strip()] = words.replace("<s>", "").replace("</s>", "").strip()
-    return sorted(LIBRIVOX.glob("*.wav")), refs
+    from pipeline.devset import librivox as listed
+
+    clips = sorted(listed(), key=lambda clip: clip[1])
+    return [wav for _, wav, _ in clips], {wav.stem: text for _, wav, text in clips}
 
 
 def interview(out: Path, seconds: float, variant: int) -> tuple[Path, str]:

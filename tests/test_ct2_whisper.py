@@ -340,11 +340,9 @@ def test_base_librivox_wer(converted_base):
     import jiwer
     from whisper.normalizers import EnglishTextNormalizer
 
-    refs = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        if line.strip():
-            text, fileid = line.rsplit("(", 1)
-            refs[fileid.rstrip(") ")] = text.replace("<s>", "").replace("</s>", "").strip()
+    from pipeline.devset import librivox
+
+    refs = {ident: text for ident, _, text in librivox()}
     model = load_converted(converted_base)
     normalize = EnglishTextNormalizer()
     truth, hyps = [], []

@@ -22,6 +22,8 @@ from pipeline.ct2_whisper import packaged_base_parts, read_ct2_model
 from pipeline.process import RunOptions, process_video
 from pipeline.transcript import Transcript
 
+from pipeline.devset import librivox
+
 from . import media_factory as mf
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
@@ -47,11 +49,9 @@ def test_faster_whisper_engine_matches_the_reference_on_real_speech(converted_ba
     same language, WER within a point of the reference engine, times inside the audio."""
     if not LIBRIVOX.is_dir():
         pytest.skip("Debian pocketsphinx-testdata is not installed (run bin/setup)")
-    references = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        words, file_id = line.rsplit("(", 1)
-        references[file_id.rstrip(")").strip()] = words.replace("<s>", "").replace("</s>", "").strip()
-    clips = sorted(LIBRIVOX.glob("*.wav"))
+    listed = sorted(librivox(), key=lambda clip: clip[1])
+    references = {wav.stem: text for _, wav, text in listed}
+    clips = [wav for _, wav, _ in listed]
     reference = " ".join(references[c.stem] for c in clips)
     video = mf.interview_video(clips, tmp_path / "interview.mp4", lead_silence=4.0, pause=3.0)
 

@@ -17,6 +17,8 @@ from pipeline.transcript import UNTRANSLATED, Transcript
 from pipeline.translate import install_package
 from pipeline.viewer import linked_video
 
+from pipeline.devset import librivox
+
 from . import media_factory as mf
 from .tiny_argos import build_tiny_argos_package
 
@@ -177,11 +179,9 @@ def test_real_english_interview_accuracy_and_times(converted_base, tmp_path):
 
     if not LIBRIVOX.is_dir():
         pytest.skip("Debian pocketsphinx-testdata is not installed (run bin/setup)")
-    references = {}
-    for line in (LIBRIVOX / "transcription").read_text().splitlines():
-        words, file_id = line.rsplit("(", 1)
-        references[file_id.rstrip(")").strip()] = words.replace("<s>", "").replace("</s>", "").strip()
-    clips = sorted(LIBRIVOX.glob("*.wav"))
+    listed = sorted(librivox(), key=lambda clip: clip[1])
+    references = {wav.stem: text for _, wav, text in listed}
+    clips = [wav for _, wav, _ in listed]
     video = mf.interview_video(clips, tmp_path / "interview.mp4", lead_silence=4.0, pause=3.0)
 
     result = process_video(video, tmp_path / "archive", RunOptions(asr=AsrOptions(model=str(converted_base))))
