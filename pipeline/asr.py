@@ -6,23 +6,33 @@
 - Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
   check, and a segment that repeats its predecessor is flagged.
 - Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
+
+Decoding goes one window group at a time (`transcribe_with`, shared with `fw_engine`): only that
+group's audio is read, so memory does not grow with the recording, and each finished group is
+appended to a checkpoint, so a killed run resumes where it stopped with the same times.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import whisper
+from tqdm import tqdm
 from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
 from whisper.tokenizer import LANGUAGES
 
+from .audio_source import Audio, AudioSource, as_source, duration
+from .checkpoint import Checkpoint
 from .errors import ModelMissingError
 from .media import SAMPLE_RATE
 from .transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
-from .vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows, window_groups
+from .vad import SpeechRegion, clip_timestamps, decode_chunks, speech_regions, voiced_windows
+
+HOP = 160  # samples per mel frame: chunks start on the 10 ms grid, so their times shift by whole frames
 
 LOGPROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
@@ -74,7 +84,7 @@ def whisper_token(language: str, override: str | None = None) -> str:
     )
 
 
-def detect_language(model: whisper.Whisper, audio: np.ndarray,
+def detect_language(model: whisper.Whisper, audio: Audio,
                     regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
     """Language voted over voiced windows: averaged probabilities, never the leading silence."""
     windows = voiced_windows(audio, regions)
@@ -93,7 +103,9 @@ def detect_language(model: whisper.Whisper, audio: np.ndarray,
 
 
 Reroute = Callable[[str], "tuple[Any, AsrOptions] | None"]
-Detect = Callable[[Any, np.ndarray, list[SpeechRegion]], "tuple[str | None, float | None]"]
+Detect = Callable[[Any, Audio, list[SpeechRegion]], "tuple[str | None, float | None]"]
+# (model, audio of one chunk, clip_timestamps within it, Whisper token, options) -> raw segments
+Decode = Callable[[Any, np.ndarray, list[float], str, AsrOptions], list[dict]]
 
 
 @dataclass
@@ -108,48 +120,105 @@ class Plan:
     probability: float | None
 
 
-def plan(model: Any, audio: np.ndarray, options: AsrOptions, *, detect: Detect,
-         reroute: Reroute | None = None) -> Plan:
-    """Voiced regions, then the language (given, or voted with `detect`), then the model its route wants."""
-    speech = speech_regions(audio) if options.vad else [SpeechRegion(0.0, len(audio) / SAMPLE_RATE)]
+def plan(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect,
+         reroute: Reroute | None = None, checkpoint: Checkpoint | None = None) -> Plan:
+    """Voiced regions, then the language (given, or voted with `detect`), then the model its route wants.
+
+    Regions and language are checkpointed: a resumed run decodes exactly what the killed one planned.
+    """
+    checkpoint = checkpoint or Checkpoint(None)
+    if saved := checkpoint.find("plan"):
+        speech = [SpeechRegion(a, b) for a, b in saved[-1]["speech"]]
+        detected, probability = saved[-1]["detected"], saved[-1]["probability"]
+    else:
+        source = as_source(audio)
+        speech = speech_regions(source) if options.vad else [SpeechRegion(0.0, duration(source))]
+        detected = probability = None
+        if options.language == "auto":
+            detected, probability = detect(model, source, speech)
+        checkpoint.add("plan", speech=[[r.start, r.end] for r in speech], detected=detected,
+                       probability=probability)
     if options.language != "auto":
         return Plan(model, options, speech, options.language, None, None)
-    detected, probability = detect(model, audio, speech)
     if detected and reroute and (routed := reroute(detected)):
         model, options = routed
     return Plan(model, options, speech, detected, detected, probability)
 
 
-def transcribe(model: whisper.Whisper, audio: np.ndarray, options: AsrOptions, *,
-               progress: bool = False, reroute: Reroute | None = None) -> AsrResult:
-    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times.
-
-    `reroute`, given the detected language, may hand back the model and options that language's
-    route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
-    """
-    chosen = plan(model, audio, options, detect=detect_language, reroute=reroute)
+def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect, decode: Decode,
+                    progress: bool = False, reroute: Reroute | None = None,
+                    checkpoint: Checkpoint | None = None) -> AsrResult:
+    """Plan, then decode chunk by chunk (`vad.decode_chunks`), skipping chunks the checkpoint holds."""
+    source, checkpoint = as_source(audio), checkpoint or Checkpoint(None)
+    chosen = plan(model, source, options, detect=detect, reroute=reroute, checkpoint=checkpoint)
     model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
     detected, probability = chosen.detected, chosen.probability
     if not speech or language is None:
         return AsrResult([], language, detected, probability, None, speech)
 
     token = whisper_token(language, options.whisper_token)
-    decode = dict(model=model, audio=audio, token=token, options=options, speech=speech, progress=progress)
+    done = {entry["index"]: entry["segments"] for entry in checkpoint.find("group")}
+    raw: list[dict] = []
+    chunks = decode_chunks(speech)
+    for index, chunk in enumerate(tqdm(chunks, disable=not progress, unit="chunk", leave=False)):
+        if index not in done:
+            done[index] = _decode_chunk(source, chunk, lambda piece, clips: decode(model, piece, clips, token, options))
+            checkpoint.add("group", index=index, start=chunk.start, end=chunk.end, segments=done[index])
+        raw += done[index]
+    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech)
+
+
+def _decode_chunk(source: AudioSource, chunk: SpeechRegion,
+                  decode: Callable[[np.ndarray, list[float]], list[dict]]) -> list[dict]:
+    """Read only this chunk's audio, decode it, and put its times back on the recording's clock."""
+    first = int(chunk.start * SAMPLE_RATE / HOP) * HOP
+    last = min(source.samples, math.ceil(chunk.end * SAMPLE_RATE / HOP) * HOP)
+    piece = source.read_samples(first, last)
+    offset = first / SAMPLE_RATE
+    clips = clip_timestamps([SpeechRegion(chunk.start - offset, chunk.end - offset)], len(piece))
+    if not clips:
+        return []
+    return [_shifted(item, offset) for item in decode(piece, clips)]
+
+
+def _shifted(item: dict, offset: float) -> dict:
+    """The fields `_segments` reads, as plain JSON numbers, `offset` seconds later."""
+    out = {"text": item["text"], "start": float(item["start"]) + offset, "end": float(item["end"]) + offset,
+           "avg_logprob": float(item["avg_logprob"]), "no_speech_prob": float(item["no_speech_prob"]),
+           "compression_ratio": float(item["compression_ratio"])}
+    if item.get("words") is not None:
+        out["words"] = [{"start": float(w["start"]) + offset, "end": float(w["end"]) + offset,
+                         "word": w["word"], "probability": float(w["probability"])} for w in item["words"]]
+    return out
+
+
+def transcribe(model: whisper.Whisper, audio: Audio, options: AsrOptions, *,
+               progress: bool = False, reroute: Reroute | None = None,
+               checkpoint: Checkpoint | None = None) -> AsrResult:
+    """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute times.
+
+    `reroute`, given the detected language, may hand back the model and options that language's
+    route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
+    """
+    return transcribe_with(model, audio, options, detect=detect_language, decode=_whisper_decode,
+                           progress=progress, reroute=reroute, checkpoint=checkpoint)
+
+
+def _whisper_decode(model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
+                    options: AsrOptions) -> list[dict]:
+    decode = dict(model=model, audio=audio, token=token, options=options, clips=clips)
     try:
-        result = _whisper_transcribe(**decode, temperatures=options.temperatures)
+        return _whisper_transcribe(**decode, temperatures=options.temperatures)["segments"]
     except ValueError as exc:
         # Sampling at a fallback temperature can meet a step where Whisper's timestamp rules mask
         # every token (NaN probabilities). Greedy decoding cannot fail that way: fall back to it.
         if "invalid values" not in str(exc):
             raise
-        result = _whisper_transcribe(**decode, temperatures=(0.0,))
-    segments = _segments(result["segments"], speech)
-    return AsrResult(segments, language, detected, probability, token, speech)
+        return _whisper_transcribe(**decode, temperatures=(0.0,))["segments"]
 
 
 def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
-                        speech: list[SpeechRegion], progress: bool,
-                        temperatures: tuple[float, ...]) -> dict:
+                        clips: list[float], temperatures: tuple[float, ...]) -> dict:
     return whisper.transcribe(
         model,
         audio,
@@ -164,9 +233,9 @@ def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str
         condition_on_previous_text=False,
         word_timestamps=options.word_timestamps,
         hallucination_silence_threshold=2.0 if options.word_timestamps else None,
-        clip_timestamps=clip_timestamps(window_groups(speech), len(audio)),  # one encoder pass per group
+        clip_timestamps=clips,
         fp16=model.device.type == "cuda",
-        verbose=False if progress else None,
+        verbose=None,
     )
 
 

@@ -13,7 +13,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-from . import config
+from . import config, failpoints
 from .formats import renderings
 from .hashing import file_sha256
 from .transcript import Transcript
@@ -67,8 +67,9 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
     previous = find_bundle(archive, transcript.source.sha256)
     if video is None and previous is not None:
         video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
+    for stale in [*archive.glob(f".{transcript.id}.partial-*"), *archive.glob(f".{transcript.id}*.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed while publishing
     staging = archive / f".{transcript.id}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=config.dir_mode(mode))
     os.chmod(staging, config.dir_mode(mode))  # owner-only before anything is written into it
     try:
@@ -82,7 +83,9 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
             "files": {name: file_sha256(staging / name) for name in sorted(files)},
         }
         _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode)
+        failpoints.reached("publish:staged")
         _publish(staging, final, previous)
+        failpoints.reached("publish:renamed")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -138,14 +138,31 @@ def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:
            size=video.stat().st_size, tool="testimony", version=__version__, algorithm="sha256")
 
 
-def record_publish(archive: str | Path, sha256: str, bundle: str | Path) -> None:
+def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> None:
     """The bundle was published: its folder and the SHA-256 of its manifest (which lists every file)."""
     from .bundle import MANIFEST
     from .hashing import file_sha256
 
     bundle = Path(bundle)
     append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
-           bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST))
+           bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
+
+
+def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> None:
+    """A run killed between publishing its bundle and logging it: log it now, if its files check out.
+
+    A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
+    """
+    from .bundle import MANIFEST
+    from .hashing import file_sha256
+    from .integrity import files_problems
+
+    bundle = Path(bundle)
+    if last_manifest_sha256(archive, sha256) == file_sha256(bundle / MANIFEST):
+        return
+    source, problems = files_problems(bundle)
+    if source == sha256 and not problems:
+        record_publish(archive, sha256, bundle, recovered="published by an interrupted run; found complete")
 
 
 def record_failure(archive: str | Path, sha256: str, stage: str, exc: BaseException) -> None:

@@ -25,11 +25,13 @@ from typing import Any, Callable
 import numpy as np
 
 from .asr import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions, AsrResult,
-                  _segments, plan, whisper_token)
+                  transcribe_with)
+from .audio_source import Audio
+from .checkpoint import Checkpoint
 from .ct2_store import Ct2Record, resolve_ct2
 from .errors import ModelMissingError, TestimonyError
 from .hardware import ct2_cuda_available, thread_count
-from .vad import SpeechRegion, clip_timestamps, voiced_windows, window_groups
+from .vad import SpeechRegion, voiced_windows
 
 ENGINE = "faster-whisper"
 
@@ -73,7 +75,7 @@ def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[A
     return _loaded[key]
 
 
-def detect_language(model: Any, audio: np.ndarray, regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
     """Language voted over voiced windows (as `asr.detect_language`), encoded as one batch."""
     from faster_whisper.audio import pad_or_trim
 
@@ -94,21 +96,18 @@ def detect_language(model: Any, audio: np.ndarray, regions: list[SpeechRegion]) 
     return best, float(totals[best])
 
 
-def transcribe(model: Any, audio: np.ndarray, options: AsrOptions, *, progress: bool = False,
-               reroute: Callable[[str], tuple[Any, AsrOptions] | None] | None = None) -> AsrResult:
-    """Transcribe 16 kHz mono float32 audio into flagged segments with absolute times.
+def transcribe(model: Any, audio: Audio, options: AsrOptions, *, progress: bool = False,
+               reroute: Callable[[str], tuple[Any, AsrOptions] | None] | None = None,
+               checkpoint: Checkpoint | None = None) -> AsrResult:
+    """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute times.
 
-    `reroute` works as in `asr.transcribe`: given the detected language it may hand back the model
-    and options that language's route wants.
+    The loop, the chunking and the checkpoint are `asr.transcribe_with`'s; `reroute` works as there.
     """
-    chosen = plan(model, audio, options, detect=detect_language, reroute=reroute)
-    model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
-    detected, probability = chosen.detected, chosen.probability
-    clips = clip_timestamps(window_groups(speech), len(audio))
-    if not speech or language is None or not clips:
-        return AsrResult([], language, detected, probability, None, speech)
+    return transcribe_with(model, audio, options, detect=detect_language, decode=_decode, progress=progress,
+                           reroute=reroute, checkpoint=checkpoint)
 
-    token = whisper_token(language, options.whisper_token)
+
+def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, options: AsrOptions) -> list[dict]:
     pieces, _info = model.transcribe(
         audio,
         language=token,
@@ -124,10 +123,8 @@ def transcribe(model: Any, audio: np.ndarray, options: AsrOptions, *, progress: 
         hallucination_silence_threshold=2.0 if options.word_timestamps else None,
         clip_timestamps=clips,
         vad_filter=False,  # our regions are already in clip_timestamps
-        log_progress=progress,
     )
-    raw = [_as_dict(piece) for piece in pieces]  # the generator decodes lazily: this runs the model
-    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech)
+    return [_as_dict(piece) for piece in pieces]  # the generator decodes lazily: this runs the model
 
 
 def _as_dict(piece: Any) -> dict[str, Any]:

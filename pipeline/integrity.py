@@ -51,7 +51,7 @@ def bundles_in(archive: Path) -> list[Path]:
             and ((p / MANIFEST).is_file() or (p / TRANSCRIPT).is_file())]
 
 
-def _files_problems(bundle: Path) -> tuple[str | None, list[str]]:
+def files_problems(bundle: Path) -> tuple[str | None, list[str]]:
     """(the source SHA-256 the bundle names, problems of its files against manifest.json)."""
     name = bundle.name
     try:
@@ -103,7 +103,7 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
     """
     archive, bundle = Path(archive), Path(bundle)
     name = bundle.name
-    sha256, problems = _files_problems(bundle)
+    sha256, problems = files_problems(bundle)
     report = Report(bundle, sha256, problems)
     if sha256 is None:
         return report

@@ -18,7 +18,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from . import config
+from . import config, failpoints
 from .errors import BadInputError
 
 SAMPLE_RATE = 16_000
@@ -226,6 +226,7 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     except ffmpeg.Error as exc:
         partial.unlink(missing_ok=True)
         raise _not_media(info.path, exc.stderr.decode("utf-8", "replace")) from None
+    failpoints.reached("extract:written")
     os.replace(partial, wav_path)
     decoded = wav_duration(wav_path)
     # Compare with the audio stream's own length: a video track may run on after the sound ends.

@@ -1,4 +1,9 @@
-"""One video through every stage, as plain function calls. Prefect's flow calls the same stages."""
+"""One video through every stage, as plain function calls. Prefect's flow calls the same stages.
+
+Resumable: the work folder (`work_dir`) keeps the extracted WAV with a record of it, and checkpoints
+of decoded chunks and translated batches. A run killed at any point is picked up by the next run of
+the same video and options from the last finished piece; the folder goes once the bundle is out.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,12 @@ import whisper
 
 from . import __version__, catalog, config, custody
 from .asr import AsrOptions, AsrResult, default_device, transcribe
+from .audio_source import WavAudio
+from .checkpoint import Checkpoint
 from .bundle import TRANSCRIPT, find_bundle, write_bundle
 from .hardware import configure_torch
 from .hashing import file_sha256
-from .media import ExtractedAudio, check_readable, extract_audio, ffmpeg_version, load_wav, probe
+from .media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
 from .model_store import load_whisper
 from .transcript import TRUNCATED, UNTRANSLATED, Source, Transcript
 
@@ -86,9 +93,49 @@ def work_dir(archive: Path, sha256: str) -> Path:
     return archive / ".work" / sha256[:12]
 
 
+EXTRACTED = "audio.json"  # written after the WAV is complete: the WAV's hash and what was extracted
+
+
 def stage_extract(video: Path, archive: Path, sha256: str, audio_track: int | None) -> ExtractedAudio:
-    info = probe(video)
-    return extract_audio(info, work_dir(archive, sha256) / "audio.wav", track=audio_track)
+    """Extract the audio, or reuse the WAV a killed run already finished (after checking its hash)."""
+    work = work_dir(archive, sha256)
+    if (finished := finished_extract(work, audio_track)) is not None:
+        return finished
+    audio = extract_audio(probe(video), work / "audio.wav", track=audio_track)
+    record = {"audio_track": audio_track, "wav_sha256": file_sha256(audio.wav_path),
+              "audio": {**asdict(audio), "wav_path": audio.wav_path.name}}
+    write_atomic(work / EXTRACTED, json.dumps(record, indent=2))
+    return audio
+
+
+def finished_extract(work: Path, audio_track: int | None) -> ExtractedAudio | None:
+    try:
+        record = json.loads((work / EXTRACTED).read_text(encoding="utf-8"))
+        data = dict(record["audio"])
+        if record["audio_track"] != audio_track or file_sha256(work / data["wav_path"]) != record["wav_sha256"]:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return ExtractedAudio(**{**data, "wav_path": work / data["wav_path"], "stream": AudioStream(**data["stream"])})
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside, fsync, rename: a reader sees the old file or the whole new one, never half."""
+    temp = path.with_name(path.name + ".partial")
+    mode = config.file_mode()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+def asr_checkpoint(audio: ExtractedAudio, options: RunOptions) -> Checkpoint:
+    """Decoded chunks of this WAV under these options (another option set keeps its own file)."""
+    return Checkpoint(audio.wav_path.parent / f"asr-{options.key()}.jsonl")
 
 
 def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
@@ -130,7 +177,8 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
         used["options"] = asr
         return routed_model, asr
 
-    result = run_engine(model, load_wav(audio.wav_path), options.asr, progress=progress, reroute=reroute)
+    result = run_engine(model, WavAudio(audio.wav_path), options.asr, progress=progress, reroute=reroute,
+                        checkpoint=asr_checkpoint(audio, options))
     model_info = {**facts(model), **used["record"].to_dict(),
                   "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
@@ -145,7 +193,11 @@ class Translation:
     warning: str | None = None
 
 
-def translate_english(language: str, texts: list[str]) -> Translation:
+TRANSLATE_BATCH = 32  # segments per checkpointed batch; fixed, so a resumed run batches alike
+
+
+def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None) -> Translation:
+    """English for each text, batch by batch; batches already in `checkpoint` are not translated again."""
     from .translate import MissingTranslation, find_translator, translate_texts
 
     from .routes import route_for
@@ -153,9 +205,19 @@ def translate_english(language: str, texts: list[str]) -> Translation:
     via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
         info = find_translator(language, "en", via=via)
-        return Translation(translate_texts(texts, language, "en", via=via), {"engine": "argostranslate", **asdict(info)})
     except MissingTranslation as exc:
         return Translation(None, None, str(exc))
+    checkpoint = checkpoint or Checkpoint(None)
+    key = hashlib.sha256(json.dumps([language, via, texts, asdict(info)]).encode()).hexdigest()
+    english: list[str] = []
+    for batch in checkpoint.find("batch"):
+        if batch["key"] == key and batch["start"] == len(english):
+            english += batch["english"]
+    for start in range(len(english), len(texts), TRANSLATE_BATCH):
+        done = translate_texts(texts[start:start + TRANSLATE_BATCH], language, "en", via=via)
+        checkpoint.add("batch", key=key, start=start, english=done)
+        english += done
+    return Translation(english, {"engine": "argostranslate", **asdict(info)})
 
 
 def apply_translation(transcript: Transcript, translation: Translation) -> Transcript:
@@ -172,11 +234,11 @@ def apply_translation(transcript: Transcript, translation: Translation) -> Trans
     return transcript
 
 
-def stage_translate(transcript: Transcript) -> Transcript:
+def stage_translate(transcript: Transcript, *, checkpoint: Checkpoint | None = None) -> Transcript:
     if not transcript.needs_translation or not transcript.segments:
         return transcript
     texts = [s.text for s in transcript.segments]
-    return apply_translation(transcript, translate_english(transcript.language, texts))
+    return apply_translation(transcript, translate_english(transcript.language, texts, checkpoint=checkpoint))
 
 
 def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrResult,
@@ -267,12 +329,16 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
     config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
     custody.record_arrival(archive, sha256, video)
     if not force and (existing := reusable_bundle(archive, sha256, options)):
+        custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         return Prepared(video, archive, sha256, reused=existing)
     try:
-        say("extracting audio")
-        audio = stage_extract(video, archive, sha256, options.audio_track)
-        custody.record_extract(archive, sha256, audio)
+        if (audio := finished_extract(work_dir(archive, sha256), options.audio_track)) is not None:
+            custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
+        else:
+            say("extracting audio")
+            audio = stage_extract(video, archive, sha256, options.audio_track)
+            custody.record_extract(archive, sha256, audio)
     except BaseException as exc:
         custody.record_failure(archive, sha256, "extract", exc)
         shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
@@ -282,12 +348,18 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
 
 def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
                  progress: Progress | None = None) -> RunResult:
-    """Transcribe, translate and publish a prepared video's bundle; its extracted audio is removed."""
+    """Transcribe, translate and publish a prepared video's bundle; its work folder goes once it is out.
+
+    On failure the work folder stays, so the next run resumes from the last finished chunk or batch.
+    """
     if job.reused is not None:
         return RunResult(job.video, job.reused, "reused")
     say = progress or (lambda _msg: None)
     stage = "transcribe"
     try:
+        if done := len(asr_checkpoint(job.audio, options).find("group")):
+            custody.append(job.archive, job.sha256, "resume", stage="transcribe", chunks_done=done,
+                           options_key=options.key())
         say("transcribing")
         asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
         custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
@@ -295,7 +367,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         if options.translate:
             say("translating")
             stage = "translate"
-            stage_translate(transcript)
+            stage_translate(transcript, checkpoint=Checkpoint(work_dir(job.archive, job.sha256) / "translate.jsonl"))
         if options.translate and transcript.needs_translation and transcript.segments:
             custody.record_translate(job.archive, job.sha256, transcript.models.get("translation"),
                                      sum(s.translation is not None for s in transcript.segments))
@@ -306,8 +378,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     except BaseException as exc:
         custody.record_failure(job.archive, job.sha256, stage, exc)
         raise
-    finally:  # extracted witness audio never lingers, whatever happened
-        job.discard()
+    job.discard()  # the bundle is out: extracted witness audio and checkpoints go
     return RunResult(job.video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(job.archive, bundle))
 
 

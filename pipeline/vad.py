@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .audio_source import Audio, AudioSource, as_source
 from .media import SAMPLE_RATE
+
+# VAD reads this much audio at a time: memory stays flat however long the recording is.
+VAD_BLOCK_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -25,17 +29,21 @@ class SpeechRegion:
 
 
 def speech_regions(
-    audio: np.ndarray,
+    audio: Audio,
     *,
     threshold: float = 0.5,
     min_silence_s: float = 1.0,
     pad_s: float = 0.2,
     min_speech_s: float = 0.25,
 ) -> list[SpeechRegion]:
-    """Voiced stretches of 16 kHz mono audio, padded a little and merged across short pauses."""
-    if audio.size == 0:
+    """Voiced stretches of 16 kHz mono audio, padded a little and merged across short pauses.
+
+    Read in blocks of `VAD_BLOCK_S`; a stretch cut by a block edge is joined again with its other half.
+    """
+    source = as_source(audio)
+    if source.samples == 0:
         return []
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from faster_whisper.vad import VadOptions
 
     options = VadOptions(
         threshold=threshold,
@@ -43,9 +51,22 @@ def speech_regions(
         speech_pad_ms=int(pad_s * 1000),
         min_speech_duration_ms=int(min_speech_s * 1000),
     )
-    stamps = get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE)
-    total = len(audio) / SAMPLE_RATE
-    return [SpeechRegion(max(0.0, s["start"] / SAMPLE_RATE), min(total, s["end"] / SAMPLE_RATE))
+    block = int(VAD_BLOCK_S * SAMPLE_RATE)
+    regions: list[SpeechRegion] = []
+    for first in range(0, source.samples, block):
+        for region in _block_regions(source, first, min(first + block, source.samples), options):
+            if regions and region.start - regions[-1].end < min_silence_s:
+                regions[-1] = SpeechRegion(regions[-1].start, region.end)
+            else:
+                regions.append(region)
+    return regions
+
+
+def _block_regions(source: AudioSource, first: int, last: int, options) -> list[SpeechRegion]:
+    from faster_whisper.vad import get_speech_timestamps
+
+    stamps = get_speech_timestamps(source.read_samples(first, last), options, sampling_rate=SAMPLE_RATE)
+    return [SpeechRegion(max(first, first + s["start"]) / SAMPLE_RATE, min(last, first + s["end"]) / SAMPLE_RATE)
             for s in stamps]
 
 
@@ -67,6 +88,21 @@ def window_groups(regions: list[SpeechRegion], *, max_span_s: float = 30.0,
     return groups
 
 
+MAX_CHUNK_S = 600.0  # a region longer than this (or the whole file, VAD off) is decoded in pieces
+
+
+def decode_chunks(regions: list[SpeechRegion]) -> list[SpeechRegion]:
+    """The units of decoding and of checkpointing: window groups, long ones cut every `MAX_CHUNK_S`."""
+    chunks: list[SpeechRegion] = []
+    for group in window_groups(regions):
+        start = group.start
+        while group.end - start > MAX_CHUNK_S:
+            chunks.append(SpeechRegion(start, start + MAX_CHUNK_S))
+            start += MAX_CHUNK_S
+        chunks.append(SpeechRegion(start, group.end))
+    return chunks
+
+
 def clip_timestamps(regions: list[SpeechRegion], audio_samples: int) -> list[float]:
     """Flatten regions into Whisper's `clip_timestamps` form: start, end, start, end, ...
 
@@ -82,15 +118,30 @@ def clip_timestamps(regions: list[SpeechRegion], audio_samples: int) -> list[flo
     return flat
 
 
-def voiced_windows(audio: np.ndarray, regions: list[SpeechRegion], *, window_s: float = 30.0,
+def voiced_windows(audio: Audio, regions: list[SpeechRegion], *, window_s: float = 30.0,
                    max_windows: int = 3) -> list[np.ndarray]:
-    """Up to `max_windows` windows of voiced audio only, spread over the recording, for language ID."""
+    """Up to `max_windows` windows of voiced audio only, spread over the recording, for language ID.
+
+    Positions are counted on the voiced stretches laid end to end; only the windows themselves are read.
+    """
     if not regions:
         return []
-    voiced = np.concatenate([audio[int(r.start * SAMPLE_RATE):int(r.end * SAMPLE_RATE)] for r in regions])
+    source = as_source(audio)
+    spans = [(int(r.start * SAMPLE_RATE), min(int(r.end * SAMPLE_RATE), source.samples)) for r in regions]
+    spans = [(a, b) for a, b in spans if b > a]
+    voiced = sum(b - a for a, b in spans)
     size = int(window_s * SAMPLE_RATE)
-    count = max(1, min(max_windows, len(voiced) // size))
-    if count == 1:
-        return [voiced[:size]]
-    starts = np.linspace(0, len(voiced) - size, count).astype(int)
-    return [voiced[s:s + size] for s in starts]
+    count = max(1, min(max_windows, voiced // size))
+    starts = [0] if count == 1 else np.linspace(0, voiced - size, count).astype(int).tolist()
+    return [_voiced_stretch(source, spans, start, min(start + size, voiced)) for start in starts]
+
+
+def _voiced_stretch(source: AudioSource, spans: list[tuple[int, int]], start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of the voiced spans laid end to end."""
+    pieces, offset = [], 0
+    for a, b in spans:
+        lo, hi = max(start, offset), min(stop, offset + b - a)
+        if lo < hi:
+            pieces.append(source.read_samples(a + lo - offset, a + hi - offset))
+        offset += b - a
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -1,0 +1,56 @@
+"""Progress that survives a kill: an append-only JSON Lines file beside the extracted audio.
+
+Each finished piece of work (a decoded window group, a batch of translations) is one line, written
+and fsynced before the next piece starts. A line cut short by a kill is dropped on reading and
+overwritten by the next append, so a resumed run redoes at most the piece it was killed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from . import config, failpoints
+
+
+class Checkpoint:
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path is not None else None  # None: keep nothing (arrays, eval clips)
+        self.entries: list[dict[str, Any]] = self._read()
+
+    def _read(self) -> list[dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return []
+        entries, good = [], 0
+        with open(self.path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):
+                    break  # the write a kill interrupted
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    break
+                good += len(line)
+        if good != self.path.stat().st_size:
+            os.truncate(self.path, good)
+        return entries
+
+    def find(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.entries if e.get("kind") == kind]
+
+    def add(self, kind: str, **fields: Any) -> None:
+        entry = {"kind": kind, **fields}
+        self.entries.append(entry)
+        if self.path is None:
+            return
+        mode = config.file_mode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        failpoints.reached(f"{self.path.stem}:{kind}", len(self.find(kind)))
