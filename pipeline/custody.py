@@ -21,7 +21,7 @@ from . import __version__
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "reused", "failure", "export", "verify")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:

@@ -331,6 +331,7 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
     if not force and (existing := reusable_bundle(archive, sha256, options)):
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
+        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)  # left by a run killed after publishing
         return Prepared(video, archive, sha256, reused=existing)
     try:
         if (audio := finished_extract(work_dir(archive, sha256), options.audio_track)) is not None:
