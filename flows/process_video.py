@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import config, custody
+from pipeline import config, custody, originals
 from pipeline.asr import AsrResult
 from pipeline.bundle import write_bundle
 from pipeline.errors import TestimonyError
@@ -127,18 +127,20 @@ def process_video_flow(
         engine=engine)
     sha256 = hash_video(video)
     custody.record_arrival(archive, sha256, video)
+    source = str(originals.preserve(video, archive, sha256))  # tools read the archive's read-only copy
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
+        custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         return RunResult(Path(video), existing, "reused")
     refresh = {"refresh_cache": force}
-    audio = extract.with_options(**refresh)(video, archive, sha256, options.audio_track)
+    audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
     with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
         asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
     transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
     if options.translate and transcript.needs_translation and transcript.segments:
         texts = [s.text for s in transcript.segments]
         apply_translation(transcript, translate.with_options(**refresh)(transcript.language, texts))
-    bundle = Path(publish(archive, transcript, video))
+    bundle = Path(publish(archive, transcript, source))
     custody.record_publish(archive, sha256, bundle)
     record_in_archive(Path(archive), bundle, transcript)
     return RunResult(Path(video), bundle, "done", list(transcript.warnings))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import archive_cli, config, integrity_cli, models_cli
+from . import archive_cli, config, integrity_cli, models_cli, originals
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:  # a language with no model or no token fails now, not after hashing and extracting
         config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
+        originals.mode()  # or TESTIMONY_ORIGINALS
         options = RunOptions.from_flat(**settings)
         if args.language != "auto":
             whisper_token(args.language, options.asr.whisper_token)

@@ -122,6 +122,12 @@ def arrival_paths(archive: str | Path, sha256: str) -> list[Path]:
     return seen
 
 
+def preserved_paths(archive: str | Path, sha256: str) -> list[Path]:
+    """Where the archive's read-only copies of the original were written (`originals.preserve`)."""
+    return [Path(e["path"]) for e in read(archive, sha256)
+            if e.get("event") == "stage" and e.get("name") == "preserve" and e.get("path")]
+
+
 def last_manifest_sha256(archive: str | Path, sha256: str) -> str | None:
     """The manifest hash recorded when the bundle was last published, if the log has one."""
     for event in reversed(read(archive, sha256)):

@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, custody
+from . import __version__, custody, originals
 from .bundle import MANIFEST, TRANSCRIPT
 from .errors import TestimonyError
 from .hashing import file_sha256
@@ -98,8 +98,8 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
                   record: bool = True) -> Report:
     """Re-hash the bundle's files, check its custody chain, and re-hash the original when reachable.
 
-    The original is `original` when given, else the newest arrival path in the custody log that still
-    exists. With `record`, a `verify` event with the outcome is appended to the custody log.
+    The original is `original` when given, else the archive's read-only copy, else the newest arrival
+    path in the custody log that still exists. With `record`, a `verify` event with the outcome is appended to the custody log.
     """
     archive, bundle = Path(archive), Path(bundle)
     name = bundle.name
@@ -118,8 +118,13 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
     if original is not None:
         _check_original(name, sha256, Path(original), report)
     else:
+        kept = originals.find_kept(archive, sha256)
         reachable = [p for p in custody.arrival_paths(archive, sha256) if p.is_file()]
-        if reachable:
+        if kept is not None:  # the archive's read-only copy is the evidence; the inbox file may move on
+            _check_original(name, sha256, kept, report)
+        elif preserved := custody.preserved_paths(archive, sha256):
+            report.problems.append(f"{name}: the archive's copy of the original ({preserved[0]}) is missing")
+        elif reachable:
             _check_original(name, sha256, reachable[0], report)
         else:
             report.notes.append(f"{name}: original not reachable, not re-hashed (pass --original PATH)")
@@ -162,6 +167,14 @@ def _verify_text(bundle: str, sha256: str, original: str | None) -> str:
     return "\n".join(lines)
 
 
+def _received_name(bundle: Path, original: Path) -> str:
+    """The name the original arrived under (the archive keeps its copy under its SHA-256)."""
+    try:
+        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return os.fsencode(original.name).decode("utf-8", "backslashreplace")
+
+
 def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
                   with_original: bool = False) -> Path:
     """Write a zip of the verified bundle, its custody log, SHA256SUMS and VERIFY.txt (and the original).
@@ -196,8 +209,7 @@ def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
             sums.append((hashlib.sha256(data).hexdigest(), f"custody/{sha256}.jsonl"))
             original_arc = None
             if with_original:
-                original_arc = "original/" + _arcname(os.fsencode(report.original.name)
-                                                      .decode("utf-8", "backslashreplace"))
+                original_arc = "original/" + _arcname(_received_name(bundle, report.original))
                 zf.write(report.original, original_arc, compress_type=zipfile.ZIP_STORED)
                 sums.append((sha256, original_arc))  # just re-hashed and matched
             text = _verify_text(bundle.name, sha256, original_arc).encode("utf-8")

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import whisper
 
-from . import __version__, catalog, config, custody
+from . import __version__, catalog, config, custody, originals
 from .asr import AsrOptions, AsrResult, default_device, transcribe
 from .audio_source import WavAudio
 from .checkpoint import Checkpoint
@@ -311,6 +311,7 @@ class Prepared:
     sha256: str
     audio: ExtractedAudio | None = None
     reused: Path | None = None
+    source: Path | None = None  # what the tools read: the archive's read-only copy, or `video` itself
 
     def discard(self) -> None:
         """Remove the extracted audio of a video that will not be finished after all."""
@@ -328,23 +329,28 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
         sha256 = file_sha256(video)  # identity first, before any tool reads the file
     config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
     custody.record_arrival(archive, sha256, video)
+    try:
+        source = originals.preserve(video, archive, sha256)
+    except BaseException as exc:
+        custody.record_failure(archive, sha256, "preserve", exc)
+        raise
     if not force and (existing := reusable_bundle(archive, sha256, options)):
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)  # left by a run killed after publishing
-        return Prepared(video, archive, sha256, reused=existing)
+        return Prepared(video, archive, sha256, reused=existing, source=source)
     try:
         if (audio := finished_extract(work_dir(archive, sha256), options.audio_track)) is not None:
             custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
         else:
             say("extracting audio")
-            audio = stage_extract(video, archive, sha256, options.audio_track)
+            audio = stage_extract(source, archive, sha256, options.audio_track)
             custody.record_extract(archive, sha256, audio)
     except BaseException as exc:
         custody.record_failure(archive, sha256, "extract", exc)
         shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
         raise
-    return Prepared(video, archive, sha256, audio)
+    return Prepared(video, archive, sha256, audio, source=source)
 
 
 def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
@@ -374,7 +380,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
                                      sum(s.translation is not None for s in transcript.segments))
         say("writing bundle")
         stage = "publish"
-        bundle = write_bundle(job.archive, transcript, video=job.video)
+        bundle = write_bundle(job.archive, transcript, video=job.source or job.video)
         custody.record_publish(job.archive, job.sha256, bundle)
     except BaseException as exc:
         custody.record_failure(job.archive, job.sha256, stage, exc)

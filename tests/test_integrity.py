@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import custody
+from pipeline import originals, custody
 from pipeline.bundle import write_bundle
 from pipeline.cli import main
 
@@ -49,12 +49,15 @@ def test_run_writes_custody_log_with_a_valid_chain(run_archive, tiny_whisper, ca
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
     events = custody.read(archive, sha)
-    assert [e["event"] for e in events] == ["arrival", "stage", "stage", "stage", "stage"]
+    assert [e["event"] for e in events] == ["arrival", "stage", "stage", "stage", "stage", "stage"]
     arrival = events[0]
     assert arrival["path"] == str(video.resolve()) and arrival["file_name"] == "Куә сөзі.mp4"
     assert arrival["size"] == video.stat().st_size and arrival["sha256"] == sha
     stages = {e["name"]: e for e in events[1:]}
-    assert list(stages) == ["extract", "transcribe", "translate", "publish"]
+    assert list(stages) == ["preserve", "extract", "transcribe", "translate", "publish"]
+    kept = Path(stages["preserve"]["path"])
+    assert kept.parent == archive / "originals" and stages["preserve"]["mode"] == "0o400"
+    assert _sha(kept) == sha and kept.read_bytes() == video.read_bytes()
     assert stages["translate"]["model"] is None, "no kk->en package: recorded as untranslated"
     assert stages["extract"]["tool"] == "ffmpeg" and stages["extract"]["input_sha256"] == sha
     assert len(stages["extract"]["output_sha256"]) == 64
@@ -119,22 +122,55 @@ def test_verify_detects_a_rewritten_manifest(run_archive, capsys):
     assert code == 1 and out.startswith(f"{bundle.name}/manifest.json: changed since publishing")
 
 
-def test_verify_rehashes_the_original(run_archive, tmp_path, capsys):
+def test_verify_rehashes_the_kept_original(run_archive, tmp_path, capsys):
     archive, bundle, video = run_archive
     sha = _sha(video)
+    kept = originals.find_kept(archive, sha)
     keep = shutil.copy(video, tmp_path / "keep.mp4")
     with open(video, "ab") as f:
         f.write(b"\0")
     code, out, _ = cli(capsys, "verify", "--out", str(archive))
-    assert code == 1 and out.startswith(f"{bundle.name}: original {video.resolve()}: changed")
+    assert code == 0 and out == f"{bundle.name}: ok\n", "the archive's copy is the evidence, not the inbox file"
+    kept.chmod(0o600)
+    with open(kept, "ab") as f:
+        f.write(b"\0")
+    code, out, _ = cli(capsys, "verify", "--out", str(archive))
+    assert code == 1 and out.startswith(f"{bundle.name}: original {kept}: changed")
     code, out, _ = cli(capsys, "verify", sha[:12], "--out", str(archive), "--original", str(keep))
     assert code == 0 and out == f"{bundle.name}: ok\n"
     code, out, _ = cli(capsys, "verify", str(keep), "--out", str(archive))  # the video file names itself
     assert code == 0 and out == f"{bundle.name}: ok\n"
+    kept.unlink()
+    code, out, _ = cli(capsys, "verify", "--out", str(archive))
+    assert code == 1 and "the archive's copy of the original" in out and "missing" in out
+
+
+def test_referenced_original_is_rehashed_where_it_arrived(media, tiny_whisper, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TESTIMONY_ORIGINALS", "reference")
+    video = mf.video_from_audio(media / "kk.wav", tmp_path / "in place.mp4")
+    archive = tmp_path / "archive"
+    assert main(["run", str(video), "--out", str(archive), "--language", "kk", "--no-translate",
+                 "--asr-model", str(tiny_whisper), *TINY_FLAGS]) == 0
+    bundle = Path(capsys.readouterr().out.splitlines()[0].split("\t")[0])
+    sha = _sha(video)
+    assert not (archive / "originals").exists()
+    assert "preserve" not in [e.get("name") for e in custody.read(archive, sha)]
+    with open(video, "ab") as f:
+        f.write(b"\0")
+    code, out, _ = cli(capsys, "verify", "--out", str(archive))
+    assert code == 1 and out.startswith(f"{bundle.name}: original {video.resolve()}: changed")
     video.unlink()
     code, out, err = cli(capsys, "verify", "--out", str(archive))
     assert code == 0 and "original not reachable" in err
     assert custody.read(archive, sha)[-1]["original"] is None
+
+
+def test_bad_originals_setting_is_refused_before_work(tiny_whisper, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TESTIMONY_ORIGINALS", "move")
+    code = main(["run", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "a"), "--language", "kk",
+                 "--asr-model", str(tiny_whisper)])
+    assert code == 2 and "TESTIMONY_ORIGINALS" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
 
 
 def _unzip_and_check(zip_path: Path, where: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,10 @@ def test_bundle_without_translation_package(kk_video, converted_base, tmp_path):
     manifest = json.loads((result.bundle / "manifest.json").read_text())
     for name, digest in manifest["files"].items():
         assert hashlib.sha256((result.bundle / name).read_bytes()).hexdigest() == digest
-    assert linked_video(result.bundle).resolve() == kk_video.resolve(), "the viewer plays the source video"
+    kept = linked_video(result.bundle).resolve()
+    assert kept.parent == (tmp_path / "archive" / "originals").resolve(), "the viewer plays the archive's copy"
+    assert kept.read_bytes() == kk_video.read_bytes()
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o400, "the kept original is read-only"
     srt = (result.bundle / "kk.srt").read_text(encoding="utf-8")
     assert srt.startswith("1\n") and " --> " in srt
     assert not (tmp_path / "archive" / ".work" / sha[:12]).exists(), "derived WAV removed after publishing"
@@ -109,7 +113,7 @@ def test_rerun_reuses_bundle_and_force_redoes_it(kk_video, tiny_whisper, tmp_pat
     forced = process_video(kk_video, archive, _options(tiny_whisper), force=True)
     assert forced.status == "done"
     assert [p.name for p in archive.iterdir() if p.is_dir() and not p.name.startswith(".")
-            and p.name != "custody"] == [first.bundle.name]
+            and p.name not in ("custody", "originals")] == [first.bundle.name]
 
 
 def test_truncated_video_is_flagged(media, tiny_whisper, tmp_path):
@@ -130,7 +134,7 @@ def test_failed_write_leaves_no_bundle(kk_video, tiny_whisper, tmp_path, monkeyp
     archive = tmp_path / "archive"
     with pytest.raises(OSError):
         process_video(kk_video, archive, _options(tiny_whisper))
-    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work") and p.name != "custody"] == []
+    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work") and p.name not in ("custody", "originals")] == []
 
 
 def test_cli_reports_each_file_and_fails_on_bad_input(kk_video, tiny_whisper, tmp_path, capsys):
