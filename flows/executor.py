@@ -4,6 +4,10 @@ Prefect's own runner starts a fresh process per flow run, which would load Whisp
 models again for every video. This loop does what its poller does (find scheduled runs of our
 deployments, claim each with a Pending state, which the server grants to exactly one claimant) and then
 runs the flow in this process, where the model caches live.
+
+A run this process never finished (serve killed, the machine restarted) is still Running, Pending or
+Crashed on the server when serve starts again: `recover` schedules it once more, and the pipeline's
+checkpoints make the new attempt resume where the old one stopped.
 """
 
 from __future__ import annotations
@@ -13,10 +17,15 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
+                                            FlowRunFilterStateType)
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.flow_engine import run_flow
 from prefect.flows import Flow
-from prefect.states import Pending
+from prefect.states import Pending, Scheduled
+
+MAX_ATTEMPTS = 3  # a run that keeps killing serve (say, out of memory) is left Crashed after this many
 
 
 class InProcessExecutor:
@@ -29,6 +38,28 @@ class InProcessExecutor:
 
     def start(self) -> None:
         self._thread.start()
+
+    def recover(self) -> list[str]:
+        """Schedule again the runs of our deployments that a previous serve left unfinished; their names.
+
+        Call before `start`: at that moment no run of these deployments can be in progress anywhere,
+        since only a serve process executes them.
+        """
+        unfinished = FlowRunFilter(
+            deployment_id=FlowRunFilterDeploymentId(any_=list(self.flows)),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.RUNNING, StateType.PENDING, StateType.CRASHED])))
+        resumed = []
+        with get_client(sync_client=True) as client:
+            for run in client.read_flow_runs(flow_run_filter=unfinished, limit=1000):
+                if run.run_count >= MAX_ATTEMPTS:
+                    print(f"serve: run {run.name} was interrupted {run.run_count} times; left as it is", flush=True)
+                    continue
+                state = Scheduled(name="Resuming", message="interrupted when serve stopped; resumes from "
+                                  "the pipeline's checkpoints")
+                client.set_flow_run_state(run.id, state, force=True)
+                resumed.append(run.name)
+        return resumed
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming runs; a run in progress is left to finish or be marked crashed by the server."""

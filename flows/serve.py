@@ -66,6 +66,8 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
     try:
         flows = {deployment.apply(): flow for flow, deployment in _deployments(inbox, out)}
         executor = InProcessExecutor(flows)
+        if resumed := executor.recover():
+            print(f"serve: resuming {len(resumed)} interrupted run(s): {', '.join(resumed)}", flush=True)
         executor.start()
         watcher = InboxWatcher(inbox, settle_seconds=settle_seconds)
         watcher.start()

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 
 from pipeline import catalog, config
 from pipeline.bundle import TRANSCRIPT, write_bundle
-from pipeline.errors import TestimonyError
+from pipeline.errors import ModelMissingError, TestimonyError
 from pipeline.process import stage_translate
 from pipeline.transcript import Transcript
 
@@ -62,6 +62,14 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
         return f"{path} is gone (moved away before it was processed)"
     try:
         result = process_video_flow(str(path), out=str(archive))
+    except (OSError, ModelMissingError) as exc:  # the machine's fault (disk, permissions, a model): not the file's
+        reason = f"{exc}. {path.name} stays in the inbox: fix this, then restart serve (or touch the file)"
+        try:
+            catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
+        except Exception:  # the archive itself may be what is failing
+            pass
+        get_run_logger().error("%s", reason)
+        raise
     except Exception as exc:  # bad input or anything else: keep the file, say why, keep serving
         reason = str(exc) or type(exc).__name__
         target = set_aside(path, inbox_dir, reason)

@@ -61,6 +61,7 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
 
     `video` is the source file: the viewer (index.html) links it relative to the published folder.
     """
+    failpoints.reached("publish:begin")
     archive = config.private_dirs(archive)
     mode = config.file_mode()
     final = archive / bundle_name(transcript)

@@ -21,3 +21,7 @@ class BadInputError(TestimonyError):
 
 class ModelMissingError(TestimonyError):
     """A model the route needs is not in the store; the message says how to get it."""
+
+
+class ModelIntegrityError(ModelMissingError):
+    """A model's files no longer match the SHA-256 recorded when it was installed."""

@@ -28,6 +28,7 @@ from .asr import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRE
                   transcribe_with)
 from .audio_source import Audio
 from .checkpoint import Checkpoint
+from . import model_registry
 from .ct2_store import Ct2Record, resolve_ct2
 from .errors import ModelMissingError, TestimonyError
 from .hardware import ct2_cuda_available, thread_count
@@ -64,6 +65,8 @@ def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[A
     key = (str(record.path), device, compute_type(device), threads)
     with _load_lock:  # concurrent callers (threaded task runners) never load a second copy
         if key not in _loaded:
+            model_registry.check_before_load(record.path, {"model.bin": record.sha256}, record.name,
+                                             f"Delete {record.path} and its .json record to convert it again.")
             try:
                 model = WhisperModel(str(record.path), device=device, compute_type=compute_type(device),
                                      cpu_threads=threads, num_workers=1, local_files_only=True)

@@ -6,6 +6,7 @@ reports the full duration, so the decoded length is always compared with the con
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -214,6 +215,7 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     os.fchmod(fd, mode)
     os.close(fd)
     source = _utf8_alias(info.path, wav_path.parent)
+    failpoints.reached("extract:begin")
     cmd = (
         ffmpeg.input(_url(source))
         .output(_url(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
@@ -222,10 +224,16 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         .overwrite_output()
     )
     try:
-        cmd.run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
+        _out, err = cmd.run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
+        _check_written(err.decode("utf-8", "replace"), partial)
     except ffmpeg.Error as exc:
         partial.unlink(missing_ok=True)
-        raise _not_media(info.path, exc.stderr.decode("utf-8", "replace")) from None
+        detail = exc.stderr.decode("utf-8", "replace")
+        _check_written(detail, partial)
+        raise _not_media(info.path, detail) from None
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
     failpoints.reached("extract:written")
     os.replace(partial, wav_path)
     decoded = wav_duration(wav_path)
@@ -239,6 +247,18 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         decoded_duration=decoded,
         truncated=is_short_decode(decoded, expected),
     )
+
+
+def _check_written(stderr: str, wav: Path) -> None:
+    """A failed write of the WAV is the machine's fault, not the video's: raise it as the OSError it is.
+
+    ffmpeg exits 0 when the disk fills up while it writes (it reports "Error writing trailer ... No
+    space left on device" and leaves a short WAV), so its messages are read even on success.
+    """
+    if "No space left on device" in stderr:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(wav))
+    if re.search(r"Error (writing|closing file)", stderr):
+        raise OSError(errno.EIO, f"ffmpeg could not write the audio ({stderr.strip()[-300:]})", str(wav))
 
 
 def _utf8_alias(path: Path, folder: Path) -> Path:

@@ -94,6 +94,25 @@ def write_record(model_path: Path, *, name: str, origin: str, licence: str = "",
     return record
 
 
+def check_before_load(model_path: Path, expected: dict[str, str], name: str, fix: str | None = None) -> None:
+    """Re-hash the model files a load will read against their record; raise before using a changed one.
+
+    Transcripts cite the recorded hash, so loading different bytes would make that citation false.
+    """
+    from .errors import ModelIntegrityError
+
+    for rel, digest in expected.items():
+        path = model_path if model_path.is_file() and rel == model_path.name else model_path / rel
+        now = file_sha256(path) if path.is_file() else None
+        if now != digest:
+            raise ModelIntegrityError(
+                f"model {name}: {path} {'is missing' if now is None else 'fails its SHA-256 check'} (recorded "
+                f"{digest}{'' if now is None else f', now {now}'}): it was changed or damaged after it was "
+                "installed, so nothing was transcribed or translated with it. "
+                + (fix or f"See `testimony models verify`, then replace it: `testimony models remove {name}` "
+                   "and install or import it again."))
+
+
 def read_record(model_path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(record_path(model_path).read_text(encoding="utf-8"))

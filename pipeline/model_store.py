@@ -125,6 +125,7 @@ def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whispe
     if key not in _loaded:
         from .ct2_whisper import load_converted
 
+        model_registry.check_before_load(record.path, {record.path.name: record.sha256}, record.name)
         try:
             _loaded[key] = (load_converted(record.path, device=device), record)
         except Exception as exc:  # truncated download, not a checkpoint, wrong format

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from . import config, custody
+from . import config, custody, failpoints
 from .errors import TestimonyError
 
 ENV = "TESTIMONY_ORIGINALS"
@@ -57,6 +57,7 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
         return video
     if (kept := find_kept(archive, sha256)) is not None:
         return kept
+    failpoints.reached("preserve:begin")
     folder = config.private_dirs(archive / DIR)
     kept = kept_path(archive, sha256, _suffix(video))
     partial = folder / f".{kept.name}.partial-{os.getpid()}"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline import config
+from pipeline import config, model_registry
 from pipeline.errors import ModelMissingError
 
 __all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "install_package"]
@@ -145,6 +145,9 @@ def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
         import ctranslate2
         from argostranslate.tokenizer import BPETokenizer, SentencePieceTokenizer
 
+        record = model_registry.read_record(path) or {}
+        if record.get("files"):  # packages installed through the registry carry their files' hashes
+            model_registry.check_before_load(path, record["files"], path.name)
         meta = json.loads((path / "metadata.json").read_text(encoding="utf-8"))
         if (path / "sentencepiece.model").is_file():
             tokenizer = SentencePieceTokenizer(path / "sentencepiece.model")
