@@ -17,14 +17,15 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterState,
-                                            FlowRunFilterStateType)
+from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterDeploymentId, FlowRunFilterParentFlowRunId,
+                                            FlowRunFilterState, FlowRunFilterStateType)
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.flow_engine import run_flow
 from prefect.flows import Flow
-from prefect.states import Pending, Scheduled
+from prefect.states import Crashed, Pending, Scheduled
 
+PAGE = 200
 MAX_ATTEMPTS = 3  # a run that keeps killing serve (say, out of memory) is left Crashed after this many
 
 
@@ -51,7 +52,12 @@ class InProcessExecutor:
                 any_=[StateType.RUNNING, StateType.PENDING, StateType.CRASHED])))
         resumed = []
         with get_client(sync_client=True) as client:
-            for run in client.read_flow_runs(flow_run_filter=unfinished, limit=1000):
+            unfinished_runs, page = [], None
+            while page is None or len(page) == PAGE:  # the server answers at most 200 per request
+                page = client.read_flow_runs(flow_run_filter=unfinished, limit=PAGE, offset=len(unfinished_runs))
+                unfinished_runs += page
+            self._close_orphaned_subflows(client, [run.id for run in unfinished_runs])
+            for run in unfinished_runs:
                 if run.run_count >= MAX_ATTEMPTS:
                     print(f"serve: run {run.name} was interrupted {run.run_count} times; left as it is", flush=True)
                     continue
@@ -64,7 +70,21 @@ class InProcessExecutor:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop claiming runs; a run in progress is left to finish or be marked crashed by the server."""
         self._stop.set()
-        self._thread.join(timeout=timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=timeout)
+
+    @staticmethod
+    def _close_orphaned_subflows(client, parents: list[UUID]) -> None:
+        """The subflow (process-video) a killed run was inside stays Running forever: mark it Crashed.
+        The resumed parent starts a fresh one."""
+        if not parents:
+            return
+        children = FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])))
+        for child in client.read_flow_runs(flow_run_filter=children, limit=PAGE):
+            client.set_flow_run_state(child.id, Crashed(message="serve stopped while this ran; its parent "
+                                                        "run was scheduled again"), force=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -21,8 +21,10 @@ from pipeline.bundle import write_bundle
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.media import ExtractedAudio, check_readable
+from pipeline.checkpoint import Checkpoint
 from pipeline.process import (RunOptions, RunResult, Translation, apply_translation, build_transcript,
-                              reusable_bundle, stage_extract, stage_transcribe, translate_english, work_dir)
+                              finished_extract, record_transcribe_resume, reusable_bundle, stage_extract,
+                              stage_transcribe, translate_english, work_dir)
 from pipeline.transcript import Transcript
 
 from .scale_out import gpu_slot
@@ -89,8 +91,8 @@ def transcribe(audio: ExtractedAudio, sha256: str, options: RunOptions) -> tuple
 
 @task(name="translate", retries=1, retry_condition_fn=_transient, cache_key_fn=_translate_key,
       persist_result=True)
-def translate(language: str, texts: list[str]) -> Translation:
-    return translate_english(language, texts)
+def translate(language: str, texts: list[str], checkpoint: str | None = None) -> Translation:
+    return translate_english(language, texts, checkpoint=Checkpoint(checkpoint) if checkpoint else None)
 
 
 @task(name="write-bundle", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
@@ -132,16 +134,33 @@ def process_video_flow(
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         return RunResult(Path(video), existing, "reused")
-    refresh = {"refresh_cache": force}
-    audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
-    with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
-        asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
-    transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
-    if options.translate and transcript.needs_translation and transcript.segments:
-        texts = [s.text for s in transcript.segments]
-        apply_translation(transcript, translate.with_options(**refresh)(transcript.language, texts))
-    bundle = Path(publish(archive, transcript, source))
-    custody.record_publish(archive, sha256, bundle)
+    refresh, work, stage = {"refresh_cache": force}, work_dir(Path(archive), sha256), "extract"
+    try:  # the same custody events as `testimony run`, resumes included
+        resumed = finished_extract(work, options.audio_track) is not None
+        audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
+        if resumed:
+            custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
+        else:
+            custody.record_extract(archive, sha256, audio)
+        stage = "transcribe"
+        record_transcribe_resume(Path(archive), sha256, audio, options)
+        with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
+            asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
+        custody.record_transcribe(archive, sha256, model_info, asr.language, len(asr.segments))
+        transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
+        if options.translate and transcript.needs_translation and transcript.segments:
+            stage = "translate"
+            texts = [s.text for s in transcript.segments]
+            apply_translation(transcript, translate.with_options(**refresh)(
+                transcript.language, texts, str(work / "translate.jsonl")))
+            custody.record_translate(archive, sha256, transcript.models.get("translation"),
+                                     sum(s.translation is not None for s in transcript.segments))
+        stage = "publish"
+        bundle = Path(publish(archive, transcript, source))
+        custody.record_publish(archive, sha256, bundle)
+    except BaseException as exc:
+        custody.record_failure(archive, sha256, stage, exc)
+        raise
     record_in_archive(Path(archive), bundle, transcript)
     return RunResult(Path(video), bundle, "done", list(transcript.warnings))
 

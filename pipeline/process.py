@@ -133,6 +133,12 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temp, path)
 
 
+def record_transcribe_resume(archive: Path, sha256: str, audio: ExtractedAudio, options: RunOptions) -> None:
+    """Log, before decoding, how many chunks an interrupted run already decoded (and will not redo)."""
+    if done := len(asr_checkpoint(audio, options).find("group")):
+        custody.append(archive, sha256, "resume", stage="transcribe", chunks_done=done, options_key=options.key())
+
+
 def asr_checkpoint(audio: ExtractedAudio, options: RunOptions) -> Checkpoint:
     """Decoded chunks of this WAV under these options (another option set keeps its own file)."""
     return Checkpoint(audio.wav_path.parent / f"asr-{options.key()}.jsonl")
@@ -364,9 +370,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     say = progress or (lambda _msg: None)
     stage = "transcribe"
     try:
-        if done := len(asr_checkpoint(job.audio, options).find("group")):
-            custody.append(job.archive, job.sha256, "resume", stage="transcribe", chunks_done=done,
-                           options_key=options.key())
+        record_transcribe_resume(job.archive, job.sha256, job.audio, options)
         say("transcribing")
         asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
         custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
