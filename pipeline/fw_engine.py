@@ -1,14 +1,15 @@
 """ASR with faster-whisper (CTranslate2): the throughput engine, same input and output as `asr`.
 
 Everything that shapes the transcript is shared with the reference engine (`asr.py`):
-- The voiced regions are ours (`vad.speech_regions`, Silero with our parameters), decoded in place
-  through faster-whisper's `clip_timestamps`, so times are the recording's own and nothing is
-  remapped. (faster-whisper's `vad_filter` instead glues the voiced chunks together, silences cut
+- The loop is the same function (`asr.transcribe_with`): our voiced regions (`vad.speech_regions`,
+  Silero with our parameters), one chunk of audio read and decoded at a time and checkpointed, each
+  decoded in place through faster-whisper's `clip_timestamps`, so times are the recording's own and
+  nothing is remapped. (faster-whisper's `vad_filter` instead glues the voiced chunks together, silences cut
   out, and maps times back afterwards: a segment can straddle a cut and its times rest on that
   remapping.) Neighbouring regions are decoded as one clip while they fit in a 30 s window
   (`vad.window_groups`): on CPU the encoder pass per clip dominates, and on five minutes of the
   LibriVox interview set this halved the CPU time (35 clips became 10) with WER 1.23% instead of
-  1.65%. The reference engine still decodes region by region.
+  1.65%.
 - Language: voted over the same voiced windows (`vad.voiced_windows`), probabilities averaged.
 - Decoding guards: no conditioning on previous text, compression-ratio and log-prob thresholds,
   temperature fallback no higher than the options allow, hallucination-silence skipping with word
