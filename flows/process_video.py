@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pipeline import config, custody, originals
 from pipeline.asr import AsrResult
 from pipeline.bundle import write_bundle
-from pipeline.errors import TestimonyError
+from pipeline.errors import BadInputError, TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.media import ExtractedAudio, check_readable
 from pipeline.checkpoint import Checkpoint
@@ -137,7 +137,10 @@ def process_video_flow(
     refresh, work, stage = {"refresh_cache": force}, work_dir(Path(archive), sha256), "extract"
     try:  # the same custody events as `testimony run`, resumes included
         resumed = finished_extract(work, options.audio_track) is not None
-        audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
+        try:
+            audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
+        except BadInputError as exc:  # about the archive's copy: name the file the user gave
+            raise originals.named_as_received(exc, Path(source), Path(video)) from None
         if resumed:
             custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
         else:

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from . import config, custody, failpoints
-from .errors import TestimonyError
+from .errors import BadInputError, TestimonyError
 
 ENV = "TESTIMONY_ORIGINALS"
 MODES = ("copy", "reference")
@@ -75,6 +75,14 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
     custody.append(archive, sha256, "stage", name="preserve", tool="testimony", path=str(kept),
                    output_sha256=sha256, mode=oct(kept.stat().st_mode & 0o777))
     return kept
+
+
+def named_as_received(exc: BadInputError, kept: Path, video: Path) -> BadInputError:
+    """The same error about the archive's copy, told about the file the user gave (same bytes)."""
+    if kept == video:
+        return exc
+    problem = exc.problem.replace(str(kept), str(video))
+    return BadInputError(video, problem, exc.hint)
 
 
 def _copy_hashing(source: Path, dest: Path) -> str:

@@ -24,6 +24,7 @@ from .asr import AsrOptions, AsrResult, default_device, transcribe
 from .audio_source import WavAudio
 from .checkpoint import Checkpoint
 from .bundle import TRANSCRIPT, find_bundle, write_bundle
+from .errors import BadInputError
 from .hardware import configure_torch
 from .hashing import file_sha256
 from .media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
@@ -350,7 +351,10 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
             custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
         else:
             say("extracting audio")
-            audio = stage_extract(source, archive, sha256, options.audio_track)
+            try:
+                audio = stage_extract(source, archive, sha256, options.audio_track)
+            except BadInputError as exc:
+                raise originals.named_as_received(exc, source, video) from None
             custody.record_extract(archive, sha256, audio)
     except BaseException as exc:
         custody.record_failure(archive, sha256, "extract", exc)
