@@ -59,7 +59,11 @@ class InProcessExecutor:
             self._close_orphaned_subflows(client, [run.id for run in unfinished_runs])
             for run in unfinished_runs:
                 if run.run_count >= MAX_ATTEMPTS:
-                    print(f"serve: run {run.name} was interrupted {run.run_count} times; left as it is", flush=True)
+                    print(f"serve: run {run.name} was interrupted {run.run_count} times; marked crashed, not "
+                          "resumed (its file is still in the inbox)", flush=True)
+                    if run.state_type != StateType.CRASHED:
+                        client.set_flow_run_state(run.id, Crashed(message=f"interrupted {run.run_count} times; "
+                                                                  "not resumed again"), force=True)
                     continue
                 state = Scheduled(name="Resuming", message="interrupted when serve stopped; resumes from "
                                   "the pipeline's checkpoints")
@@ -82,9 +86,12 @@ class InProcessExecutor:
         children = FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])))
-        for child in client.read_flow_runs(flow_run_filter=children, limit=PAGE):
-            client.set_flow_run_state(child.id, Crashed(message="serve stopped while this ran; its parent "
-                                                        "run was scheduled again"), force=True)
+        closed: set[UUID] = set()
+        while page := [c for c in client.read_flow_runs(flow_run_filter=children, limit=PAGE) if c.id not in closed]:
+            for child in page:  # once Crashed, a child drops out of the filter: the loop ends
+                client.set_flow_run_state(child.id, Crashed(message="serve stopped while this ran; its parent "
+                                                            "run was scheduled again"), force=True)
+                closed.add(child.id)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

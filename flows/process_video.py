@@ -45,14 +45,6 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _extract_key(_ctx: Any, params: dict[str, Any]) -> str | None:
-    # The WAV is a derived file that is deleted once the bundle is out: only reuse it while it exists.
-    wav = work_dir(Path(params["archive"]), params["sha256"]) / "audio.wav"
-    if not wav.exists():
-        return None
-    return f"extract-{params['sha256']}-{params['audio_track']}-{_digest(params['archive'])}"
-
-
 def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
     return f"asr-{params['sha256']}-{params['options'].key()}"
 
@@ -78,7 +70,7 @@ def hash_video(video: str) -> str:
 
 
 @task(name="extract-audio", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient,
-      cache_key_fn=_extract_key, persist_result=True)
+      cache_policy=NO_CACHE)  # stage_extract reuses a finished WAV itself, after checking its hash
 def extract(video: str, archive: str, sha256: str, audio_track: int | None) -> ExtractedAudio:
     return stage_extract(Path(video), Path(archive), sha256, audio_track)
 
@@ -129,7 +121,11 @@ def process_video_flow(
         engine=engine)
     sha256 = hash_video(video)
     custody.record_arrival(archive, sha256, video)
-    source = str(originals.preserve(video, archive, sha256))  # tools read the archive's read-only copy
+    try:
+        source = str(originals.preserve(video, archive, sha256))  # tools read the archive's read-only copy
+    except BaseException as exc:
+        custody.record_failure(archive, sha256, "preserve", exc)
+        raise
     if not force and (existing := reusable_bundle(Path(archive), sha256, options)):
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
@@ -150,7 +146,7 @@ def process_video_flow(
         with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
             asr, model_info = transcribe.with_options(**refresh)(audio, sha256, options)
         custody.record_transcribe(archive, sha256, model_info, asr.language, len(asr.segments))
-        transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options)
+        transcript = build_transcript(Path(video), sha256, audio, asr, model_info, options, source=Path(source))
         if options.translate and transcript.needs_translation and transcript.segments:
             stage = "translate"
             texts = [s.text for s in transcript.segments]

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 
 from pipeline import catalog, config
 from pipeline.bundle import TRANSCRIPT, write_bundle
-from pipeline.errors import ModelMissingError, TestimonyError
+from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
 from pipeline.process import stage_translate
 from pipeline.transcript import Transcript
 
@@ -62,7 +62,11 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
         return f"{path} is gone (moved away before it was processed)"
     try:
         result = process_video_flow(str(path), out=str(archive))
-    except (OSError, ModelMissingError) as exc:  # the machine's fault (disk, permissions, a model): not the file's
+    except Exception as exc:
+        if not _machine_fault(exc):
+            _set_aside(path, inbox_dir, archive, exc)
+            raise
+        # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
         reason = f"{exc}. {path.name} stays in the inbox: fix this, then restart serve (or touch the file)"
         try:
             catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
@@ -70,15 +74,35 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
             pass
         get_run_logger().error("%s", reason)
         raise
-    except Exception as exc:  # bad input or anything else: keep the file, say why, keep serving
-        reason = str(exc) or type(exc).__name__
-        target = set_aside(path, inbox_dir, reason)
-        catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
-        get_run_logger().error("%s set aside as %s: %s", path.name, target, reason)
-        raise
-    outcome = "processed" if result.status == "done" else f"duplicate of {result.bundle.name}"
+    outcome = "processed" if result.status == "done" else _reuse_outcome(result.bundle, path)
     catalog.record_arrival(archive, _sha256_of(result.bundle), str(path), outcome)
     return f"{path.name}: {outcome} -> {result.bundle}"
+
+
+def _reuse_outcome(bundle: Path, path: Path) -> str:
+    """A file announced again (serve restarted) is not a duplicate of its own bundle."""
+    try:
+        made_from = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
+    except (OSError, ValueError, KeyError):
+        made_from = None
+    if made_from == os.fsencode(path.name).decode("utf-8", "backslashreplace"):
+        return f"already processed: {bundle.name}"
+    return f"duplicate of {bundle.name}"
+
+
+def _machine_fault(exc: BaseException) -> bool:
+    """Faults a fix on this machine cures, so the file waits in the inbox instead of `failed/`."""
+    if isinstance(exc, (OSError, MemoryError, ModelMissingError, OriginalChangedError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # torch's CUDA/CPU OOM
+
+
+def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> None:
+    """Bad input (or a fault we cannot place): keep the file, say why, keep serving."""
+    reason = str(exc) or type(exc).__name__
+    target = set_aside(path, inbox, reason)
+    catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
+    get_run_logger().error("%s set aside as %s: %s", path.name, target, reason)
 
 
 def _sha256_of(bundle: Path) -> str:

@@ -157,11 +157,13 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
         return AsrResult([], language, detected, probability, None, speech)
 
     token = whisper_token(language, options.whisper_token)
-    done = {entry["index"]: entry["segments"] for entry in checkpoint.find("group")}
+    chunks = decode_chunks(speech, source)
+    done = {entry["index"]: entry["segments"] for entry in checkpoint.find("group")
+            if entry["index"] < len(chunks) and [entry["start"], entry["end"]] == [chunks[entry["index"]].start,
+                                                                                 chunks[entry["index"]].end]}
     raw: list[dict] = []
-    chunks = decode_chunks(speech)
     for index, chunk in enumerate(tqdm(chunks, disable=not progress, unit="chunk", leave=False)):
-        if index not in done:
+        if index not in done:  # a chunk is reused only if the checkpoint holds exactly this stretch
             done[index] = _decode_chunk(source, chunk, lambda piece, clips: decode(model, piece, clips, token, options))
             checkpoint.add("group", index=index, start=chunk.start, end=chunk.end, segments=done[index])
         raw += done[index]

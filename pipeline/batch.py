@@ -78,4 +78,4 @@ def run_many(videos: Iterable[str | Path], archive: str | Path, options: RunOpti
                 except BaseException:
                     leftover = None
                 if isinstance(leftover, Prepared):
-                    leftover.discard()
+                    leftover.release()

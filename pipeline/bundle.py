@@ -61,15 +61,14 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
 
     `video` is the source file: the viewer (index.html) links it relative to the published folder.
     """
-    failpoints.reached("publish:begin")
     archive = config.private_dirs(archive)
     mode = config.file_mode()
     final = archive / bundle_name(transcript)
+    _tidy_after_kill(archive, transcript)
+    failpoints.reached("publish:begin")
     previous = find_bundle(archive, transcript.source.sha256)
     if video is None and previous is not None:
         video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
-    for stale in [*archive.glob(f".{transcript.id}.partial-*"), *archive.glob(f".{transcript.id}*.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed while publishing
     staging = archive / f".{transcript.id}.partial-{os.getpid()}"
     staging.mkdir(mode=config.dir_mode(mode))
     os.chmod(staging, config.dir_mode(mode))  # owner-only before anything is written into it
@@ -93,12 +92,28 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
     return final
 
 
+def _tidy_after_kill(archive: Path, transcript: Transcript) -> None:
+    """Undo what a run killed while publishing left: its staging folder goes; a retired bundle whose
+    replacement never landed is put back, since it is then the only copy."""
+    for stale in archive.glob(f".{transcript.id}.partial-*"):
+        if not config.pid_alive(int(stale.name.rsplit("-", 1)[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    for retired in sorted(archive.glob(f".{transcript.id}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if config.pid_alive(int(retired.name.rsplit("-", 1)[1])):
+            continue
+        if find_bundle(archive, transcript.source.sha256) is None:
+            os.replace(retired, archive / retired.name[1:].rsplit(".old-", 1)[0])
+        else:
+            shutil.rmtree(retired, ignore_errors=True)
+
+
 def _publish(staging: Path, final: Path, previous: Path | None) -> None:
     """Swap the staged folder into place; the old bundle is moved aside first, then removed."""
     retired = None
     if previous is not None:
         retired = previous.with_name(f".{previous.name}.old-{os.getpid()}")
         os.replace(previous, retired)
+        failpoints.reached("publish:retired")
     try:
         if final.exists():  # a stray folder under the same name without a transcript
             shutil.rmtree(final)

@@ -16,9 +16,17 @@ from . import config, failpoints
 
 
 class Checkpoint:
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(self, path: str | Path | None, identity: dict[str, Any] | None = None) -> None:
+        """`identity` names what the work depends on beyond the file name (the model's and the WAV's
+        hashes): a checkpoint written for other inputs is discarded, never mixed in."""
         self.path = Path(path) if path is not None else None  # None: keep nothing (arrays, eval clips)
         self.entries: list[dict[str, Any]] = self._read()
+        if identity is not None:
+            if self.entries and self.entries[0] != {"kind": "identity", **identity}:
+                self.path.unlink()
+                self.entries = []
+            if not self.entries:
+                self.add("identity", **identity)
 
     def _read(self) -> list[dict[str, Any]]:
         if self.path is None or not self.path.exists():
@@ -49,7 +57,9 @@ class Checkpoint:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
         try:
             os.fchmod(fd, mode)
-            os.write(fd, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
+            data = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+            while data:  # a short write (the disk filling up) continues; a failed one raises
+                data = data[os.write(fd, data):]
             os.fsync(fd)
         finally:
             os.close(fd)

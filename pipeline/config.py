@@ -60,6 +60,19 @@ def dir_mode(mode: int | None = None) -> int:
     return mode | (mode & 0o444) >> 2
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine): its half-made files are not stale yet."""
+    if pid == os.getpid():
+        return False  # our own leftovers from an earlier attempt in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def private_dirs(path: str | os.PathLike) -> Path:
     """Create `path` and any missing parents with `dir_mode()`; folders that already exist keep their mode."""
     target = Path(path)

@@ -23,5 +23,9 @@ class ModelMissingError(TestimonyError):
     """A model the route needs is not in the store; the message says how to get it."""
 
 
+class OriginalChangedError(TestimonyError):
+    """The file changed between its hash and its copy into the archive (still being written)."""
+
+
 class ModelIntegrityError(ModelMissingError):
     """A model's files no longer match the SHA-256 recorded when it was installed."""

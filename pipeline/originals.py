@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 from pathlib import Path
 
 from . import config, custody, failpoints
-from .errors import BadInputError, TestimonyError
+from .errors import BadInputError, OriginalChangedError, TestimonyError
 
 ENV = "TESTIMONY_ORIGINALS"
 MODES = ("copy", "reference")
@@ -60,15 +61,19 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
     failpoints.reached("preserve:begin")
     folder = config.private_dirs(archive / DIR)
     kept = kept_path(archive, sha256, _suffix(video))
-    partial = folder / f".{kept.name}.partial-{os.getpid()}"
+    for stale in folder.glob(f".{sha256}*.partial-*"):  # copies a killed run left half-made
+        if not config.pid_alive(int(stale.name.rsplit("-", 2)[1])):
+            stale.unlink(missing_ok=True)
+    partial = folder / f".{kept.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         digest = _copy_hashing(video, partial)
         if digest != sha256:
-            raise TestimonyError(
+            raise OriginalChangedError(
                 f"{video} changed while it was copied into the archive (SHA-256 {sha256} on arrival, {digest} "
                 "in the copy): it is probably still being written. Wait until it is complete and run again.")
         os.chmod(partial, config.file_mode() & 0o444)  # read-only: nothing of ours ever writes to it
         os.replace(partial, kept)
+        _fsync_dir(folder)  # the copy survives a power cut before the custody log claims it
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -83,6 +88,14 @@ def named_as_received(exc: BadInputError, kept: Path, video: Path) -> BadInputEr
         return exc
     problem = exc.problem.replace(str(kept), str(video))
     return BadInputError(video, problem, exc.hint)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _copy_hashing(source: Path, dest: Path) -> str:

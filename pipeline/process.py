@@ -140,9 +140,23 @@ def record_transcribe_resume(archive: Path, sha256: str, audio: ExtractedAudio, 
         custody.append(archive, sha256, "resume", stage="transcribe", chunks_done=done, options_key=options.key())
 
 
-def asr_checkpoint(audio: ExtractedAudio, options: RunOptions) -> Checkpoint:
-    """Decoded chunks of this WAV under these options (another option set keeps its own file)."""
-    return Checkpoint(audio.wav_path.parent / f"asr-{options.key()}.jsonl")
+def asr_checkpoint(audio: ExtractedAudio, options: RunOptions, model_sha256: str | None = None) -> Checkpoint:
+    """Decoded chunks of this WAV under these options (another option set keeps its own file).
+
+    With `model_sha256`, chunks decoded from another WAV or by other model weights under the same
+    name are dropped, not mixed into the transcript.
+    """
+    path = audio.wav_path.parent / f"asr-{options.key()}.jsonl"
+    if model_sha256 is None:
+        return Checkpoint(path)
+    return Checkpoint(path, identity={"model_sha256": model_sha256, "wav_sha256": _wav_sha256(audio)})
+
+
+def _wav_sha256(audio: ExtractedAudio) -> str:
+    try:
+        return json.loads((audio.wav_path.parent / EXTRACTED).read_text(encoding="utf-8"))["wav_sha256"]
+    except (OSError, ValueError, KeyError):
+        return file_sha256(audio.wav_path)
 
 
 def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
@@ -185,7 +199,7 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
         return routed_model, asr
 
     result = run_engine(model, WavAudio(audio.wav_path), options.asr, progress=progress, reroute=reroute,
-                        checkpoint=asr_checkpoint(audio, options))
+                        checkpoint=asr_checkpoint(audio, options, record.sha256))
     model_info = {**facts(model), **used["record"].to_dict(),
                   "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
@@ -249,9 +263,11 @@ def stage_translate(transcript: Transcript, *, checkpoint: Checkpoint | None = N
 
 
 def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrResult,
-                     model_info: dict, options: RunOptions) -> Transcript:
+                     model_info: dict, options: RunOptions, *, source: Path | None = None) -> Transcript:
+    """`video` gives the name; `source` (the file the tools read, the archive's copy) the size, since
+    the inbox file may have been moved away during a long run."""
     transcript = Transcript(
-        source=Source(file_name=display_name(video), sha256=sha256, size=video.stat().st_size,
+        source=Source(file_name=display_name(video), sha256=sha256, size=(source or video).stat().st_size,
                       duration=audio.container_duration, audio_track=asdict(audio.stream),
                       decoded_duration=round(audio.decoded_duration, 3)),
         language=asr.language,
@@ -321,8 +337,22 @@ class Prepared:
     source: Path | None = None  # what the tools read: the archive's read-only copy, or `video` itself
 
     def discard(self) -> None:
-        """Remove the extracted audio of a video that will not be finished after all."""
+        """Remove the work folder (audio, checkpoints): the bundle is out."""
         shutil.rmtree(work_dir(self.archive, self.sha256), ignore_errors=True)
+
+    def release(self) -> None:
+        """A prefetched video that will not be finished in this run: its audio goes, unless an earlier
+        interrupted run left decoding progress beside it, which the next run resumes from."""
+        drop_audio(work_dir(self.archive, self.sha256))
+
+
+def drop_audio(work: Path) -> bool:
+    """Remove a work folder that holds only extracted audio; one with checkpoints of an interrupted
+    run is kept whole (False), WAV included, so the next run resumes instead of starting over."""
+    if any(work.glob("*.jsonl")):
+        return False
+    shutil.rmtree(work, ignore_errors=True)
+    return True
 
 
 def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
@@ -358,7 +388,7 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
             custody.record_extract(archive, sha256, audio)
     except BaseException as exc:
         custody.record_failure(archive, sha256, "extract", exc)
-        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)
+        drop_audio(work_dir(archive, sha256))
         raise
     return Prepared(video, archive, sha256, audio, source=source)
 
@@ -378,7 +408,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         say("transcribing")
         asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
         custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
-        transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options)
+        transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options, source=job.source)
         if options.translate:
             say("translating")
             stage = "translate"

@@ -54,8 +54,11 @@ def speech_regions(
     block = int(VAD_BLOCK_S * SAMPLE_RATE)
     regions: list[SpeechRegion] = []
     for first in range(0, source.samples, block):
+        edge = first / SAMPLE_RATE
         for region in _block_regions(source, first, min(first + block, source.samples), options):
-            if regions and region.start - regions[-1].end < min_silence_s:
+            # Only speech the edge cut in two is joined: the last region of the block before runs up
+            # to the edge and this one starts right after it. Pauses inside a block stay as Silero found them.
+            if regions and regions[-1].end >= edge - 0.05 and region.start < edge + min_silence_s:
                 regions[-1] = SpeechRegion(regions[-1].start, region.end)
             else:
                 regions.append(region)
@@ -91,16 +94,35 @@ def window_groups(regions: list[SpeechRegion], *, max_span_s: float = 30.0,
 MAX_CHUNK_S = 600.0  # a region longer than this (or the whole file, VAD off) is decoded in pieces
 
 
-def decode_chunks(regions: list[SpeechRegion]) -> list[SpeechRegion]:
-    """The units of decoding and of checkpointing: window groups, long ones cut every `MAX_CHUNK_S`."""
+def decode_chunks(regions: list[SpeechRegion], audio: Audio | None = None, *,
+                  search_s: float = 10.0) -> list[SpeechRegion]:
+    """The units of decoding and of checkpointing: window groups, long ones cut into `MAX_CHUNK_S` pieces.
+
+    With `audio`, each cut moves back to the quietest 100 ms of the `search_s` before it, so a cut falls
+    between words rather than through one.
+    """
+    source = as_source(audio) if audio is not None else None
     chunks: list[SpeechRegion] = []
     for group in window_groups(regions):
         start = group.start
         while group.end - start > MAX_CHUNK_S:
-            chunks.append(SpeechRegion(start, start + MAX_CHUNK_S))
-            start += MAX_CHUNK_S
+            cut = start + MAX_CHUNK_S
+            if source is not None:
+                cut = _quietest(source, cut - search_s, cut)
+            chunks.append(SpeechRegion(start, cut))
+            start = cut
         chunks.append(SpeechRegion(start, group.end))
     return chunks
+
+
+def _quietest(source: AudioSource, start_s: float, end_s: float, frame: int = SAMPLE_RATE // 10) -> float:
+    """The middle of the lowest-energy 100 ms frame in [start_s, end_s), on the 10 ms grid."""
+    first = int(start_s * SAMPLE_RATE)
+    samples = source.read_samples(first, int(end_s * SAMPLE_RATE))
+    if len(samples) < frame:
+        return end_s
+    energy = np.square(samples[:len(samples) // frame * frame].reshape(-1, frame)).mean(axis=1)
+    return round((first + int(np.argmin(energy)) * frame + frame // 2) / SAMPLE_RATE, 2)
 
 
 def clip_timestamps(regions: list[SpeechRegion], audio_samples: int) -> list[float]:

@@ -22,7 +22,6 @@ from pipeline.process import RunOptions, process_video
 from pipeline.transcript import Transcript
 from pipeline.vad import SpeechRegion, speech_regions, voiced_windows
 
-from . import media_factory as mf
 
 
 def _noise_video(path, seconds: float, speech=None, at: float = 0.0):
@@ -97,6 +96,14 @@ def test_long_regions_are_decoded_in_bounded_chunks():
     assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
 
 
+def test_a_long_stretch_is_cut_where_it_is_quietest():
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(700 * SAMPLE_RATE)).astype(np.float32)  # 700 s without a pause...
+    audio[int(594.2 * SAMPLE_RATE):int(594.6 * SAMPLE_RATE)] = 0.0  # ...but one, 6 s before the 600 s mark
+    chunks = vad.decode_chunks([SpeechRegion(0.0, 700.0)], ArrayAudio(audio))
+    assert len(chunks) == 2 and 594.2 <= chunks[0].end <= 594.6 and chunks[1].start == chunks[0].end
+
+
 def test_checkpoint_drops_a_line_torn_by_a_kill(tmp_path):
     path = tmp_path / "asr-x.jsonl"
     first = Checkpoint(path)
@@ -109,3 +116,14 @@ def test_checkpoint_drops_a_line_torn_by_a_kill(tmp_path):
     again.add("group", index=1, segments=[])
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["plan", "group", "group"]
+
+
+def test_checkpoint_of_other_weights_or_audio_is_not_mixed_in(tmp_path):
+    path = tmp_path / "asr-x.jsonl"
+    old = Checkpoint(path, identity={"model_sha256": "a" * 64, "wav_sha256": "b" * 64})
+    old.add("group", index=0, start=0.0, end=5.0, segments=[{"text": "from the old weights"}])
+    same = Checkpoint(path, identity={"model_sha256": "a" * 64, "wav_sha256": "b" * 64})
+    assert len(same.find("group")) == 1
+    reinstalled = Checkpoint(path, identity={"model_sha256": "c" * 64, "wav_sha256": "b" * 64})
+    assert reinstalled.find("group") == [] and reinstalled.entries[0]["model_sha256"] == "c" * 64
+    assert len(path.read_text().splitlines()) == 1

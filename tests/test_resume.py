@@ -186,3 +186,25 @@ def test_sigkill_during_translation_keeps_finished_batches(media, tiny_whisper, 
     assert resumed["segments"] and all(s["translation"] is not None for s in resumed["segments"])
     assert len(saved.splitlines()) == 1, "one batch was checkpointed before the kill"
     shutil.rmtree(tmp_path / "argos", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_sigkill_between_retiring_and_replacing_a_bundle_loses_nothing(media, tiny_whisper, tmp_path):
+    """A forced rerun killed after the old bundle was moved aside and before the new one took its place:
+    the old one is the only copy, and the next run puts it back before publishing."""
+    video = mf.video_from_audio(media / "kk.wav", tmp_path / "kk.mp4", lead_silence=1.0)
+    archive = tmp_path / "archive"
+    args = ["--language", "kk", "--no-translate", "--asr-model", str(tiny_whisper), *TINY_FLAGS]
+    assert _finish(_run(video, archive, *args))[0] == 0
+    first = _content(archive)
+
+    code, out = _finish(_run(video, archive, *args, "--force", kill_at="publish:retired"))
+    assert code == -signal.SIGKILL, out
+    assert _complete_looking(archive) == [] and len(list(archive.glob(".*.old-*"))) == 1
+
+    code, out = _finish(_run(video, archive, *args, kill_at="publish:begin"))  # killed again, before publishing
+    assert code == -signal.SIGKILL, out
+    assert _content(archive) == first, "the retired bundle is back in place first"
+    code, out = _finish(_run(video, archive, *args))
+    assert code == 0, out
+    assert _content(archive) == first and not list(archive.glob(".*.old-*"))
