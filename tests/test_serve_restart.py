@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pipeline.devset import librivox
 
 from . import media_factory as mf
 from .test_flow import _free_port
+from .test_serve import _arrivals
 
 pytestmark = pytest.mark.slow
 
@@ -61,19 +61,6 @@ def _server_pids(port: int) -> list[int]:
         if b"server" in cmdline and str(port).encode() in cmdline and any(b"prefect" in part for part in cmdline):
             pids.append(int(entry.name))
     return pids
-
-
-def _arrivals(archive: Path) -> list[dict]:
-    if not (archive / "catalog.sqlite").exists():
-        return []
-    con = sqlite3.connect(archive / "catalog.sqlite")
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM arrivals ORDER BY rowid")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
 
 
 def test_restart_after_power_cut_resumes_in_flight_and_queued(tmp_path, converted_base):
