@@ -24,7 +24,7 @@ from pipeline.media import ExtractedAudio, check_readable
 from pipeline.checkpoint import Checkpoint
 from pipeline.process import (RunOptions, RunResult, Translation, apply_translation, build_transcript,
                               finished_extract, record_transcribe_resume, reusable_bundle, stage_extract,
-                              stage_transcribe, translate_english, work_dir)
+                              stage_transcribe, translate_english, wav_sha256, work_dir)
 from pipeline.transcript import Transcript
 
 from .scale_out import gpu_slot
@@ -132,15 +132,14 @@ def process_video_flow(
         return RunResult(Path(video), existing, "reused")
     refresh, work, stage = {"refresh_cache": force}, work_dir(Path(archive), sha256), "extract"
     try:  # the same custody events as `testimony run`, resumes included
-        resumed = finished_extract(work, options.audio_track) is not None
-        try:
-            audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
-        except BadInputError as exc:  # about the archive's copy: name the file the user gave
-            raise originals.named_as_received(exc, Path(source), Path(video)) from None
-        if resumed:
+        if (audio := finished_extract(work, options.audio_track)) is not None:  # a killed run's WAV, hash checked
             custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
         else:
-            custody.record_extract(archive, sha256, audio)
+            try:
+                audio = extract.with_options(**refresh)(source, archive, sha256, options.audio_track)
+            except BadInputError as exc:  # about the archive's copy: name the file the user gave
+                raise originals.named_as_received(exc, Path(source), Path(video)) from None
+            custody.record_extract(archive, sha256, audio, wav_sha256=wav_sha256(audio))
         stage = "transcribe"
         record_transcribe_resume(Path(archive), sha256, audio, options)
         with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one

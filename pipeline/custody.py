@@ -179,7 +179,7 @@ def record_failure(archive: str | Path, sha256: str, stage: str, exc: BaseExcept
         pass
 
 
-def record_extract(archive: str | Path, sha256: str, audio: Any) -> None:
+def record_extract(archive: str | Path, sha256: str, audio: Any, *, wav_sha256: str | None = None) -> None:
     """ffmpeg decoded the original's audio track to a WAV; the WAV's hash ties the later stages to it."""
     from .hashing import file_sha256
     from .media import SAMPLE_RATE, ffmpeg_version
@@ -187,7 +187,7 @@ def record_extract(archive: str | Path, sha256: str, audio: Any) -> None:
     append(archive, sha256, "stage", name="extract", tool="ffmpeg", version=ffmpeg_version(),
            parameters={"map": f"0:{audio.stream.index}", "channels": 1, "sample_rate": SAMPLE_RATE,
                        "codec": "pcm_s16le"},
-           input_sha256=sha256, output_sha256=file_sha256(audio.wav_path),
+           input_sha256=sha256, output_sha256=wav_sha256 or file_sha256(audio.wav_path),
            decoded_duration=round(audio.decoded_duration, 3), truncated=audio.truncated)
 
 

@@ -125,12 +125,11 @@ def write_atomic(path: Path, text: str) -> None:
     temp = path.with_name(path.name + ".partial")
     mode = config.file_mode()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.fchmod(fd, mode)
+    with open(fd, "w", encoding="utf-8") as f:  # a file object writes it all or raises
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(temp, path)
 
 
@@ -149,10 +148,11 @@ def asr_checkpoint(audio: ExtractedAudio, options: RunOptions, model_sha256: str
     path = audio.wav_path.parent / f"asr-{options.key()}.jsonl"
     if model_sha256 is None:
         return Checkpoint(path)
-    return Checkpoint(path, identity={"model_sha256": model_sha256, "wav_sha256": _wav_sha256(audio)})
+    return Checkpoint(path, identity={"model_sha256": model_sha256, "wav_sha256": wav_sha256(audio)})
 
 
-def _wav_sha256(audio: ExtractedAudio) -> str:
+def wav_sha256(audio: ExtractedAudio) -> str:
+    """The WAV's hash as recorded when it was extracted (hashing hundreds of MB once is enough)."""
     try:
         return json.loads((audio.wav_path.parent / EXTRACTED).read_text(encoding="utf-8"))["wav_sha256"]
     except (OSError, ValueError, KeyError):
@@ -385,7 +385,7 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
                 audio = stage_extract(source, archive, sha256, options.audio_track)
             except BadInputError as exc:
                 raise originals.named_as_received(exc, source, video) from None
-            custody.record_extract(archive, sha256, audio)
+            custody.record_extract(archive, sha256, audio, wav_sha256=wav_sha256(audio))
     except BaseException as exc:
         custody.record_failure(archive, sha256, "extract", exc)
         drop_audio(work_dir(archive, sha256))
