@@ -14,14 +14,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from pipeline import catalog, config
-from pipeline.bundle import TRANSCRIPT, write_bundle
+from pipeline import catalog, config, process
+from pipeline.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
-from pipeline.process import stage_translate
-from pipeline.transcript import Transcript
 
-from .artifacts import publish_transcript, refresh_archive_table
-from .process_video import process_video_flow
+from .process_video import prefect_stages, process_video_flow, show_in_ui
 
 FAILED_DIR = "failed"
 
@@ -130,15 +127,6 @@ def process_folder(folder: str, out: str | None = None, language: str = "auto",
 def retranslate(video: str, out: str | None = None) -> str:
     """Translate an existing transcript again (after a better package was imported); ASR is kept."""
     archive = config.archive_dir(out)
-    entry = catalog.resolve(archive, video)
-    bundle = archive / entry.bundle
-    transcript = Transcript.load(bundle / TRANSCRIPT)
-    for seg in transcript.segments:
-        seg.translation = None
-    transcript.warnings = [w for w in transcript.warnings if "no Argos package" not in w]
-    stage_translate(transcript)
-    new_bundle = write_bundle(archive, transcript)
-    catalog.index_bundle(archive, new_bundle)
-    publish_transcript(transcript, new_bundle)
-    refresh_archive_table(archive)
-    return str(new_bundle)
+    result = process.retranslate(archive, video, stages=prefect_stages())
+    show_in_ui(archive, result.bundle)
+    return str(result.bundle)

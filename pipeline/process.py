@@ -217,17 +217,35 @@ class Translation:
 TRANSLATE_BATCH = 32  # segments per checkpointed batch; fixed, so a resumed run batches alike
 
 
-def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None) -> Translation:
-    """English for each text, batch by batch; batches already in `checkpoint` are not translated again."""
-    from .translate import MissingTranslation, find_translator, translate_texts
+def translation_route(language: str) -> tuple[str | None, Any]:
+    """(pivot, TranslatorInfo or the MissingTranslation) for `language` -> English as installed now.
 
+    The pivot is the language route's `translate_via`; reuse checks and cache keys compare this, so
+    a newly installed package or a changed pivot makes the old translation stale.
+    """
     from .routes import route_for
+    from .translate import MissingTranslation, find_translator
 
     via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
-        info = find_translator(language, "en", via=via)
+        return via, find_translator(language, "en", via=via)
     except MissingTranslation as exc:
-        return Translation(None, None, str(exc))
+        return via, exc
+
+
+def translation_record(language: str) -> dict[str, Any] | None:
+    """What a transcript translated now would record as `models.translation` (None: no package)."""
+    _via, info = translation_route(language)
+    return None if isinstance(info, Exception) else {"engine": "argostranslate", **asdict(info)}
+
+
+def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None) -> Translation:
+    """English for each text, batch by batch; batches already in `checkpoint` are not translated again."""
+    from .translate import translate_texts
+
+    via, info = translation_route(language)
+    if isinstance(info, Exception):
+        return Translation(None, None, str(info))
     checkpoint = checkpoint or Checkpoint(None)
     key = hashlib.sha256(json.dumps([language, via, texts, asdict(info)]).encode()).hexdigest()
     english: list[str] = []
@@ -304,21 +322,17 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | N
         return None
     if data.get("models", {}).get("options_key") != options.key():
         return None
-    if options.translate and _translation_now_possible(data):
-        return None  # a package installed since: translate now instead of reusing "untranslated"
+    if options.translate and _translation_stale(data):
+        return None  # a package installed since, or another pivot: translate now instead of reusing
     return bundle
 
 
-def _translation_now_possible(data: dict) -> bool:
-    if not any(UNTRANSLATED in seg.get("flags", []) for seg in data.get("segments", [])):
+def _translation_stale(data: dict) -> bool:
+    """Whether translating now would use another route than the bundle's (or one where it had none)."""
+    language = data.get("language")
+    if language in (None, "en") or not data.get("segments"):
         return False
-    from .translate import MissingTranslation, find_translator
-
-    try:
-        find_translator(data["language"], "en")
-    except MissingTranslation:
-        return False
-    return True
+    return (data.get("models") or {}).get("translation") != translation_record(language)
 
 
 @dataclass(frozen=True)
@@ -338,12 +352,22 @@ class Prepared:
 
     def discard(self) -> None:
         """Remove the work folder (audio, checkpoints): the bundle is out."""
-        shutil.rmtree(work_dir(self.archive, self.sha256), ignore_errors=True)
+        discard_work(self.archive, self.sha256)
 
     def release(self) -> None:
         """A prefetched video that will not be finished in this run: its audio goes, unless an earlier
         interrupted run left decoding progress beside it, which the next run resumes from."""
         drop_audio(work_dir(self.archive, self.sha256))
+
+
+def discard_work(archive: Path, sha256: str) -> None:
+    """The video's work folder goes, and `.work/` itself once no other video has one."""
+    work = work_dir(archive, sha256)
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()
+    except OSError:  # another video's work folder is still there (or it is already gone)
+        pass
 
 
 def drop_audio(work: Path) -> bool:
@@ -352,49 +376,117 @@ def drop_audio(work: Path) -> bool:
     if any(work.glob("*.jsonl")):
         return False
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        work.parent.rmdir()
+    except OSError:
+        pass
     return True
 
 
+Wrap = Callable[[str, Callable], Callable]
+
+
+def hash_video(video: Path) -> str:
+    """The video's identity, taken before any tool reads it."""
+    check_readable(video)
+    return file_sha256(video)
+
+
+def transcribe_audio(audio: ExtractedAudio, sha256: str, options: RunOptions, *,
+                     progress: bool = False) -> tuple[AsrResult, dict]:
+    """`stage_transcribe`, with the video's SHA-256 beside it for whoever caches the result."""
+    return stage_transcribe(audio, options, progress=progress)
+
+
+def translate_segments(language: str, texts: list[str], checkpoint: str | None = None) -> Translation:
+    """`translate_english` with the checkpoint named by path (a plain value a cache key can read)."""
+    return translate_english(language, texts, checkpoint=Checkpoint(checkpoint) if checkpoint else None)
+
+
+def publish_bundle(archive: Path, transcript: Transcript, video: Path | None = None) -> Path:
+    return write_bundle(archive, transcript, video=video)
+
+
+class Stages:
+    """The stage functions one run calls, by name; `wrap` may decorate each (Prefect makes tasks).
+
+    The order of the stages and what happens between them (custody, reuse, cleanup) is written once,
+    in `prepare_video`, `finish_video` and `retranslate`; a wrapper adds retries, caching and task
+    boundaries without listing the stages again. Names are the Prefect task names.
+    """
+
+    NAMES = {"hash": hash_video, "extract-audio": stage_extract, "transcribe": transcribe_audio,
+             "translate": translate_segments, "write-bundle": publish_bundle}
+
+    def __init__(self, wrap: Wrap | None = None) -> None:
+        self._stages = {name: (wrap(name, fn) if wrap else fn) for name, fn in self.NAMES.items()}
+
+    def __getitem__(self, name: str) -> Callable:
+        return self._stages[name]
+
+
+PLAIN = Stages()
+
+
+class _Failure:
+    """Logs a failure in custody under the stage that was running, then lets it propagate."""
+
+    def __init__(self, archive: Path, sha256: str, stage: str) -> None:
+        self.archive, self.sha256, self.stage = archive, sha256, stage
+
+    def __enter__(self) -> "_Failure":
+        return self
+
+    def __exit__(self, kind, exc, _tb) -> bool:
+        if exc is not None:
+            custody.record_failure(self.archive, self.sha256, self.stage, exc)
+        return False
+
+
 def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
-                  force: bool = False, progress: Progress | None = None, sha256: str | None = None) -> Prepared:
+                  force: bool = False, progress: Progress | None = None, sha256: str | None = None,
+                  stages: Stages = PLAIN) -> Prepared:
     """Hash (unless `sha256` is given), look for a reusable bundle, else extract the audio."""
     video, archive = Path(video), Path(archive)
     say = progress or (lambda _msg: None)
     if sha256 is None:
         say("hashing")
-        check_readable(video)
-        sha256 = file_sha256(video)  # identity first, before any tool reads the file
+        sha256 = stages["hash"](video)
     config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
     custody.record_arrival(archive, sha256, video)
-    try:
+    with _Failure(archive, sha256, "preserve"):
         source = originals.preserve(video, archive, sha256)
-    except BaseException as exc:
-        custody.record_failure(archive, sha256, "preserve", exc)
-        raise
     if not force and (existing := reusable_bundle(archive, sha256, options)):
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
-        shutil.rmtree(work_dir(archive, sha256), ignore_errors=True)  # left by a run killed after publishing
+        discard_work(archive, sha256)  # left by a run killed after publishing
         return Prepared(video, archive, sha256, reused=existing, source=source)
     try:
-        if (audio := finished_extract(work_dir(archive, sha256), options.audio_track)) is not None:
-            custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
-        else:
-            say("extracting audio")
-            try:
-                audio = stage_extract(source, archive, sha256, options.audio_track)
-            except BadInputError as exc:
-                raise originals.named_as_received(exc, source, video) from None
-            custody.record_extract(archive, sha256, audio, wav_sha256=wav_sha256(audio))
-    except BaseException as exc:
-        custody.record_failure(archive, sha256, "extract", exc)
+        with _Failure(archive, sha256, "extract"):
+            audio = _extract(video, source, archive, sha256, options, say, stages)
+    except BaseException:
         drop_audio(work_dir(archive, sha256))
         raise
     return Prepared(video, archive, sha256, audio, source=source)
 
 
+def _extract(video: Path, source: Path, archive: Path, sha256: str, options: RunOptions, say: Progress,
+             stages: Stages) -> ExtractedAudio:
+    """A killed run's finished WAV (hash checked), else ffmpeg on the archive's copy of the original."""
+    if (audio := finished_extract(work_dir(archive, sha256), options.audio_track)) is not None:
+        custody.append(archive, sha256, "resume", stage="extract", wav=audio.wav_path.name)
+        return audio
+    say("extracting audio")
+    try:
+        audio = stages["extract-audio"](source, archive, sha256, options.audio_track)
+    except BadInputError as exc:  # about the archive's copy: name the file the user gave
+        raise originals.named_as_received(exc, source, video) from None
+    custody.record_extract(archive, sha256, audio, wav_sha256=wav_sha256(audio))
+    return audio
+
+
 def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
-                 progress: Progress | None = None) -> RunResult:
+                 progress: Progress | None = None, stages: Stages = PLAIN) -> RunResult:
     """Transcribe, translate and publish a prepared video's bundle; its work folder goes once it is out.
 
     On failure the work folder stays, so the next run resumes from the last finished chunk or batch.
@@ -402,33 +494,67 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     if job.reused is not None:
         return RunResult(job.video, job.reused, "reused")
     say = progress or (lambda _msg: None)
-    stage = "transcribe"
-    try:
+    with _Failure(job.archive, job.sha256, "transcribe"):
         record_transcribe_resume(job.archive, job.sha256, job.audio, options)
         say("transcribing")
-        asr, model_info = stage_transcribe(job.audio, options, progress=progress is not None)
+        asr, model_info = stages["transcribe"](job.audio, job.sha256, options, progress=progress is not None)
         custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
-        transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options, source=job.source)
-        if options.translate:
-            say("translating")
-            stage = "translate"
-            stage_translate(transcript, checkpoint=Checkpoint(work_dir(job.archive, job.sha256) / "translate.jsonl"))
-        if options.translate and transcript.needs_translation and transcript.segments:
-            custody.record_translate(job.archive, job.sha256, transcript.models.get("translation"),
-                                     sum(s.translation is not None for s in transcript.segments))
-        say("writing bundle")
-        stage = "publish"
-        bundle = write_bundle(job.archive, transcript, video=job.source or job.video)
-        custody.record_publish(job.archive, job.sha256, bundle)
-    except BaseException as exc:
-        custody.record_failure(job.archive, job.sha256, stage, exc)
-        raise
+        transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options,
+                                      source=job.source)
+    if options.translate:
+        say("translating")
+        translate_transcript(job.archive, transcript, stages)
+    say("writing bundle")
+    bundle = publish_transcript(job.archive, transcript, job.source or job.video, stages)
     job.discard()  # the bundle is out: extracted witness audio and checkpoints go
     return RunResult(job.video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(job.archive, bundle))
 
 
+def translate_transcript(archive: Path, transcript: Transcript, stages: Stages = PLAIN) -> Transcript:
+    """English for every segment, checkpointed in the work folder, logged in custody."""
+    if not transcript.needs_translation or not transcript.segments:
+        return transcript
+    sha256 = transcript.source.sha256
+    with _Failure(archive, sha256, "translate"):
+        checkpoint = work_dir(archive, sha256) / "translate.jsonl"
+        config.private_dirs(checkpoint.parent)
+        texts = [s.text for s in transcript.segments]
+        apply_translation(transcript, stages["translate"](transcript.language, texts, str(checkpoint)))
+        custody.record_translate(archive, sha256, transcript.models.get("translation"),
+                                 sum(s.translation is not None for s in transcript.segments))
+    return transcript
+
+
+def publish_transcript(archive: Path, transcript: Transcript, video: Path | None = None,
+                       stages: Stages = PLAIN) -> Path:
+    """Write the bundle and log its manifest's hash in custody, so `verify` knows it as published."""
+    sha256 = transcript.source.sha256
+    with _Failure(archive, sha256, "publish"):
+        bundle = Path(stages["write-bundle"](archive, transcript, video))
+        custody.record_publish(archive, sha256, bundle)
+    return bundle
+
+
 def process_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
-                  force: bool = False, progress: Progress | None = None) -> RunResult:
+                  force: bool = False, progress: Progress | None = None, stages: Stages = PLAIN) -> RunResult:
     """Hash, extract, transcribe, translate and publish one video's bundle."""
-    job = prepare_video(video, archive, options, force=force, progress=progress)
-    return finish_video(job, options, progress=progress)
+    job = prepare_video(video, archive, options, force=force, progress=progress, stages=stages)
+    return finish_video(job, options, progress=progress, stages=stages)
+
+
+def retranslate(archive: str | Path, reference: str, *, stages: Stages = PLAIN) -> RunResult:
+    """Translate a published transcript again (after a package was imported); its ASR is kept.
+
+    The new bundle is published and logged exactly as a run's, so `verify` accepts it.
+    """
+    archive = config.private_dirs(archive)
+    entry = catalog.resolve(archive, reference)
+    transcript = Transcript.load(archive / entry.bundle / TRANSCRIPT)
+    for seg in transcript.segments:
+        seg.translation = None
+    transcript.warnings = [w for w in transcript.warnings if "no Argos package" not in w]
+    translate_transcript(archive, transcript, stages)
+    bundle = publish_transcript(archive, transcript, None, stages)
+    discard_work(archive, transcript.source.sha256)
+    video = Path(transcript.source.file_name)
+    return RunResult(video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(archive, bundle))

@@ -114,3 +114,46 @@ def test_bad_input_fails_without_retry(prefect_server, tmp_path):
     failed = [r for r in runs if r["state"]["type"] == "FAILED"]
     assert failed and all(r["run_count"] == 1 for r in failed), "bad input is not retried"
     assert bad.read_bytes() == b"\x00" * 2048
+
+
+def test_the_flow_takes_the_one_path(prefect_server, media, tiny_whisper, tmp_path):
+    """Through Prefect, as through `testimony run`: a private archive, no work folder left after a
+    reuse, and a retranslation that custody logs, so `verify` accepts it."""
+    import hashlib
+    import json
+    import stat
+
+    from .tiny_argos import build_tiny_argos_package
+
+    env = {**prefect_server["env"], "TESTIMONY_MODELS": os.environ["TESTIMONY_MODELS"]}
+    video = mf.video_from_audio(media / "kk.wav", tmp_path / "witness.mp4", lead_silence=1.0)
+    archive = tmp_path / "new-archive"
+    args = ["run", str(video), "--out", str(archive), "--language", "kk", "--asr-model", str(tiny_whisper),
+            *TINY_FLAGS]
+    first = _testimony(args, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o700, "the flow makes the archive private too"
+    assert not (archive / ".work").exists()
+
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    leftover = archive / ".work" / sha[:12]
+    leftover.mkdir(parents=True)
+    (leftover / "audio.wav").write_bytes(b"left by a run killed after publishing")
+    again = _testimony(args, env)
+    assert again.returncode == 0 and again.stdout.rstrip().endswith("reused"), again.stdout + again.stderr
+    assert not (archive / ".work").exists(), "a reused bundle cleans its work folder on the flow path"
+
+    assert _testimony(["models", "import", str(build_tiny_argos_package(tmp_path, "kk", "en"))],
+                      env).returncode == 0
+    script = ("import sys; from flows.service_flows import retranslate; "
+              "print(retranslate(sys.argv[1], out=sys.argv[2]))")
+    done = subprocess.run([sys.executable, "-c", script, sha[:12], str(archive)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    transcript = json.loads((Path(done.stdout.splitlines()[-1]) / "transcript.json").read_text())
+    assert transcript["models"]["translation"]["route"] == ["kk", "en"]
+    verify = _testimony(["verify", sha[:12], "--out", str(archive)], env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    from pipeline import custody
+
+    assert [e.get("name") for e in custody.read(archive, sha)].count("publish") == 2
