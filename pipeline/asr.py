@@ -6,6 +6,11 @@
 - Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
   check, and a segment that repeats its predecessor is flagged.
 - Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
+- Reproducible fallback: the sampling of each chunk is seeded from its own samples and clip times
+  (`chunk_seed`), so the same audio, options and model give the same segments in any process, after
+  a resume too.
+- Confidence per segment, not per 30 s window: from the probabilities of the segment's own words
+  (`segment_confidence`), so a flag points at the sentence that is doubtful.
 
 Decoding goes one window group at a time (`transcribe_with`, shared with `fw_engine`): only that
 group's audio is read, so memory does not grow with the recording, and each finished group is
@@ -14,9 +19,14 @@ appended to a checkpoint, so a killed run resumes where it stopped with the same
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
+import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -188,6 +198,8 @@ def _shifted(item: dict, offset: float) -> dict:
     out = {"text": item["text"], "start": float(item["start"]) + offset, "end": float(item["end"]) + offset,
            "avg_logprob": float(item["avg_logprob"]), "no_speech_prob": float(item["no_speech_prob"]),
            "compression_ratio": float(item["compression_ratio"])}
+    if item.get("temperature") is not None:
+        out["temperature"] = float(item["temperature"])
     if item.get("words") is not None:
         out["words"] = [{"start": float(w["start"]) + offset, "end": float(w["end"]) + offset,
                          "word": w["word"], "probability": float(w["probability"])} for w in item["words"]]
@@ -210,13 +222,37 @@ def _whisper_decode(model: whisper.Whisper, audio: np.ndarray, clips: list[float
                     options: AsrOptions) -> list[dict]:
     decode = dict(model=model, audio=audio, token=token, options=options, clips=clips)
     try:
-        return _whisper_transcribe(**decode, temperatures=options.temperatures)["segments"]
+        with seeded_torch(model, chunk_seed(audio, clips)):
+            return _whisper_transcribe(**decode, temperatures=options.temperatures)["segments"]
     except ValueError as exc:
         # Sampling at a fallback temperature can meet a step where Whisper's timestamp rules mask
         # every token (NaN probabilities). Greedy decoding cannot fail that way: fall back to it.
         if "invalid values" not in str(exc):
             raise
         return _whisper_transcribe(**decode, temperatures=(0.0,))["segments"]
+
+
+def chunk_seed(audio: np.ndarray, clips: list[float]) -> int:
+    """The seed of one chunk's fallback sampling, from what identifies it: its samples and clip times.
+
+    Nothing else (the order of chunks, what the process decoded before, the wall clock) can change
+    the draws, so a resumed run or another machine gets the segments the first run got.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes())
+    digest.update(json.dumps([round(c, 3) for c in clips]).encode())
+    return int.from_bytes(digest.digest()[:4], "little")  # 32 bits: CTranslate2 takes an unsigned int
+
+
+_SAMPLING = threading.Lock()  # torch's generator is global: one seeded chunk at a time
+
+
+@contextmanager
+def seeded_torch(model: whisper.Whisper, seed: int) -> Iterator[None]:
+    """Torch's generator seeded for one chunk, and given back as it was afterwards."""
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    with _SAMPLING, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
@@ -251,15 +287,17 @@ def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
         if "words" in item:
             words = [Word(round(w["start"], 3), round(w["end"], 3), w["word"], round(w["probability"], 4))
                      for w in item["words"]]
+        avg_logprob, compression = segment_confidence(item, text, words)
         seg = Segment(
             id=len(segments),
             start=round(float(item["start"]), 3),
             end=round(float(item["end"]), 3),
             text=text,
-            avg_logprob=round(float(item["avg_logprob"]), 4),
+            avg_logprob=round(avg_logprob, 4),
             no_speech_prob=round(float(item["no_speech_prob"]), 4),
-            compression_ratio=round(float(item["compression_ratio"]), 4),
+            compression_ratio=round(compression, 4),
             words=words,
+            temperature=item.get("temperature"),
         )
         if seg.avg_logprob < LOGPROB_THRESHOLD or seg.no_speech_prob > NO_SPEECH_THRESHOLD:
             seg.flag(LOW_CONFIDENCE)
@@ -269,6 +307,23 @@ def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
             seg.flag(POSSIBLE_HALLUCINATION)
         segments.append(seg)
     return segments
+
+
+def segment_confidence(item: dict, text: str, words: list[Word] | None) -> tuple[float, float]:
+    """(mean log-probability, compression ratio) of this segment alone.
+
+    The engines give both per 30 s decoding window, the same for every sentence in it. The words
+    carry their own probabilities (each the mean of its tokens', from the engine's alignment pass),
+    so the log-probability is theirs; the compression ratio is Whisper's measure (bytes over zlib's
+    bytes) on the segment's own text. Without word timestamps the window's figure is all there is.
+    `no_speech_prob` stays the window's: it is the probability of the window having no speech.
+    """
+    if words:
+        avg_logprob = sum(math.log(max(w.probability, 1e-6)) for w in words) / len(words)
+    else:
+        avg_logprob = float(item["avg_logprob"])
+    raw = text.encode("utf-8")
+    return avg_logprob, len(raw) / len(zlib.compress(raw))
 
 
 def _voiced_fraction(seg: Segment, speech: list[SpeechRegion]) -> float:

@@ -15,18 +15,25 @@ Everything that shapes the transcript is shared with the reference engine (`asr.
   temperature fallback no higher than the options allow, hallucination-silence skipping with word
   timestamps; the same flags (`asr._segments`: low_confidence, possible_hallucination).
 What differs is arithmetic: int8 weights on CPU (float16 on CUDA), so texts can differ slightly.
+
+Reproducible fallback: CTranslate2 samples from a generator each worker thread seeds once, at its
+first draw, from the global seed; `set_random_seed` later changes nothing for that thread. So each
+chunk sets the seed (`asr.chunk_seed`) before decoding, and a model whose workers have drawn is
+replaced by a fresh load of the same weights first (`_SeededWhisper`): only after a chunk that fell
+back to sampling, which clean speech rarely does.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .asr import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions, AsrResult,
-                  transcribe_with)
+                  chunk_seed, transcribe_with)
 from .audio_source import Audio
 from .checkpoint import Checkpoint
 from . import model_registry
@@ -75,8 +82,40 @@ def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[A
                 raise ModelMissingError(
                     f"CTranslate2 model {record.path} could not be loaded ({type(exc).__name__}: {exc}). "
                     f"Delete {record.path} and its .json record to convert it again.") from None
+            model.model = _SeededWhisper(model.model, str(record.path), device=device,
+                                         compute_type=compute_type(device), intra_threads=threads,
+                                         inter_threads=1)
             _loaded[key] = (model, record)
     return _loaded[key]
+
+
+class _SeededWhisper:
+    """CTranslate2's Whisper, reloaded before a seeded chunk once its workers have sampled."""
+
+    def __init__(self, loaded: Any, path: str, **settings: Any) -> None:
+        self._model, self._path, self._settings = loaded, path, settings
+        self._lock = threading.Lock()  # one chunk at a time: draws of two chunks never interleave
+        self._drawn = False  # loading draws nothing: the first sampled chunk may use this one
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("sampling_topk", 1) != 1 and kwargs.get("sampling_temperature", 1.0) > 0:
+            self._drawn = True
+        return self._model.generate(*args, **kwargs)
+
+    @contextmanager
+    def seeded(self, seed: int) -> Iterator[None]:
+        """One chunk, on a model whose generator is not made yet and with the seed it will take."""
+        import ctranslate2
+
+        with self._lock:
+            ctranslate2.set_random_seed(seed)  # taken by a worker's generator when it is made
+            if self._drawn:
+                self._model = ctranslate2.models.Whisper(self._path, **self._settings)
+                self._drawn = False
+            yield
 
 
 def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
@@ -112,6 +151,12 @@ def transcribe(model: Any, audio: Audio, options: AsrOptions, *, progress: bool 
 
 
 def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, options: AsrOptions) -> list[dict]:
+    with model.model.seeded(chunk_seed(audio, clips)):
+        return _decode_seeded(model, audio, clips, token, options)
+
+
+def _decode_seeded(model: Any, audio: np.ndarray, clips: list[float], token: str,
+                   options: AsrOptions) -> list[dict]:
     pieces, _info = model.transcribe(
         audio,
         language=token,
@@ -134,7 +179,8 @@ def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, optio
 def _as_dict(piece: Any) -> dict[str, Any]:
     """faster-whisper's Segment in the dict shape openai-whisper returns, for `asr._segments`."""
     item = {"text": piece.text, "start": piece.start, "end": piece.end, "avg_logprob": piece.avg_logprob,
-            "no_speech_prob": piece.no_speech_prob, "compression_ratio": piece.compression_ratio}
+            "no_speech_prob": piece.no_speech_prob, "compression_ratio": piece.compression_ratio,
+            "temperature": piece.temperature}
     if piece.words is not None:
         item["words"] = [{"start": w.start, "end": w.end, "word": w.word, "probability": w.probability}
                          for w in piece.words]

@@ -37,6 +37,7 @@ class Segment:
     compression_ratio: float | None = None
     flags: list[str] = field(default_factory=list)
     words: list[Word] | None = None
+    temperature: float | None = None  # the decoding temperature kept (above 0: a seeded fallback sample)
 
     def flag(self, name: str) -> None:
         if name not in self.flags:
