@@ -171,4 +171,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not hits and "*" not in args.query:
         print("no match. Kazakh and Uyghur words take suffixes: end a word with * to find its other "
               "forms too (e.g. лагерь* finds лагерьде)", file=sys.stderr)
+    elif not hits:
+        print(f"no match for {args.query!r} in {archive}", file=sys.stderr)
     return 0 if hits else 1

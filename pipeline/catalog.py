@@ -279,6 +279,9 @@ def resolve(archive: str | Path, key: str) -> Video:
         if not rows:  # suggest names that hold what was typed, never pick one silently
             near = [f"{r['id']} {r['file_name']}" for r in con.execute("SELECT id, file_name FROM videos")
                     if key.casefold() in r["file_name"].casefold()][:5]
+    if not rows and 0 < len(key) < 4 and all(c in "0123456789abcdef" for c in key.lower()):
+        raise CatalogError(f"{key!r} is too short to name a video: give at least 4 characters of its id "
+                           "(`testimony list` shows ids)")
     if not rows:
         hint = f"; did you mean {'; '.join(near)}?" if near else "; `testimony list` shows ids and file names"
         raise CatalogError(f"no video in {archive} matches {key!r}{hint}")

@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return {"list": _list, "install": _install, "import": _import, "verify": _verify, "remove": _remove}[verb](args)
     except (TestimonyError, OSError, ValueError) as exc:
         where = getattr(args, "path", None) or getattr(args, "name", None)
-        print(f"error: {where + ': ' if isinstance(where, str) else f'{where}: ' if where else ''}{exc}",
-              file=sys.stderr)
+        named = f"{where}: " if where and str(where) not in str(exc) else ""  # the path once, not twice
+        print(f"error: {named}{exc}", file=sys.stderr)
         return 1
 
 

@@ -133,6 +133,8 @@ def test_ambiguous_and_unknown_keys(tmp_path, capsys):
     assert code == 2 and "111111111111 same.mp4" in err and "222222222222 same.mp4" in err
     assert cli(capsys, "get", "abcd01", "--out", str(root))[0] == 0
     assert catalog.resolve(root, "ABCD02").bundle == second.name
+    code, _, err = cli(capsys, "get", "abc", "--out", str(root))
+    assert code == 2 and "too short" in err and "at least 4" in err
     code, _, err = cli(capsys, "get", "nothing-like-it.mp4", "--out", str(root))
     assert code == 2 and "no video in" in err and "testimony list" in err
     code, _, err = cli(capsys, "get", "SAME", "--out", str(root))
@@ -274,6 +276,8 @@ def test_search_cli_lines_and_exit_status(archive, capsys):
     code, out, _ = cli(capsys, "search", "right", "--lang", "en", "--out", str(archive), "--limit", "2")
     assert code == 0 and len(out.splitlines()) == 2
     assert cli(capsys, "search", "()", "--out", str(archive))[0] == 2
+    code, out, err = cli(capsys, "search", "түрме*", "--out", str(archive))
+    assert (code, out) == (1, "") and "no match for 'түрме*'" in err, "a miss is said, not silent"
 
 
 # ---- sync, arrivals, concurrency -----------------------------------------------------------------

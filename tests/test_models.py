@@ -186,3 +186,12 @@ def test_nllb_folder_becomes_one_package_per_language(tmp_path, capsys):
     assert "English: kk -> en" in kk_block
     assert "CC-BY-NC-4.0" in listing.split("Installed:", 1)[1].split("Known", 1)[0], "licence on record"
     assert main(["models", "verify"]) == 0
+
+
+def test_import_of_a_missing_path_names_it_once(tmp_path, capsys):
+    from pipeline.cli import main
+
+    missing = tmp_path / "no-such-model.pt"
+    assert main(["models", "import", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err.count(str(missing)) == 1 and "does not exist" in err
