@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS = Path(__file__).resolve().parent / "defaults"  # the manifest and routes, shipped as package data
 
 
 def models_dir() -> Path:

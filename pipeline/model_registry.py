@@ -19,7 +19,7 @@ from typing import Any
 from . import config
 from .hashing import file_sha256
 
-MANIFEST = config.REPO_ROOT / "models" / "manifest.toml"
+MANIFEST = config.DEFAULTS / "manifest.toml"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     verbs.add_parser("list", help="routes per language, installed models, known models (the default)")
     install = verbs.add_parser("install", help="download a known model by name (needs a network)")
     install.add_argument("name", help="a Whisper name (tiny, base, small, medium, large-v3, turbo) or a "
-                                      "translation model from models/manifest.toml")
+                                      "translation model from the manifest (pipeline/defaults/manifest.toml)")
     install.add_argument("--language", action="append", default=[], help="source language(s) for a "
                          "translation model (repeatable)")
     imp = verbs.add_parser("import", help="add a model from a file or folder (offline)")
@@ -84,7 +84,7 @@ def _list(args: argparse.Namespace) -> int:
     installed = {m.name: m for m in model_registry.installed_models()}
     table = routes.load_routes()
     print(f"Model store: {config.models_dir()}")
-    print("\nRoutes (models/routes.toml, overridden by routes.local.toml in the store):")
+    print(f"\nRoutes ({routes.DEFAULTS_FILE}, overridden by routes.local.toml in the store):")
     for language, route in table.items():
         if language == "auto":
             print(f"  {'auto':4} language detection with {_asr_status(route.asr_model, installed)}")
@@ -102,7 +102,7 @@ def _list(args: argparse.Namespace) -> int:
     for item in installed.values():
         print(f"  {item.name:28} {item.kind:8} {item.languages:16} {_mib(item.size):>10}  "
               f"{item.record.get('licence') or 'licence unknown'}")
-    print("\nKnown (models/manifest.toml):")
+    print(f"\nKnown ({model_registry.MANIFEST}):")
     for known in model_registry.known_models().values():
         figures = "; ".join(f"{q['language']} {q['test_set']} {q['metric']} {q['value']}% ({q['source']})"
                             for q in known.quality)
@@ -187,5 +187,5 @@ def _remove(args: argparse.Namespace) -> int:
         model_registry.remove(model)
         print(f"removed {model.kind} model {model.name} ({model.path})")
     for language in routes.drop_model(args.name):
-        print(f"route {language} no longer names {args.name}; it falls back to models/routes.toml")
+        print(f"route {language} no longer names {args.name}; it falls back to the shipped routes.toml")
     return 0

@@ -1,6 +1,6 @@
 """Per-language routes: which ASR model and Whisper token decode a language, and how it reaches English.
 
-Defaults are checked in (`models/routes.toml`); what a user imports with `--language` is written to
+Defaults ship with the package (`pipeline/defaults/routes.toml`); what a user imports with `--language` is written to
 `routes.local.toml` in the model store and wins field by field. A language without a route of its own
 falls back to the `auto` model with its own Whisper token, which is right for every language Whisper
 knows; a language Whisper does not know (Uyghur) must have a model imported for it.
@@ -17,7 +17,7 @@ from pathlib import Path
 from . import config
 from .errors import ModelMissingError
 
-DEFAULTS_FILE = config.REPO_ROOT / "models" / "routes.toml"
+DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
 FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script")
 
 
@@ -81,7 +81,7 @@ def set_route(language: str, **fields: str) -> Route:
 
 
 def _write(path: Path, tables: dict[str, dict]) -> None:
-    lines = ["# Written by `testimony models import`; overrides models/routes.toml field by field.", ""]
+    lines = ["# Written by `testimony models import`; overrides the shipped routes.toml field by field.", ""]
     for lang in sorted(tables):
         lines.append(f"[{json.dumps(lang)}]")  # a quoted key is valid TOML for any code
         lines += [f"{key} = {json.dumps(str(value), ensure_ascii=False)}" for key, value in tables[lang].items()]
