@@ -9,9 +9,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = Path(__file__).resolve().parent / "defaults"  # the manifest and routes, shipped as package data
 
 
+def source_checkout() -> Path | None:
+    """The repository this code runs from, or None when it is installed (a wheel, `pip install .`)."""
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "models").is_dir():
+        return REPO_ROOT
+    return None
+
+
+def user_data_home() -> Path:
+    """Where an installed testimony keeps its state: `$XDG_DATA_HOME/testimony`, else ~/.local/share."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "testimony"
+
+
+def _home(folder: str) -> Path:
+    """`folder` in the source checkout (today's layout), else in the user's data folder."""
+    checkout = source_checkout()
+    return checkout / folder if checkout else user_data_home() / folder
+
+
 def models_dir() -> Path:
-    """The model store: `TESTIMONY_MODELS`, else `models/` beside the code (git ignores the weights)."""
-    return Path(os.environ.get("TESTIMONY_MODELS") or REPO_ROOT / "models")
+    """The model store: `TESTIMONY_MODELS`, else `models/` of a source checkout (git ignores the
+    weights), else `testimony/models` in the user's data folder."""
+    return Path(os.environ.get("TESTIMONY_MODELS") or _home("models"))
 
 
 def whisper_dir() -> Path:
@@ -28,8 +47,9 @@ def archive_dir(out: str | os.PathLike | None = None) -> Path:
 
 
 def data_dir() -> Path:
-    """Service state (the Prefect server's home and database): `TESTIMONY_DATA`, else `data/` here."""
-    return Path(os.environ.get("TESTIMONY_DATA") or REPO_ROOT / "data")
+    """Service state (the Prefect server's home and database): `TESTIMONY_DATA`, else `data/` of a
+    source checkout, else `testimony/data` in the user's data folder."""
+    return Path(os.environ.get("TESTIMONY_DATA") or _home("data"))
 
 
 DEFAULT_FILE_MODE = 0o600

@@ -1,0 +1,124 @@
+"""Prefect flow over the pipeline's one orchestration: retries for transient faults, caching on the SHA-256.
+
+The order of the stages, custody, reuse and cleanup are `pipeline.process`'s; this module hands it
+the stages wrapped as Prefect tasks (`prefect_stages`) and adds the UI's artifacts. Parameters are
+flat and JSON-friendly so a deployment's form in the Prefect UI can set them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import config, process
+from pipeline.bundle import TRANSCRIPT
+from pipeline.errors import TestimonyError
+from pipeline.process import RunOptions, RunResult, Stages
+from pipeline.transcript import Transcript
+
+from .scale_out import gpu_slot
+
+config.apply_privacy_defaults()
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry faults of the machine (I/O hiccups, a stalled tool), never bad input or a bug."""
+    try:
+        state.result()
+    except (TestimonyError, FileNotFoundError, PermissionError, IsADirectoryError):
+        return False
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
+    return f"asr-{params['sha256']}-{params['options'].key()}"
+
+
+def _translate_key(_ctx: Any, params: dict[str, Any]) -> str:
+    """A newly installed package or another pinned pivot must invalidate an earlier result."""
+    route = process.translation_record(params["language"])
+    return f"translate-{params['language']}-{_digest(params['texts'])}-{_digest(route)}"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+
+
+_RETRY = {"retry_condition_fn": _transient}
+TASKS: dict[str, dict[str, Any]] = {  # Prefect's settings for each stage `pipeline.process` names
+    "hash": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
+    # stage_extract reuses a finished WAV itself, after checking its hash
+    "extract-audio": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
+    "transcribe": {**_RETRY, "retries": 1, "cache_key_fn": _asr_key, "persist_result": True},
+    "translate": {**_RETRY, "retries": 1, "cache_key_fn": _translate_key, "persist_result": True},
+    "write-bundle": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
+}
+
+
+def prefect_stages(*, force: bool = False) -> Stages:
+    """The pipeline's stages as Prefect tasks; `force` recomputes instead of reading the cache."""
+
+    def wrap(name: str, fn: Callable) -> Callable:
+        made = task(fn, name=name, **TASKS[name])
+        if force:
+            made = made.with_options(refresh_cache=True)
+        if name == "transcribe":
+            return _in_gpu_slot(made)
+        return made
+
+    return Stages(wrap)
+
+
+def _in_gpu_slot(stage: Callable) -> Callable:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with gpu_slot():  # a slot of the GPU's global limit when a scale-out worker names one
+            return stage(*args, **kwargs)
+
+    return run
+
+
+@flow(name="process-video", log_prints=True)
+def process_video_flow(
+    video: str,
+    out: str | None = None,
+    language: str = "auto",
+    asr_model: str | None = None,
+    whisper_token: str | None = None,
+    audio_track: int | None = None,
+    translate_to_english: bool = True,
+    beam_size: int | None = None,
+    vad: bool = True,
+    word_timestamps: bool = True,
+    temperature_fallback: bool = True,
+    device: str | None = None,
+    force: bool = False,
+    engine: str = "whisper",
+) -> RunResult:
+    """Turn one video into a linked transcript bundle under the archive `out`."""
+    options = RunOptions.from_flat(
+        language=language, asr_model=asr_model, whisper_token=whisper_token, audio_track=audio_track,
+        translate_to_english=translate_to_english, beam_size=beam_size, vad=vad,
+        word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device,
+        engine=engine)
+    result = process.process_video(video, config.archive_dir(out), options, force=force,
+                                   stages=prefect_stages(force=force))
+    if result.status == "done":
+        show_in_ui(config.archive_dir(out), result.bundle)
+    return result
+
+
+def show_in_ui(archive: Path, bundle: Path) -> None:
+    """The transcript's and the archive's artifacts; the bundle on disk is complete if these fail."""
+    from .artifacts import publish_transcript, refresh_archive_table
+
+    publish_transcript(Transcript.load(bundle / TRANSCRIPT), bundle)
+    refresh_archive_table(archive)

@@ -1,0 +1,110 @@
+"""`testimony serve`: a local Prefect server, our deployments, the watch folder, one command.
+
+Everything binds to 127.0.0.1. Runs triggered from the UI form, by a dropped file, or by
+`testimony run` against the same server all show in the UI. Ctrl-C stops the watcher, then the runs
+loop, then the server, in that order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from pipeline import config
+
+from .server import Server, start_or_reuse
+
+
+def _deployments(inbox: Path, out: Path) -> list[tuple]:
+    """(flow, deployment) pairs; the trigger turns each inbox event into an `inbox` run."""
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from .process_video import process_video_flow
+    from .service_flows import process_folder, process_inbox_file, retranslate
+    from .watch import ARRIVED
+
+    dropped = DeploymentEventTrigger(
+        name="file dropped into the inbox", expect={ARRIVED}, match={"prefect.resource.id": "testimony.inbox.*"},
+        parameters={"video": "{{ event.payload.path }}", "inbox": str(inbox), "out": str(out)})
+    deployments = [
+        process_video_flow.to_deployment(
+            name="process-video", parameters={"out": str(out)}, tags=["testimony"],
+            description="Transcribe and translate one video: give its path; language and models are optional."),
+        process_inbox_file.to_deployment(
+            name="inbox", triggers=[dropped], parameters={"inbox": str(inbox), "out": str(out)},
+            tags=["testimony", "inbox"], description="Started by the watch folder for each file dropped in."),
+        process_folder.to_deployment(
+            name="process-folder", parameters={"out": str(out)}, tags=["testimony"],
+            description="Every video in a folder; bad files are reported and the rest go on."),
+        retranslate.to_deployment(
+            name="retranslate", parameters={"out": str(out)}, tags=["testimony"],
+            description="Translate an archived transcript again, e.g. after importing a package."),
+    ]
+    flows = [process_video_flow, process_inbox_file, process_folder, retranslate]
+    return list(zip(flows, deployments))
+
+
+def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, settle_seconds: float = 2.0,
+          ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+    """Run until Ctrl-C (or `stop` is set); returns the exit status."""
+    config.apply_privacy_defaults()
+    inbox, out = inbox.resolve(), out.resolve()
+    began = time.monotonic()
+    server: Server = start_or_reuse(host, port)
+    # Before Prefect's settings are first read in this process: talk to this server, keep state beside it.
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ.setdefault("PREFECT_HOME", str(server.home))
+
+    from .executor import InProcessExecutor
+    from .watch import InboxWatcher
+
+    stop = stop or threading.Event()
+    executor = watcher = None
+    try:
+        flows = {deployment.apply(): flow for flow, deployment in _deployments(inbox, out)}
+        executor = InProcessExecutor(flows)
+        if resumed := executor.recover():
+            print(f"serve: resuming {len(resumed)} interrupted run(s): {', '.join(resumed)}", flush=True)
+        executor.start()
+        watcher = InboxWatcher(inbox, settle_seconds=settle_seconds)
+        watcher.start()
+        print(f"testimony serve: ready in {time.monotonic() - began:.1f} s "
+              f"(server {'reused' if server.process is None else f'started in {server.startup_seconds:.1f} s'})\n"
+              f"  Prefect UI: {server.ui_url}\n  inbox:      {inbox}\n  archive:    {out}\n"
+              "  Ctrl-C stops everything.", flush=True)
+        if ready:
+            ready.set()
+        _wait_for_stop(stop)
+    finally:
+        if watcher:
+            watcher.stop()
+        if executor:
+            executor.stop()
+        _flush_logs()
+        server.stop()
+        print("testimony serve: stopped", flush=True)
+    return 0
+
+
+def _flush_logs() -> None:
+    """Send buffered run logs and events while the server is still there to take them; otherwise
+    Prefect's senders keep retrying a stopped server and the process never exits."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=10)
+        except Exception:  # nothing buffered, or the server already gone: nothing more to save
+            pass
+
+
+def _wait_for_stop(stop: threading.Event) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass

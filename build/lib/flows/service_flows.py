@@ -1,0 +1,132 @@
+"""The flows `testimony serve` deploys: a dropped file, a whole folder, and re-translating a transcript.
+
+Each wraps `process-video` (a subflow, so every stage shows in the UI) and adds what the service owes
+the archive team: a failed file set aside with its reason, a duplicate recorded against the first
+bundle, and the catalog and artifacts kept current.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from pipeline import catalog, config, process
+from pipeline.bundle import TRANSCRIPT
+from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
+
+from .process_video import prefect_stages, process_video_flow, show_in_ui
+
+FAILED_DIR = "failed"
+
+
+def set_aside(video: Path, inbox: Path, reason: str) -> Path:
+    """Move a file that failed into `inbox/failed/` beside a reason file; never delete or change it."""
+    failed = inbox / FAILED_DIR
+    failed.mkdir(exist_ok=True)
+    target, n = failed / video.name, 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = failed / f"{video.stem}-{n}{video.suffix}"
+    os.rename(video, target)  # same file system: the bytes are untouched
+    note = target.with_name(target.name + ".reason.txt")
+    note.write_text(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
+                    f"file: {video}\nreason: {reason}\n", encoding="utf-8")
+    return target
+
+
+def _outside(video: Path, inbox: Path) -> bool:
+    """A name or symlink that leads out of the inbox is never read."""
+    try:
+        video.resolve().relative_to(inbox.resolve())
+    except ValueError:
+        return True
+    return False
+
+
+@flow(name="process-inbox-file", log_prints=True)
+def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
+    """One file dropped into the inbox: processed once per content, or set aside with a reason."""
+    path, inbox_dir, archive = Path(video), Path(inbox), config.archive_dir(out)
+    if _outside(path, inbox_dir):
+        reason = "the path leads outside the inbox (a symlink or ../ in the name); it was not read"
+        catalog.record_arrival(archive, None, str(path), f"refused: {reason}")
+        raise TestimonyError(f"{path}: {reason}")
+    if not path.exists():
+        return f"{path} is gone (moved away before it was processed)"
+    try:
+        result = process_video_flow(str(path), out=str(archive))
+    except Exception as exc:
+        if not _machine_fault(exc):
+            _set_aside(path, inbox_dir, archive, exc)
+            raise
+        # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
+        reason = f"{exc}. {path.name} stays in the inbox: fix this, then restart serve (or touch the file)"
+        try:
+            catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
+        except Exception:  # the archive itself may be what is failing
+            pass
+        get_run_logger().error("%s", reason)
+        raise
+    outcome = "processed" if result.status == "done" else _reuse_outcome(result.bundle, path)
+    catalog.record_arrival(archive, _sha256_of(result.bundle), str(path), outcome)
+    return f"{path.name}: {outcome} -> {result.bundle}"
+
+
+def _reuse_outcome(bundle: Path, path: Path) -> str:
+    """A file announced again (serve restarted) is not a duplicate of its own bundle."""
+    try:
+        made_from = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
+    except (OSError, ValueError, KeyError):
+        made_from = None
+    if made_from == os.fsencode(path.name).decode("utf-8", "backslashreplace"):
+        return f"already processed: {bundle.name}"
+    return f"duplicate of {bundle.name}"
+
+
+def _machine_fault(exc: BaseException) -> bool:
+    """Faults a fix on this machine cures, so the file waits in the inbox instead of `failed/`."""
+    if isinstance(exc, (OSError, MemoryError, ModelMissingError, OriginalChangedError)):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # torch's CUDA/CPU OOM
+
+
+def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> None:
+    """Bad input (or a fault we cannot place): keep the file, say why, keep serving."""
+    reason = str(exc) or type(exc).__name__
+    target = set_aside(path, inbox, reason)
+    catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
+    get_run_logger().error("%s set aside as %s: %s", path.name, target, reason)
+
+
+def _sha256_of(bundle: Path) -> str:
+    return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+
+
+@flow(name="process-folder", log_prints=True)
+def process_folder(folder: str, out: str | None = None, language: str = "auto",
+                   translate_to_english: bool = True) -> list[str]:
+    """Every video in a folder (not its subfolders); a bad file is reported and the rest go on."""
+    lines = []
+    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
+        try:
+            result = process_video_flow(str(path), out=out, language=language,
+                                        translate_to_english=translate_to_english)
+            lines.append(f"{path.name}: {result.status} -> {result.bundle}")
+        except Exception as exc:
+            lines.append(f"{path.name}: FAILED {exc}")
+    for line in lines:
+        print(line)
+    return lines
+
+
+@flow(name="retranslate", log_prints=True)
+def retranslate(video: str, out: str | None = None) -> str:
+    """Translate an existing transcript again (after a better package was imported); ASR is kept."""
+    archive = config.archive_dir(out)
+    result = process.retranslate(archive, video, stages=prefect_stages())
+    show_in_ui(archive, result.bundle)
+    return str(result.bundle)

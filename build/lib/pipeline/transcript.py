@@ -1,0 +1,103 @@
+"""The linked transcript: the source of truth every other output is rendered from."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "testimony.transcript/1"
+
+# Segment flags
+LOW_CONFIDENCE = "low_confidence"
+POSSIBLE_HALLUCINATION = "possible_hallucination"
+UNTRANSLATED = "untranslated"
+# Transcript flags
+TRUNCATED = "truncated"
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    translation: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    compression_ratio: float | None = None
+    flags: list[str] = field(default_factory=list)
+    words: list[Word] | None = None
+    temperature: float | None = None  # the decoding temperature kept (above 0: a seeded fallback sample)
+
+    def flag(self, name: str) -> None:
+        if name not in self.flags:
+            self.flags.append(name)
+
+
+@dataclass
+class Source:
+    file_name: str
+    sha256: str
+    size: int
+    duration: float | None
+    audio_track: dict[str, Any]
+    decoded_duration: float | None = None
+
+
+@dataclass
+class Transcript:
+    source: Source
+    language: str | None  # the language used to decode and translate (route language, e.g. "ug")
+    detected_language: str | None
+    language_probability: float | None
+    models: dict[str, Any]
+    segments: list[Segment]
+    flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    created: str = ""
+    schema: str = SCHEMA
+
+    @property
+    def id(self) -> str:
+        return self.source.sha256[:12]
+
+    @property
+    def needs_translation(self) -> bool:
+        return self.language not in (None, "en")
+
+    @property
+    def has_translation(self) -> bool:
+        return any(seg.translation for seg in self.segments)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"schema": data.pop("schema"), **data}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Transcript":
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"unsupported transcript schema {data.get('schema')!r} (expected {SCHEMA})")
+        segments = []
+        for raw in data["segments"]:
+            raw = dict(raw)
+            words = raw.pop("words", None)
+            segments.append(Segment(**raw, words=[Word(**w) for w in words] if words is not None else None))
+        fields = {k: v for k, v in data.items() if k not in ("segments", "source")}
+        return cls(source=Source(**data["source"]), segments=segments, **fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Transcript":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
