@@ -8,6 +8,7 @@ flat and JSON-friendly so a deployment's form in the Prefect UI can set them.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import subprocess
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import config, process
+from pipeline import config, options_table, process
 from pipeline.bundle import TRANSCRIPT
 from pipeline.errors import TestimonyError
 from pipeline.process import RunOptions, RunResult, Stages
@@ -86,34 +87,26 @@ def _in_gpu_slot(stage: Callable) -> Callable:
     return run
 
 
-@flow(name="process-video", log_prints=True)
-def process_video_flow(
-    video: str,
-    out: str | None = None,
-    language: str = "auto",
-    asr_model: str | None = None,
-    whisper_token: str | None = None,
-    audio_track: int | None = None,
-    translate_to_english: bool = True,
-    beam_size: int | None = None,
-    vad: bool = True,
-    word_timestamps: bool = True,
-    temperature_fallback: bool = True,
-    device: str | None = None,
-    force: bool = False,
-    engine: str = "whisper",
-) -> RunResult:
-    """Turn one video into a linked transcript bundle under the archive `out`."""
-    options = RunOptions.from_flat(
-        language=language, asr_model=asr_model, whisper_token=whisper_token, audio_track=audio_track,
-        translate_to_english=translate_to_english, beam_size=beam_size, vad=vad,
-        word_timestamps=word_timestamps, temperature_fallback=temperature_fallback, device=device,
-        engine=engine)
-    result = process.process_video(video, config.archive_dir(out), options, force=force,
-                                   stages=prefect_stages(force=force))
+def process_video(video: str, out: str | None = None, force: bool = False, **settings: Any) -> RunResult:
+    """Turn one video into a linked transcript bundle under the archive `out`.
+
+    The other parameters are the run options of `pipeline.options_table`, as `testimony run` takes them.
+    """
+    options = RunOptions.from_flat(**settings)
+    archive = config.archive_dir(out)
+    result = process.process_video(video, archive, options, force=force, stages=prefect_stages(force=force))
     if result.status == "done":
-        show_in_ui(config.archive_dir(out), result.bundle)
+        show_in_ui(archive, result.bundle)
     return result
+
+
+_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+process_video.__signature__ = options_table.flow_parameters(  # the deployment form shows every option
+    [inspect.Parameter("video", _KEYWORD, annotation=str),
+     inspect.Parameter("out", _KEYWORD, default=None, annotation=str | None)],
+    [inspect.Parameter("force", _KEYWORD, default=False, annotation=bool)],
+    return_annotation=RunResult)
+process_video_flow = flow(name="process-video", log_prints=True)(process_video)
 
 
 def show_in_ui(archive: Path, bundle: Path) -> None:

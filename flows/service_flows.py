@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from pipeline import catalog, config, process
 from pipeline.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
+from pipeline.names import display_name
 
 from .process_video import prefect_stages, process_video_flow, show_in_ui
 
@@ -82,7 +83,7 @@ def _reuse_outcome(bundle: Path, path: Path) -> str:
         made_from = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
     except (OSError, ValueError, KeyError):
         made_from = None
-    if made_from == os.fsencode(path.name).decode("utf-8", "backslashreplace"):
+    if made_from == display_name(path):
         return f"already processed: {bundle.name}"
     return f"duplicate of {bundle.name}"
 

@@ -7,12 +7,11 @@ existed (or copied in from another machine) are found without a separate step.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from pathlib import Path
-from typing import Callable
 
 from . import catalog, config
+from .cli_errors import guarded
 from .bundle import TRANSCRIPT
 from .formats import bilingual, english, original, render_srt, render_txt, render_vtt
 from .transcript import Transcript
@@ -67,22 +66,7 @@ def _open_archive(out: str | None) -> Path:
     return archive
 
 
-Command = Callable[[argparse.Namespace], int]
-
-
-def _guarded(command: Command) -> Command:
-    """Catalog and lookup errors reach the user as one line and exit status 2, never a traceback."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except catalog.CatalogError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-        except sqlite3.Error as exc:
-            print(f"error: the archive catalog could not be read or written ({exc}); check the "
-                  f"permissions of {catalog.catalog_path(config.archive_dir(args.out))}", file=sys.stderr)
-        return 2
-    run.__doc__ = command.__doc__
-    return run
+_guarded = guarded
 
 
 @_guarded

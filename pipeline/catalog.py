@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 from . import config
 from .bundle import TRANSCRIPT
 from .errors import TestimonyError
+from .names import display_path
 from .transcript import Transcript
 
 CATALOG = "catalog.sqlite"
@@ -203,7 +204,7 @@ def record_arrival(archive: str | Path, sha256: str | None, path: str | Path, ou
 
     A failure with a known hash also lists the video as failed, until a bundle for it is indexed.
     """
-    shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    shown = display_path(path)
     name = Path(shown).name
     with connect(archive) as con, _transaction(con):
         con.execute("INSERT INTO arrivals (sha256, path, file_name, arrived_at, outcome) VALUES (?,?,?,?,?)",

@@ -8,32 +8,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import archive_cli, config, integrity_cli, models_cli, originals
+from . import archive_cli, cli_errors, config, integrity_cli, models_cli, options_table, originals
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="transcribe and translate videos into linked transcript bundles")
     run.add_argument("videos", nargs="+", type=Path, help="video or audio files")
     run.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
-    run.add_argument("--language", default="auto", type=_language,
-                     help="language code of the speech (kk, ug, en, ...) or auto (default)")
-    run.add_argument("--asr-model", help="a Whisper name (tiny, base, small, ...), a model imported into the "
-                     "store, or a checkpoint path (default: the language's route; see `testimony models`)")
-    run.add_argument("--whisper-token", type=_whisper_token, help="Whisper language token a fine-tuned model decodes with "
-                     "(e.g. uz for a Uyghur model trained over the Uzbek token)")
-    run.add_argument("--audio-track", type=int, help="audio track to use, counted from 0 (default: "
-                     "the stream marked default)")
-    run.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
-    run.add_argument("--no-vad", action="store_true", help="decode the whole audio, silence included")
-    run.add_argument("--no-word-timestamps", action="store_true",
-                     help="faster, but segment times rest on Whisper's coarser segment timestamps")
-    run.add_argument("--no-fallback", action="store_true",
-                     help="decode at temperature 0 only: fastest, no retry of repetitive or unsure windows")
-    run.add_argument("--no-translate", action="store_true", help="skip the English translation")
-    run.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
-    run.add_argument("--engine", choices=["whisper", "faster-whisper"], default="whisper",
-                     help="whisper: openai-whisper, the reference (default); faster-whisper: CTranslate2, "
-                     "several times faster on CPU (int8), same regions, flags and transcript format")
+    options_table.add_arguments(run, "run")
     run.add_argument("--force", action="store_true", help="redo videos that already have a bundle")
 
 
@@ -88,40 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _language(value: str) -> str:
-    """Accept codes and English names in any case: `kk`, `KK`, `kazakh`, `auto`."""
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
-
-    value = value.strip().lower()
-    if value == "auto" or value in LANGUAGES or value == "ug":
-        return value
-    if value in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[value]
-    if value == "uyghur":
-        return "ug"
-    raise argparse.ArgumentTypeError(f"unknown language {value!r}: use a code such as kk, ug, en, or auto")
-
-
-def _whisper_token(value: str) -> str:
-    from whisper.tokenizer import LANGUAGES
-
-    if value not in LANGUAGES:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a Whisper language token (e.g. kk, uz, ru)")
-    return value
-
-
 def _settings(args: argparse.Namespace) -> dict:
     """The run's settings in the flat form both `RunOptions.from_flat` and the Prefect flow take."""
-    return dict(language=args.language, asr_model=args.asr_model, whisper_token=args.whisper_token,
-                audio_track=args.audio_track, translate_to_english=not args.no_translate,
-                beam_size=args.beam_size, vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
-                temperature_fallback=not args.no_fallback, device=args.device, engine=args.engine)
+    return options_table.settings(args, "run")
 
 
 def _shown(path: Path) -> str:
     """A path on one line, whatever bytes or newlines its name holds."""
-    text = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
-    return text.replace("\n", "\\n").replace("\r", "\\r")
+    from .names import display_path, one_line
+
+    return one_line(display_path(path))
 
 
 def _stage_printer(video: Path):
@@ -202,18 +160,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                     "(default: report/ beside the manifest)")
     ev.add_argument("--language", choices=["clip", "auto"], default="clip", help="clip: force each clip's "
                     "language and detect in a separate pass (default); auto: the pipeline detects, as run does")
-    ev.add_argument("--asr-model", help="a Whisper name, store model or checkpoint path (default: each "
-                    "language's route, as `testimony run` uses)")
-    ev.add_argument("--engine", choices=["whisper", "faster-whisper"], default="whisper",
-                    help="ASR engine (default: whisper, the reference)")
-    ev.add_argument("--whisper-token", type=_whisper_token,
-                    help="token for clips whose language Whisper has no token for (ug), e.g. uz")
-    ev.add_argument("--beam-size", type=int, help="beam search width (default: greedy)")
-    ev.add_argument("--no-vad", action="store_true", help="decode the whole audio, silence included")
-    ev.add_argument("--no-word-timestamps", action="store_true", help="skip word timestamps (faster)")
-    ev.add_argument("--no-fallback", action="store_true", help="decode at temperature 0 only")
-    ev.add_argument("--no-translate", action="store_true", help="skip translation (no chrF/BLEU)")
-    ev.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
+    options_table.add_arguments(ev, "eval")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -232,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return cli_errors.INTERRUPTED
 
 
 if __name__ == "__main__":

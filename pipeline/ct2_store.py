@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import atomic, config
 from .errors import ModelMissingError
 from .hashing import file_sha256
 
@@ -64,10 +64,7 @@ def _read_record(folder: Path) -> Ct2Record | None:
 def _write_record(record: Ct2Record) -> Ct2Record:
     data = record.to_dict()
     data.pop("path")
-    target = _record_path(record.path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    atomic.write_text(_record_path(record.path), json.dumps(data, indent=2) + "\n")
     return record
 
 

@@ -18,12 +18,13 @@ import json
 import os
 import re
 import struct
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
+
+from . import atomic
 
 if TYPE_CHECKING:  # importing whisper/torch is slow; only the converter needs them
     import whisper
@@ -313,17 +314,8 @@ def convert_ct2_whisper(
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, unlike mkstemp
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(out_path, binary=True) as f:  # the umask applies, unlike mkstemp
+        torch.save(checkpoint, f)
     return out_path
 
 

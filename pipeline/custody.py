@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
@@ -140,7 +141,7 @@ def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:
     """The video was hashed: where it was, its name, size and SHA-256."""
     video = Path(video)
     append(archive, sha256, "arrival", path=str(video.resolve()),
-           file_name=os.fsencode(video.name).decode("utf-8", "backslashreplace"),
+           file_name=display_name(video),
            size=video.stat().st_size, tool="testimony", version=__version__, algorithm="sha256")
 
 

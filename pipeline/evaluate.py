@@ -338,10 +338,9 @@ def run_eval(args: argparse.Namespace) -> int:
     """The `testimony eval` command: exit 1 when any clip failed, 2 on a bad manifest."""
     from .errors import TestimonyError
 
-    settings = dict(asr_model=args.asr_model, whisper_token=args.whisper_token, audio_track=None,
-                    translate_to_english=not args.no_translate, beam_size=args.beam_size,
-                    vad=not args.no_vad, word_timestamps=not args.no_word_timestamps,
-                    temperature_fallback=not args.no_fallback, device=args.device, engine=args.engine)
+    from .options_table import settings as flat_settings
+
+    settings = {**flat_settings(args, "eval"), "audio_track": None}
     out_dir = Path(args.out) if args.out else args.manifest.resolve().parent / "report"
     try:
         report = evaluate(args.manifest, out_dir, settings, mode=args.language,

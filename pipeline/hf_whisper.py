@@ -15,13 +15,13 @@ tokenizer would decode to the wrong text without any error).
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .ct2_whisper import encode_alignment_heads
+from . import atomic
 from .errors import ModelMissingError
 
 if TYPE_CHECKING:  # importing torch/whisper is slow; only the converter needs them
@@ -277,14 +277,6 @@ def convert_hf_whisper(folder: Path, target: Path) -> Path:
         checkpoint["alignment_heads"] = heads
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    try:
-        with open(partial, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    with atomic.replacing(target, binary=True) as f:
+        torch.save(checkpoint, f)
     return target

@@ -15,10 +15,11 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, custody, originals
+from . import __version__, atomic, custody, originals
 from .bundle import MANIFEST, TRANSCRIPT
 from .errors import TestimonyError
 from .hashing import file_sha256
+from .names import display_name
 
 SUMS = "SHA256SUMS"
 README = "VERIFY.txt"
@@ -172,7 +173,7 @@ def _received_name(bundle: Path, original: Path) -> str:
     try:
         return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
     except (OSError, ValueError, KeyError, TypeError):
-        return os.fsencode(original.name).decode("utf-8", "backslashreplace")
+        return display_name(original)
 
 
 def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
@@ -217,9 +218,7 @@ def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
             sums.append((hashlib.sha256(text).hexdigest(), README))
             sums_text = "".join(f"{digest}  {arc}\n" for digest, arc in sums).encode("utf-8")
             zf.writestr(SUMS, sums_text)
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, dest)
+        atomic.publish(partial, dest)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

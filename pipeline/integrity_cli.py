@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from . import catalog, config
+from .cli_errors import guarded
 from .bundle import find_bundle
-from .errors import TestimonyError
 from .hashing import file_sha256
 from .integrity import bundles_in, export_bundle, verify_bundle
 
@@ -22,6 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("video", nargs="?", help="id, SHA-256, file name or the video file itself "
                         "(default: every bundle in the archive)")
     verify.add_argument("--out", help=OUT_HELP)
+    verify.add_argument("--reproduce", action="store_true",
+                        help="also re-derive the transcript from the kept original with the recorded models "
+                             "and options, and compare it segment by segment (takes as long as the run)")
     verify.add_argument("--original", type=Path, help="the original video to re-hash (default: its arrival "
                         "path in the custody log, when it is still there)")
 
@@ -59,18 +62,7 @@ def _resolve(archive: Path, key: str) -> tuple[Path, Path | None]:
     return archive / video.bundle, None
 
 
-def _guarded(command):
-    """Lookup and refusal errors reach the user as one line and exit status 2."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except TestimonyError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-        except OSError as exc:
-            print(f"error: {exc.strerror or exc} ({exc.filename or ''})", file=sys.stderr)
-        return 2
-    run.__doc__ = command.__doc__
-    return run
+_guarded = guarded
 
 
 @_guarded
@@ -92,13 +84,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     failed = 0
     for bundle, original in targets:
         report = verify_bundle(archive, bundle, original)
+        problems = list(report.problems)
+        if args.reproduce:
+            from .reproduce import reproduce
+
+            found = reproduce(archive, bundle, original)
+            problems += found
+            if not found:
+                print(f"note: {bundle.name}: every segment re-derived from the original matches", file=sys.stderr)
         for note in report.notes:
             print(f"note: {note}", file=sys.stderr)
-        for problem in report.problems:
+        for problem in problems:
             print(problem)
-        if report.ok:
+        if not problems:
             print(f"{bundle.name}: ok")
-        failed += not report.ok
+        failed += bool(problems)
     print(f"verified {len(targets)} bundle(s): {failed} with problems", file=sys.stderr)
     return 1 if failed else 0
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from . import config, failpoints
+from . import atomic, config, failpoints
 from .errors import BadInputError
 
 SAMPLE_RATE = 16_000
@@ -235,7 +235,7 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         partial.unlink(missing_ok=True)
         raise
     failpoints.reached("extract:written")
-    os.replace(partial, wav_path)
+    atomic.publish(partial, wav_path)
     decoded = wav_duration(wav_path)
     # Compare with the audio stream's own length: a video track may run on after the sound ends.
     expected = stream.duration or info.duration

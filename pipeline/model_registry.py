@@ -8,7 +8,6 @@ transcript cites, and a run can cite them without re-hashing hundreds of megabyt
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import atomic, config
 from .hashing import file_sha256
 
 MANIFEST = config.DEFAULTS / "manifest.toml"
@@ -87,10 +86,7 @@ def write_record(model_path: Path, *, name: str, origin: str, licence: str = "",
               "installed": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra, "files": files}
     if model_path.is_file():
         record["sha256"] = files[model_path.name]
-    target = record_path(model_path)
-    tmp = target.with_name(target.name + ".partial")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    atomic.write_text(record_path(model_path), json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return record
 
 

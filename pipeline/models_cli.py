@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import config, model_registry, routes
-from .errors import TestimonyError
+from .cli_errors import FAILED, guarded
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,13 +40,9 @@ def _code(value: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     verb = args.verb or "list"
-    try:
-        return {"list": _list, "install": _install, "import": _import, "verify": _verify, "remove": _remove}[verb](args)
-    except (TestimonyError, OSError, ValueError) as exc:
-        where = getattr(args, "path", None) or getattr(args, "name", None)
-        named = f"{where}: " if where and str(where) not in str(exc) else ""  # the path once, not twice
-        print(f"error: {named}{exc}", file=sys.stderr)
-        return 1
+    command = {"list": _list, "install": _install, "import": _import, "verify": _verify, "remove": _remove}[verb]
+    subject = "path" if getattr(args, "path", None) else "name"  # named once, not twice
+    return guarded(command, status=FAILED, subject=subject)(args)
 
 
 def _mib(size: int | float | None) -> str:

@@ -16,7 +16,7 @@ import re
 import secrets
 from pathlib import Path
 
-from . import config, custody, failpoints
+from . import atomic, config, custody, failpoints
 from .errors import BadInputError, OriginalChangedError, TestimonyError
 
 ENV = "TESTIMONY_ORIGINALS"
@@ -72,8 +72,7 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
                 f"{video} changed while it was copied into the archive (SHA-256 {sha256} on arrival, {digest} "
                 "in the copy): it is probably still being written. Wait until it is complete and run again.")
         os.chmod(partial, config.file_mode() & 0o444)  # read-only: nothing of ours ever writes to it
-        os.replace(partial, kept)
-        _fsync_dir(folder)  # the copy survives a power cut before the custody log claims it
+        atomic.publish(partial, kept, synced=True)  # survives a power cut before custody claims it
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -88,14 +87,6 @@ def named_as_received(exc: BadInputError, kept: Path, video: Path) -> BadInputEr
         return exc
     problem = exc.problem.replace(str(kept), str(video))
     return BadInputError(video, problem, exc.hint)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_hashing(source: Path, dest: Path) -> str:

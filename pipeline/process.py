@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shutil
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +18,7 @@ from typing import Any, Callable
 
 import whisper
 
-from . import __version__, catalog, config, custody, originals
+from . import __version__, atomic, catalog, config, custody, originals
 from .asr import AsrOptions, AsrResult, default_device, transcribe
 from .audio_source import WavAudio
 from .checkpoint import Checkpoint
@@ -29,6 +28,7 @@ from .hardware import configure_torch
 from .hashing import file_sha256
 from .media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
 from .model_store import load_whisper
+from .names import display_name
 from .transcript import TRUNCATED, UNTRANSLATED, Source, Transcript
 
 Progress = Callable[[str], None]
@@ -84,11 +84,6 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def display_name(path: Path) -> str:
-    """The file name as text, even when its bytes are not UTF-8 (kept visible as escapes)."""
-    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
-
-
 def work_dir(archive: Path, sha256: str) -> Path:
     """Derived files (the extracted WAV) live here, never beside the original."""
     return archive / ".work" / sha256[:12]
@@ -121,16 +116,8 @@ def finished_extract(work: Path, audio_track: int | None) -> ExtractedAudio | No
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write beside, fsync, rename: a reader sees the old file or the whole new one, never half."""
-    temp = path.with_name(path.name + ".partial")
-    mode = config.file_mode()
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    os.fchmod(fd, mode)
-    with open(fd, "w", encoding="utf-8") as f:  # a file object writes it all or raises
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    """A file of the archive, replaced atomically with the archive's file mode."""
+    atomic.write_text(path, text, mode=config.file_mode())
 
 
 def record_transcribe_resume(archive: Path, sha256: str, audio: ExtractedAudio, options: RunOptions) -> None:

@@ -9,12 +9,11 @@ knows; a language Whisper does not know (Uyghur) must have a model imported for 
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
+from . import atomic, config
 from .errors import ModelMissingError
 
 DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
@@ -87,9 +86,7 @@ def _write(path: Path, tables: dict[str, dict]) -> None:
         lines += [f"{key} = {json.dumps(str(value), ensure_ascii=False)}" for key, value in tables[lang].items()]
         lines.append("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, "\n".join(lines))
 
 
 def drop_model(name: str) -> list[str]:

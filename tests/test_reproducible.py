@@ -29,20 +29,51 @@ def kk_sample(tmp_path_factory) -> Path:
     return root / "interview-kk.mp4"
 
 
-def _segments(video: Path, archive: Path, model: Path, engine: str) -> list[dict]:
+def _run(video: Path, archive: Path, model: Path, engine: str) -> Path:
     asr = AsrOptions(model=str(model), language="kk", engine=engine)
-    result = process_video(video, archive, RunOptions(asr=asr, translate=False), force=True)
-    return json.loads((result.bundle / "transcript.json").read_text(encoding="utf-8"))["segments"]
+    return process_video(video, archive, RunOptions(asr=asr), force=True).bundle
 
 
-@pytest.mark.parametrize("engine", ["whisper", "faster-whisper"])
-def test_three_runs_give_identical_segments(engine, kk_sample, converted_base, ct2_base, tmp_path):
-    model = converted_base if engine == "whisper" else ct2_base
-    runs = [_segments(kk_sample, tmp_path / f"archive-{n}", model, engine) for n in range(3)]
+def _segments(bundle: Path) -> list[dict]:
+    return json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))["segments"]
+
+
+@pytest.fixture(scope="module", params=["whisper", "faster-whisper"])
+def three_runs(request, kk_sample, converted_base, ct2_base, tmp_path_factory) -> tuple[str, list[Path]]:
+    """(engine, bundles) of three runs of the Kazakh sample, each into an archive of its own."""
+    model = converted_base if request.param == "whisper" else ct2_base
+    root = tmp_path_factory.mktemp(f"runs-{request.param}")
+    return request.param, [_run(kk_sample, root / f"archive-{n}", model, request.param) for n in range(3)]
+
+
+def test_three_runs_give_identical_segments(three_runs):
+    _engine, bundles = three_runs
+    runs = [_segments(bundle) for bundle in bundles]
     assert runs[0], "base hears something in the Kazakh sample"
     assert runs[1] == runs[0] and runs[2] == runs[0]
     assert any((s["temperature"] or 0) > 0 for s in runs[0]), \
         "the sample makes base fall back to sampling, so the seed is what is under test"
+
+
+def test_verify_reproduce_matches_then_catches_an_edit(three_runs, capsys):
+    from pipeline.cli import main
+
+    engine, bundles = three_runs
+    if engine != "whisper":
+        pytest.skip("one engine is enough for the command; both are reproducible above")
+    bundle = bundles[0]
+    archive, sha12 = bundle.parent, bundle.name[:12]
+    assert main(["verify", sha12, "--out", str(archive), "--reproduce"]) == 0, capsys.readouterr().out
+    assert "every segment re-derived from the original matches" in capsys.readouterr().err
+    assert not (archive / ".work").exists(), "the scratch audio is gone"
+
+    path = bundle / "transcript.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["segments"][0]["text"] = "edited by hand"
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    assert main(["verify", sha12, "--out", str(archive), "--reproduce"]) == 1
+    out = capsys.readouterr().out
+    assert "segment 0 differs in text (recorded 'edited by hand'" in out
 
 
 def test_chunk_seed_depends_on_the_audio_and_the_clips():
@@ -71,3 +102,4 @@ def test_confidence_is_each_segments_own(engine, converted_base, ct2_base, tmp_p
 
         words = [math.log(max(w["probability"], 1e-6)) for w in seg["words"]]
         assert seg["avg_logprob"] == pytest.approx(sum(words) / len(words), abs=1e-3)
+

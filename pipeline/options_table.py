@@ -1,0 +1,117 @@
+"""The run options, once: the `run` and `eval` flags, the Prefect form and `RunOptions.from_flat`.
+
+Each option is a flat, JSON-friendly setting (what a deployment form in the Prefect UI can hold) with
+its default, its flag and its help. The parsers and the flow's parameters are made from this table,
+so adding an option is one entry here and one use in `RunOptions.from_flat`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+ENGINES = ("whisper", "faster-whisper")
+DEVICES = ("cpu", "cuda")
+
+
+def language_code(value: str) -> str:
+    """Accept codes and English names in any case: `kk`, `KK`, `kazakh`, `auto`."""
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    value = value.strip().lower()
+    if value == "auto" or value in LANGUAGES or value == "ug":
+        return value
+    if value in TO_LANGUAGE_CODE:
+        return TO_LANGUAGE_CODE[value]
+    if value == "uyghur":
+        return "ug"
+    raise argparse.ArgumentTypeError(f"unknown language {value!r}: use a code such as kk, ug, en, or auto")
+
+
+def whisper_token(value: str) -> str:
+    """A Whisper language token, checked against Whisper's own list."""
+    from whisper.tokenizer import LANGUAGES
+
+    if value not in LANGUAGES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Whisper language token (e.g. kk, uz, ru)")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One run option.
+
+    name: the flat setting (a `RunOptions.from_flat` keyword and a Prefect flow parameter).
+    flag: the command-line flag; a flag starting `--no-` turns off an option whose default is True.
+    default: the value when neither the flag nor the form sets it.
+    help: the flag's help, also the form field's description.
+    annotation: the type Prefect's form shows and validates.
+    parse: turns the flag's text into the value (argparse `type`), or None for text as it is.
+    choices: the only values accepted, or None.
+    commands: which commands take it (`eval` decides the language per clip, for one).
+    """
+
+    name: str
+    flag: str
+    default: Any
+    help: str
+    annotation: Any = str | None
+    parse: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    commands: tuple[str, ...] = ("run", "eval")
+
+    @property
+    def switch(self) -> bool:
+        return self.flag.startswith("--no-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("language", "--language", "auto", "language code of the speech (kk, ug, en, ...) or auto (default)",
+           str, parse=language_code, commands=("run",)),
+    Option("asr_model", "--asr-model", None, "a Whisper name (tiny, base, small, ...), a model imported into "
+           "the store, or a checkpoint path (default: the language's route; see `testimony models`)"),
+    Option("whisper_token", "--whisper-token", None, "Whisper language token a fine-tuned model decodes "
+           "with (e.g. uz for a Uyghur model trained over the Uzbek token)", parse=whisper_token),
+    Option("audio_track", "--audio-track", None, "audio track to use, counted from 0 (default: the stream "
+           "marked default)", int | None, parse=int, commands=("run",)),
+    Option("translate_to_english", "--no-translate", True, "skip the English translation", bool),
+    Option("beam_size", "--beam-size", None, "beam search width (default: greedy)", int | None, parse=int),
+    Option("vad", "--no-vad", True, "decode the whole audio, silence included", bool),
+    Option("word_timestamps", "--no-word-timestamps", True,
+           "faster, but segment times rest on Whisper's coarser segment timestamps", bool),
+    Option("temperature_fallback", "--no-fallback", True,
+           "decode at temperature 0 only: fastest, no retry of repetitive or unsure windows", bool),
+    Option("device", "--device", None, "default: CUDA when present", choices=DEVICES),
+    Option("engine", "--engine", "whisper", "whisper: openai-whisper, the reference (default); "
+           "faster-whisper: CTranslate2, several times faster on CPU (int8), same regions, flags and "
+           "transcript format", str, choices=ENGINES),
+)
+
+
+def options_for(command: str) -> list[Option]:
+    return [option for option in OPTIONS if command in option.commands]
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The table's flags for `command` on `parser`."""
+    for option in options_for(command):
+        if option.switch:
+            parser.add_argument(option.flag, dest=option.name, action="store_false", help=option.help)
+        else:
+            parser.add_argument(option.flag, dest=option.name, default=option.default, type=option.parse,
+                                choices=option.choices, help=option.help)
+
+
+def settings(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The flat settings parsed from `command`'s flags, ready for `RunOptions.from_flat`."""
+    return {option.name: getattr(args, option.name) for option in options_for(command)}
+
+
+def flow_parameters(fixed: Iterable[inspect.Parameter], tail: Iterable[inspect.Parameter] = (), *,
+                    return_annotation: Any = inspect.Signature.empty) -> inspect.Signature:
+    """A flow's signature: `fixed` parameters, then every run option with its default, then `tail`."""
+    table = [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
+                               annotation=o.annotation) for o in OPTIONS]
+    return inspect.Signature([*fixed, *table, *tail], return_annotation=return_annotation)
