@@ -11,7 +11,7 @@ from pipeline.transcript import Transcript
 # Artifacts travel to the server as events, which it caps at 1.5 MB: stay well below, and point at the
 # bundle for the rest.
 MAX_MARKDOWN_CHARS = 400_000
-MAX_TABLE_ROWS = 500
+RECENT_ROWS = 20  # the archive overview's page
 
 
 def _cell(text: str | None) -> str:
@@ -60,15 +60,23 @@ def publish_transcript(transcript: Transcript, bundle: Path) -> None:
 
 
 def refresh_archive_table(archive: Path) -> None:
+    """The archive's overview: its counts, and the videos changed last (`testimony list` has all).
+
+    A page, not the whole catalog: each run reads and stores the same few rows however large the
+    archive grows.
+    """
     from pipeline import catalog
 
     rows = [{"id": v.id, "file": v.file_name, "language": v.language or "", "duration_s": round(v.duration or 0, 1),
-             "segments": v.segments, "status": v.status, "bundle": v.bundle or ""} for v in catalog.list_videos(archive)]
-    publish_archive_table(rows)
+             "segments": v.segments, "status": v.status, "bundle": v.bundle or ""}
+            for v in catalog.recent_videos(archive, RECENT_ROWS)]
+    counts = catalog.status_counts(archive)
+    publish_archive_table(rows, sum(counts.values()), counts)
 
 
-def publish_archive_table(rows: list[dict]) -> None:
-    """One table of the archive, refreshed by every run (newest version under the same key)."""
-    create_table_artifact(table=rows[:MAX_TABLE_ROWS], key="testimony-archive",
-                          description=f"The archive: {len(rows)} videos" +
-                          (f" (first {MAX_TABLE_ROWS} shown; `testimony list` has all)" if len(rows) > MAX_TABLE_ROWS else ""))
+def publish_archive_table(rows: list[dict], total: int, counts: dict[str, int]) -> None:
+    """One table under one key; the newest version is what the UI shows."""
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    create_table_artifact(table=rows, key="testimony-archive",
+                          description=f"The archive: {total} videos ({summary}). The {len(rows)} changed last "
+                          "are shown; `testimony list` has all.")

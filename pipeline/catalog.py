@@ -264,6 +264,21 @@ def list_videos(archive: str | Path) -> list[Video]:
         return [_video(r) for r in con.execute("SELECT * FROM videos ORDER BY file_name, sha256")]
 
 
+def recent_videos(archive: str | Path, limit: int) -> list[Video]:
+    """The `limit` videos indexed or changed last, newest first: a page, whatever the archive's size.
+
+    A video's row is replaced whenever it is indexed again, so the newest rowid is the latest change.
+    """
+    with connect(archive) as con:
+        return [_video(r) for r in con.execute("SELECT * FROM videos ORDER BY rowid DESC LIMIT ?", (limit,))]
+
+
+def status_counts(archive: str | Path) -> dict[str, int]:
+    """How many videos have each status, counted by SQLite (no row reaches Python)."""
+    with connect(archive) as con:
+        return dict(con.execute("SELECT status, count(*) FROM videos GROUP BY status ORDER BY status"))
+
+
 def resolve(archive: str | Path, key: str) -> Video:
     """The one video `key` names: an id or other SHA-256 prefix (4+ hex digits), a full SHA-256, a file
     name or a bundle folder name. Ambiguity and no match are errors that say what to type instead."""

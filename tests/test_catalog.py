@@ -403,3 +403,18 @@ def test_run_indexes_the_bundle(media, tiny_whisper, tmp_path, capsys):
     code, out, _ = cli(capsys, "list", "--out", str(root))
     assert code == 0 and sha[:12] in out and out.rstrip().endswith("Куә сөзі 1.mp4")
     assert os.access(catalog.catalog_path(root), os.R_OK)
+
+
+def test_the_overview_is_a_page_and_counts(tmp_path):
+    """What each run shows in the Prefect UI: the videos changed last and the totals, never all rows."""
+    root = tmp_path / "archive"
+    for n in range(25):
+        add(root, transcript(f"video-{n:02}.mp4", "kk", KK[:1], EN[:1]))
+    catalog.record_arrival(root, "f" * 64, "/inbox/broken.mp4", "failed: not a video")
+    add(root, transcript("video-03.mp4", "kk", KK[:2], EN[:2]))  # indexed again: now the newest change
+    recent = catalog.recent_videos(root, 20)
+    assert len(recent) == 20
+    assert [v.file_name for v in recent[:2]] == ["video-03.mp4", "broken.mp4"]
+    assert recent[2].file_name == "video-24.mp4"
+    counts = catalog.status_counts(root)
+    assert sum(counts.values()) == 26 and counts["failed"] == 1

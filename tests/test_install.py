@@ -4,6 +4,7 @@ store and service state default to the user's data folder (XDG) instead of the r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,8 +24,15 @@ def installed(tmp_path_factory) -> Path:
     """A virtualenv holding only the testimony wheel; its dependencies come from this venv by a .pth
     line (which, unlike a site folder, never runs this venv's editable-install hook)."""
     root = tmp_path_factory.mktemp("wheel")
+    source = root / "source"  # a copy of the tracked files: building writes build/ into the tree
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard"], check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    for name in listed:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(root / "dist"), str(REPO)], check=True, capture_output=True)
+                    "-w", str(root / "dist"), str(source)], check=True, capture_output=True)
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
