@@ -34,13 +34,13 @@ def worker(kind: str, video: str, archive: str, engine: str) -> dict:
     if kind == "array":  # the old way: the whole WAV and its mel in memory at once
         from whisper.audio import log_mel_spectrogram
 
-        from pipeline.media import extract_audio, load_wav, probe
+        from pipeline.stages.media import extract_audio, load_wav, probe
 
         audio = load_wav(extract_audio(probe(Path(video)), Path(archive) / "a.wav").wav_path)
         mel = log_mel_spectrogram(audio)
         return {"rss_mib": _mib(resource.RUSAGE_SELF), "array_mib": audio.nbytes / 2**20,
                 "mel_mib": mel.numel() * mel.element_size() / 2**20}
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     start = time.perf_counter()
     code = main(["run", video, "--out", archive, "--asr-model", "base", "--engine", engine, "--no-translate"])
@@ -49,7 +49,7 @@ def worker(kind: str, video: str, archive: str, engine: str) -> dict:
 
 def build_video(seconds: float, every: float, out: Path) -> Path:
     """Quiet noise for `seconds`, with a LibriVox clip every `every` seconds, as a small H.264 + AAC video."""
-    from pipeline.devset import librivox
+    from pipeline.evaluation.devset import librivox
 
     clips = [wav for _, wav, _ in sorted(librivox(), key=lambda c: c[1])]
     pattern = out.with_suffix(".pattern.wav")

@@ -2,7 +2,7 @@
 
 By default it builds a ~1-minute video: a quiet start of ~3 s, then Kazakh espeak-ng speech of UDHR
 lines separated by 2-5 s pauses, muxed as H.264 + AAC 48 kHz stereo. `--video PATH` times your own
-file instead. The stages are called one by one, as `pipeline.process.process_video` calls them, plus
+file instead. The stages are called one by one, as `pipeline.run.process.process_video` calls them, plus
 two probes (VAD and language detection on their own) that show what the transcription stage spends
 before decoding. Results go to stdout and, as Markdown, to bench/results-stage-times.md.
 
@@ -195,7 +195,7 @@ def machine_info(device: str) -> dict[str, str]:
     import torch
     import whisper
 
-    from pipeline.media import ffmpeg_version
+    from pipeline.stages.media import ffmpeg_version
 
     try:
         from importlib.metadata import version
@@ -227,13 +227,14 @@ def machine_info(device: str) -> dict[str, str]:
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict:
     from pipeline import config
-    from pipeline.asr import AsrOptions, default_device, detect_language
-    from pipeline.bundle import write_bundle
+    from pipeline.asr.core import AsrOptions
+    from pipeline.asr.whisper_engine import default_device, detect_language
+    from pipeline.archive.bundle import write_bundle
     from pipeline.hashing import file_sha256
-    from pipeline.media import load_wav
-    from pipeline.model_store import load_whisper, resolve_whisper
-    from pipeline.process import RunOptions, build_transcript, stage_extract, stage_transcribe, stage_translate
-    from pipeline.vad import speech_regions
+    from pipeline.stages.media import load_wav
+    from pipeline.store.whisper_store import load_whisper, resolve_whisper
+    from pipeline.run.process import RunOptions, build_transcript, stage_extract, stage_transcribe, stage_translate
+    from pipeline.stages.vad import speech_regions
 
     timer = Timer()
     device = args.device or default_device()
@@ -295,7 +296,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
     translate_store = None
     if args.argos_package:
-        from pipeline.translate import install_package
+        from pipeline.stages.translate import install_package
 
         translate_store = workdir / "argos-models"
         timer.run("install Argos package (temp store)",

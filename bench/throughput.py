@@ -44,7 +44,7 @@ def librivox() -> tuple[list[Path], dict[str, str]]:
     if not LIBRIVOX.is_dir():
         raise SystemExit("Debian pocketsphinx-testdata is not installed (apt-get install pocketsphinx-testdata), "
                          "or pass your own files with --files")
-    from pipeline.devset import librivox as listed
+    from pipeline.evaluation.devset import librivox as listed
 
     clips = sorted(listed(), key=lambda clip: clip[1])
     return [wav for _, wav, _ in clips], {wav.stem: text for _, wav, text in clips}

@@ -38,8 +38,8 @@ def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
 
 def setup(spec: dict) -> dict:
     """Make (or find) the store's openai-whisper checkpoint and CTranslate2 folder for the model."""
-    from pipeline.ct2_store import resolve_ct2
-    from pipeline.model_store import resolve_whisper
+    from pipeline.store.ct2_store import resolve_ct2
+    from pipeline.store.whisper_store import resolve_whisper
 
     pt, pt_s = _timed(lambda: resolve_whisper(spec["model"]))
     ct2, ct2_s = _timed(lambda: resolve_ct2(spec["model"]))
@@ -48,8 +48,8 @@ def setup(spec: dict) -> dict:
 
 def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
     """Options, the loaded model and (import, load) seconds for our pipeline on spec's engine."""
-    from pipeline.asr import AsrOptions
-    from pipeline.process import RunOptions, asr_engine
+    from pipeline.asr.core import AsrOptions
+    from pipeline.run.process import RunOptions, asr_engine
 
     imported = time.perf_counter() - STARTED
     options = RunOptions(asr=AsrOptions(model=spec["model"], language=language, engine=spec["engine"]),
@@ -61,13 +61,13 @@ def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
 
 def stages(spec: dict) -> dict:
     """Each stage of `process_video` timed on its own, language detection split out of transcription."""
-    from pipeline import fw_engine
-    from pipeline.asr import detect_language as whisper_detect
-    from pipeline.bundle import write_bundle
+    from pipeline.asr import fw_engine
+    from pipeline.asr.whisper_engine import detect_language as whisper_detect
+    from pipeline.archive.bundle import write_bundle
     from pipeline.hashing import file_sha256
-    from pipeline.media import load_wav
-    from pipeline.process import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
-    from pipeline.vad import speech_regions
+    from pipeline.stages.media import load_wav
+    from pipeline.run.process import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
+    from pipeline.stages.vad import speech_regions
 
     options, (model, facts, device), imported, load_s = _ours(spec)
     detect = fw_engine.detect_language if spec["engine"] == "faster-whisper" else whisper_detect
@@ -95,8 +95,8 @@ def stages(spec: dict) -> dict:
 
 
 def _run_files(spec: dict, many: bool) -> dict:
-    from pipeline.batch import run_many
-    from pipeline.process import process_video
+    from pipeline.run.batch import run_many
+    from pipeline.run.process import process_video
 
     options, (_model, facts, device), imported, load_s = _ours(spec)
     archive = Path(tempfile.mkdtemp(prefix="throughput-"))

@@ -65,7 +65,7 @@ def refresh_archive_table(archive: Path) -> None:
     A page, not the whole catalog: each run reads and stores the same few rows however large the
     archive grows.
     """
-    from pipeline import catalog
+    from pipeline.archive import catalog
 
     rows = [{"id": v.id, "file": v.file_name, "language": v.language or "", "duration_s": round(v.duration or 0, 1),
              "segments": v.segments, "status": v.status, "bundle": v.bundle or ""}

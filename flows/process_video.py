@@ -1,6 +1,6 @@
 """Prefect flow over the pipeline's one orchestration: retries for transient faults, caching on the SHA-256.
 
-The order of the stages, custody, reuse and cleanup are `pipeline.process`'s; this module hands it
+The order of the stages, custody, reuse and cleanup are `pipeline.run.process`'s; this module hands it
 the stages wrapped as Prefect tasks (`prefect_stages`) and adds the UI's artifacts. Parameters are
 flat and JSON-friendly so a deployment's form in the Prefect UI can set them.
 """
@@ -16,10 +16,12 @@ from typing import Any, Callable
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import config, options_table, process
-from pipeline.bundle import TRANSCRIPT
+from pipeline import config
+from pipeline.run import options as options_table
+from pipeline.run import process
+from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import TestimonyError
-from pipeline.process import RunOptions, RunResult, Stages
+from pipeline.run.process import RunOptions, RunResult, Stages
 from pipeline.transcript import Transcript
 
 from .scale_out import gpu_slot
@@ -55,7 +57,7 @@ def _digest(value: Any) -> str:
 
 
 _RETRY = {"retry_condition_fn": _transient}
-TASKS: dict[str, dict[str, Any]] = {  # Prefect's settings for each stage `pipeline.process` names
+TASKS: dict[str, dict[str, Any]] = {  # Prefect's settings for each stage `pipeline.run.process` names
     "hash": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
     # stage_extract reuses a finished WAV itself, after checking its hash
     "extract-audio": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
@@ -90,7 +92,7 @@ def _in_gpu_slot(stage: Callable) -> Callable:
 def process_video(video: str, out: str | None = None, force: bool = False, **settings: Any) -> RunResult:
     """Turn one video into a linked transcript bundle under the archive `out`.
 
-    The other parameters are the run options of `pipeline.options_table`, as `testimony run` takes them.
+    The other parameters are the run options of `pipeline.run.options`, as `testimony run` takes them.
     """
     options = RunOptions.from_flat(**settings)
     archive = config.archive_dir(out)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from pipeline import catalog, config, process
-from pipeline.bundle import TRANSCRIPT
+from pipeline import config
+from pipeline.archive import catalog
+from pipeline.run import process
+from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
 from pipeline.names import display_name
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULTS = Path(__file__).resolve().parent / "defaults"  # the manifest and routes, shipped as package data
+DEFAULTS = Path(__file__).resolve().parent / "store" / "defaults"  # the manifest and routes, shipped as package data
 
 
 def source_checkout() -> Path | None:
@@ -68,7 +68,7 @@ def file_mode() -> int:
     except ValueError:
         mode = -1
     if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
-        from .errors import TestimonyError
+        from pipeline.errors import TestimonyError
 
         raise TestimonyError(f"TESTIMONY_FILE_MODE={raw!r} is not a file mode the owner can read and write: "
                              "use octal such as 600 (owner only, the default) or 640 (group may read)")

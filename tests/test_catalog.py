@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import catalog
-from pipeline.bundle import write_bundle
-from pipeline.cli import main
+from pipeline.archive import catalog
+from pipeline.archive.bundle import write_bundle
+from pipeline.cli.main import main
 from pipeline.transcript import UNTRANSLATED, Segment, Source, Transcript
 
 from . import media_factory as mf
@@ -339,7 +339,7 @@ WRITER = textwrap.dedent("""
     import sys
     import time
     from pathlib import Path
-    from pipeline import catalog
+    from pipeline.archive import catalog
     archive = Path(sys.argv[1])
     while not (archive.parent / "go").exists():  # start together: both race to create the catalog
         time.sleep(0.005)

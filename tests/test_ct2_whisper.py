@@ -25,7 +25,7 @@ from whisper.tokenizer import get_tokenizer
 import ctranslate2
 from ctranslate2.specs import whisper_spec
 
-from pipeline.ct2_whisper import (
+from pipeline.store.ct2_to_openai import (
     convert_ct2_whisper,
     encode_alignment_heads,
     load_converted,
@@ -340,7 +340,7 @@ def test_base_librivox_wer(converted_base):
     import jiwer
     from whisper.normalizers import EnglishTextNormalizer
 
-    from pipeline.devset import librivox
+    from pipeline.evaluation.devset import librivox
 
     refs = {ident: text for ident, _, text in librivox()}
     model = load_converted(converted_base)

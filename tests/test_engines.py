@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import process
-from pipeline.asr import AsrOptions
-from pipeline.batch import run_many
-from pipeline.cli import main
-from pipeline.ct2_export import export_ct2
-from pipeline.ct2_whisper import packaged_base_parts, read_ct2_model
-from pipeline.process import RunOptions, process_video
+from pipeline.run import process
+from pipeline.asr.core import AsrOptions
+from pipeline.run.batch import run_many
+from pipeline.cli.main import main
+from pipeline.store.openai_to_ct2 import export_ct2
+from pipeline.store.ct2_to_openai import packaged_base_parts, read_ct2_model
+from pipeline.run.process import RunOptions, process_video
 from pipeline.transcript import Transcript
 
-from pipeline.devset import librivox
+from pipeline.evaluation.devset import librivox
 
 from . import media_factory as mf
 
@@ -194,8 +194,8 @@ def test_cli_engine_faster_whisper_makes_a_bundle(media, tiny_whisper, tmp_path,
 
 
 def test_window_groups_join_neighbours_within_one_window():
-    from pipeline.vad import SpeechRegion as R
-    from pipeline.vad import window_groups
+    from pipeline.stages.vad import SpeechRegion as R
+    from pipeline.stages.vad import window_groups
 
     regions = [R(3, 8), R(11, 16), R(20, 31), R(33, 40), R(55, 60), R(61, 100)]
     assert window_groups(regions) == [R(3, 31), R(33, 40), R(55, 60), R(61, 100)]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import devset
-from pipeline.cli import main
-from pipeline.evaluate import ClipResult, aggregate, load_manifest, score_text, translation_scores
-from pipeline.textnorm import normalize
+from pipeline.evaluation import devset
+from pipeline.cli.main import main
+from pipeline.evaluation.evaluate import ClipResult, aggregate, load_manifest, score_text, translation_scores
+from pipeline.evaluation.textnorm import normalize
 
 from . import media_factory as mf
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import custody, model_registry
+from pipeline.archive import custody
+from pipeline.store import registry as model_registry
 
 from . import media_factory as mf
 from .test_flow import prefect_server  # noqa: F401  (the module's real Prefect server)
@@ -34,7 +35,7 @@ def _sha(path: Path) -> str:
 
 
 def _cli(*args: str, env: dict | None = None, wrapper: list[str] | None = None, **popen) -> subprocess.Popen:
-    cmd = [*(wrapper or []), sys.executable, "-m", "pipeline.cli", *args]
+    cmd = [*(wrapper or []), sys.executable, "-m", "pipeline.cli.main", *args]
     return subprocess.Popen(cmd, env=env or dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, **popen)
 

@@ -56,7 +56,7 @@ def prefect_server(tmp_path_factory):
 
 
 def _testimony(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -154,6 +154,6 @@ def test_the_flow_takes_the_one_path(prefect_server, media, tiny_whisper, tmp_pa
     assert transcript["models"]["translation"]["route"] == ["kk", "en"]
     verify = _testimony(["verify", sha[:12], "--out", str(archive)], env)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    from pipeline import custody
+    from pipeline.archive import custody
 
     assert [e.get("name") for e in custody.read(archive, sha)].count("publish") == 2

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.transcript import TRUNCATED, Transcript
 
 from . import media_factory as mf

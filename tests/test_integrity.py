@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import originals, custody
-from pipeline.bundle import write_bundle
-from pipeline.cli import main
+from pipeline.archive import originals
+from pipeline.archive import custody
+from pipeline.archive.bundle import write_bundle
+from pipeline.cli.main import main
 
 from . import media_factory as mf
 from .test_catalog import EN, KK, transcript
@@ -222,9 +223,9 @@ def test_export_refuses_an_unreachable_original_and_a_broken_bundle(tmp_path, ca
 
 
 def test_a_failed_stage_is_logged_and_reraised(media, tiny_whisper, tmp_path, monkeypatch):
-    from pipeline import bundle as bundle_module
-    from pipeline.asr import AsrOptions
-    from pipeline.process import RunOptions, process_video
+    from pipeline.archive import bundle as bundle_module
+    from pipeline.asr.core import AsrOptions
+    from pipeline.run.process import RunOptions, process_video
 
     def broken(_transcript):
         raise OSError(28, "No space left on device")

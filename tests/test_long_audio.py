@@ -12,15 +12,16 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline import audio_source, vad
-from pipeline.asr import AsrOptions
-from pipeline.audio_source import ArrayAudio, WavAudio
-from pipeline.checkpoint import Checkpoint
-from pipeline.devset import librivox
-from pipeline.media import SAMPLE_RATE, extract_audio, load_wav, probe
-from pipeline.process import RunOptions, process_video
+from pipeline.stages import audio_source
+from pipeline.stages import vad
+from pipeline.asr.core import AsrOptions
+from pipeline.stages.audio_source import ArrayAudio, WavAudio
+from pipeline.stages.checkpoint import Checkpoint
+from pipeline.evaluation.devset import librivox
+from pipeline.stages.media import SAMPLE_RATE, extract_audio, load_wav, probe
+from pipeline.run.process import RunOptions, process_video
 from pipeline.transcript import Transcript
-from pipeline.vad import SpeechRegion, speech_regions, voiced_windows
+from pipeline.stages.vad import SpeechRegion, speech_regions, voiced_windows
 
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import BadInputError
-from pipeline.media import extract_audio, load_wav, probe, wav_duration
+from pipeline.stages.media import extract_audio, load_wav, probe, wav_duration
 
 from . import media_factory as mf
 
@@ -111,7 +111,7 @@ def test_pip_only_ffmpeg_fallback_matches_system_ffprobe(media, tmp_path, monkey
     """Without system ffmpeg, imageio-ffmpeg's binary probes (by parsing `ffmpeg -i`) and extracts."""
     import imageio_ffmpeg
 
-    from pipeline import media as media_module
+    from pipeline.stages import media as media_module
 
     video = mf.two_track_mkv(media / "kk.wav", media / "en.wav", tmp_path / "two.mkv")
     with_ffprobe = probe(video)

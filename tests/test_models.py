@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import config, routes
-from pipeline.cli import main
-from pipeline.ct2_whisper import packaged_base_parts
+from pipeline import config
+from pipeline.store import routes
+from pipeline.cli.main import main
+from pipeline.store.ct2_to_openai import packaged_base_parts
 
 from . import media_factory as mf
 from .tiny_argos import build_tiny_argos_package
@@ -189,7 +190,7 @@ def test_nllb_folder_becomes_one_package_per_language(tmp_path, capsys):
 
 
 def test_import_of_a_missing_path_names_it_once(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     missing = tmp_path / "no-such-model.pt"
     assert main(["models", "import", str(missing)]) == 1

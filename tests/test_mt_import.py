@@ -1,6 +1,6 @@
-"""pipeline.mt_import on tiny random models in each download format, checked token for token against transformers.
+"""pipeline.store.hf_to_argos on tiny random models in each download format, checked token for token against transformers.
 
-The proof: import a model, translate UDHR lines with `pipeline.translate.translate_texts`
+The proof: import a model, translate UDHR lines with `pipeline.stages.translate.translate_texts`
 (greedy, float32), record what reached CTranslate2, and require that the source tokens
 are exactly what the model's own Hugging Face tokenizer produces (less the `</s>` that
 the package's CTranslate2 config appends) and that every output token equals greedy
@@ -19,10 +19,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import config, translate
+from pipeline import config
+from pipeline.stages import translate
 from pipeline.errors import ModelMissingError
-from pipeline.mt_import import detect_mt_kind, import_translation_model
-from pipeline.translate import find_translator, translate_texts
+from pipeline.store.hf_to_argos import detect_mt_kind, import_translation_model
+from pipeline.stages.translate import find_translator, translate_texts
 
 from .media_factory import SHARED_DATA as UDHR_TSV
 from .tiny_argos import udhr_column

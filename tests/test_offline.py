@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pipeline import config
-from pipeline import process as process_module
-from pipeline.cli import main
+from pipeline.run import process as process_module
+from pipeline.cli.main import main
 from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
@@ -153,7 +153,7 @@ def test_bundle_files_are_owner_only_by_default(media, tiny_whisper, tmp_path, m
 
 
 def test_extracted_audio_is_owner_only(media, tmp_path, monkeypatch):
-    from pipeline.media import extract_audio, probe
+    from pipeline.stages.media import extract_audio, probe
 
     monkeypatch.delenv("TESTIMONY_FILE_MODE", raising=False)
     video = mf.video_from_audio(media / "kk.wav", tmp_path / "v.mp4")

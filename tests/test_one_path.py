@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import custody, routes
-from pipeline.cli import main
-from pipeline.process import PLAIN, Stages, process_video, retranslate
+from pipeline.archive import custody
+from pipeline.store import routes
+from pipeline.cli.main import main
+from pipeline.run.process import PLAIN, Stages, process_video, retranslate
 from pipeline.transcript import UNTRANSLATED, Transcript
-from pipeline.translate import install_package
+from pipeline.stages.translate import install_package
 
 from . import media_factory as mf
 from .test_pipeline import _options

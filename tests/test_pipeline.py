@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bundle as bundle_module
+from pipeline.archive import bundle as bundle_module
 from pipeline import config
-from pipeline.asr import AsrOptions
-from pipeline.cli import main
-from pipeline.process import RunOptions, process_video
+from pipeline.asr.core import AsrOptions
+from pipeline.cli.main import main
+from pipeline.run.process import RunOptions, process_video
 from pipeline.transcript import UNTRANSLATED, Transcript
-from pipeline.translate import install_package
-from pipeline.viewer import linked_video
+from pipeline.stages.translate import install_package
+from pipeline.archive.viewer import linked_video
 
-from pipeline.devset import librivox
+from pipeline.evaluation.devset import librivox
 
 from . import media_factory as mf
 from .tiny_argos import build_tiny_argos_package

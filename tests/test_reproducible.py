@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.asr import AsrOptions, chunk_seed
-from pipeline.process import RunOptions, process_video
+from pipeline.asr.core import AsrOptions, chunk_seed
+from pipeline.run.process import RunOptions, process_video
 
 from . import media_factory as mf
 
@@ -56,7 +56,7 @@ def test_three_runs_give_identical_segments(three_runs):
 
 
 def test_verify_reproduce_matches_then_catches_an_edit(three_runs, capsys):
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     engine, bundles = three_runs
     if engine != "whisper":
@@ -86,7 +86,7 @@ def test_chunk_seed_depends_on_the_audio_and_the_clips():
 @pytest.mark.parametrize("engine", ["whisper", "faster-whisper"])
 def test_confidence_is_each_segments_own(engine, converted_base, ct2_base, tmp_path):
     """Three LibriVox answers 1 s apart share one 30 s window: their figures still differ."""
-    from pipeline.devset import librivox
+    from pipeline.evaluation.devset import librivox
 
     clips = [wav for _id, wav, _text in librivox()[:3]]
     video = mf.interview_video(clips, tmp_path / "answers.mp4", lead_silence=1.0, pause=1.0)

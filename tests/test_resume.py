@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import custody
-from pipeline.devset import librivox
-from pipeline.media import wav_duration
+from pipeline.archive import custody
+from pipeline.evaluation.devset import librivox
+from pipeline.stages.media import wav_duration
 
 from . import media_factory as mf
 from .test_pipeline import TINY_FLAGS
@@ -31,7 +31,7 @@ LEAD, PAUSE = 3.0, 12.0  # pauses longer than vad.window_groups' 10 s gap: one d
 
 def _run(video: Path, archive: Path, *args: str, kill_at: str | None = None, **popen) -> subprocess.Popen:
     env = dict(os.environ, TESTIMONY_KILL_AT=kill_at or "")
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(video), "--out", str(archive), *args],
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--out", str(archive), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -136,7 +136,7 @@ def test_sigkill_then_rerun_gives_the_same_transcript(point, resumed_from, inter
         assert [e.get("chunks_done") for e in resumes[1:]] == ([done] if done else [])
     if point == "publish:renamed":
         assert [e["event"] for e in events[-2:]] == ["stage", "reused"] and events[-2]["recovered"]
-    verify = subprocess.run([sys.executable, "-m", "pipeline.cli", "verify", bundle.name, "--out", str(archive)],
+    verify = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "verify", bundle.name, "--out", str(archive)],
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
@@ -164,7 +164,7 @@ def test_sigkill_while_ffmpeg_writes(interview, base_args, uninterrupted, tmp_pa
 @pytest.mark.slow
 def test_sigkill_during_translation_keeps_finished_batches(media, tiny_whisper, tmp_path):
     """Killed right after a translated batch is checkpointed: the rerun uses it instead of translating again."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     assert main(["models", "import", str(build_tiny_argos_package(tmp_path / "argos", "kk", "en"))]) == 0
     video = mf.video_from_audio(media / "kk.wav", tmp_path / "kk.mp4", lead_silence=1.0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import catalog
+from pipeline.archive import catalog
 
 from . import media_factory as mf
 from . import pg_server
@@ -120,7 +120,7 @@ def cluster(server, shared, tmp_path_factory):
     base = {**os.environ, **PRIVATE, "PREFECT_API_URL": server["api"], "PREFECT_WORKER_QUERY_SECONDS": "1"}
     base.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
     deploy = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "deploy", "--pool", POOL, "--out", str(shared["archive"]),
+        [sys.executable, "-m", "pipeline.cli.main", "deploy", "--pool", POOL, "--out", str(shared["archive"]),
          "--models", str(shared["models"]), "--gpu-limit", "1"],
         env={**base, "PREFECT_HOME": str(root / "admin")}, capture_output=True, text=True, timeout=300)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr

@@ -54,7 +54,7 @@ def service(tmp_path_factory, converted_base, clips):
     env.pop("PREFECT_API_URL", None)
     log = open(root / "serve.log", "w")
     began = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--inbox", str(inbox), "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
                              str(archive), "--port", str(port), "--settle", "1.5"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"

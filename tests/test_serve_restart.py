@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline import custody
-from pipeline.devset import librivox
+from pipeline.archive import custody
+from pipeline.evaluation.devset import librivox
 
 from . import media_factory as mf
 from .test_flow import _free_port
@@ -33,7 +33,7 @@ def _sha(path: Path) -> str:
 
 def _serve(root: Path, inbox: Path, archive: Path, port: int, env: dict, log_name: str) -> subprocess.Popen:
     log = open(root / log_name, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--inbox", str(inbox), "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
                              str(archive), "--port", str(port), "--settle", "1"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     began = time.monotonic()

@@ -1,4 +1,4 @@
-"""pipeline.translate against tiny random-weight Argos packages built at test time, network refused."""
+"""pipeline.stages.translate against tiny random-weight Argos packages built at test time, network refused."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import translate
-from pipeline.translate import MissingTranslation, find_translator, install_package, translate_texts
+from pipeline.stages import translate
+from pipeline.stages.translate import MissingTranslation, find_translator, install_package, translate_texts
 
 from .media_factory import SHARED_DATA as UDHR_TSV
 from .tiny_argos import build_tiny_argos_package, udhr_column
@@ -186,7 +186,7 @@ def test_no_argos_settings_no_home_writes(tmp_path, tiny_packages):
         "import socket, sys\n"
         "def refuse(*a, **k): raise SystemExit('network access attempted')\n"
         "socket.socket.connect = refuse\n"
-        "from pipeline.translate import translate_texts\n"
+        "from pipeline.stages.translate import translate_texts\n"
         f"out = translate_texts(['Барлық адамдар'], 'kk', packages_dir={str(store)!r})\n"
         "assert isinstance(out[0], str)\n"
         "bad = [m for m in ('argostranslate.settings', 'argostranslate.sbd', 'stanza', 'minisbd') if m in sys.modules]\n"

@@ -52,7 +52,7 @@ def service(tmp_path_factory, converted_base):
     log_path = root / "serve.log"
     log = open(log_path, "w")
     began = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--inbox", str(inbox), "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
                              str(archive), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     while "ready in" not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() - began > 180:

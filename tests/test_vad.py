@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.media import extract_audio, load_wav, probe
-from pipeline.vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
+from pipeline.stages.media import extract_audio, load_wav, probe
+from pipeline.stages.vad import SpeechRegion, clip_timestamps, speech_regions, voiced_windows
 
 from . import media_factory as mf
 

@@ -14,10 +14,10 @@ from urllib.parse import unquote
 import pytest
 from playwright.sync_api import Browser, Page
 
-from pipeline.bundle import MANIFEST, write_bundle
-from pipeline.media import probe, wav_duration
+from pipeline.archive.bundle import MANIFEST, write_bundle
+from pipeline.stages.media import probe, wav_duration
 from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, UNTRANSLATED, Segment, Source, Transcript
-from pipeline.viewer import INDEX, linked_video, render_viewer, video_href
+from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 
 from . import media_factory as mf
 

@@ -1,6 +1,6 @@
 """Tiny random-weight translation models in the formats users download, built at test time.
 
-Why: `pipeline.mt_import` must be proven on the real on-disk formats (a Hugging Face
+Why: `pipeline.store.hf_to_argos` must be proven on the real on-disk formats (a Hugging Face
 Marian folder, an OPUS-MT Marian release, Hugging Face NLLB-200 and M2M100 folders)
 and against the real reference decoder (transformers' `generate`), with no hub access.
 Weights are random but large enough (std `SIGMA`) that outputs depend on the input; a

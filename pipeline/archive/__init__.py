@@ -1,0 +1,1 @@
+"""The archive: bundles and their renderings, the viewer, custody, kept originals, integrity, the catalog."""

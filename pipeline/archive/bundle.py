@@ -1,0 +1,126 @@
+"""The bundle folder: transcript.json, its renderings, the viewer page and a manifest, published atomically.
+
+Everything is written into a hidden staging folder in the archive and renamed into place at the end,
+so a crash never leaves a bundle that looks complete; a re-run replaces the old bundle in one step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+from pipeline import config, failpoints
+from pipeline.archive.formats import renderings
+from pipeline.hashing import file_sha256
+from pipeline.transcript import Transcript
+from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
+
+TRANSCRIPT = "transcript.json"
+MANIFEST = "manifest.json"
+
+
+def slug(file_name: str, limit: int = 40) -> str:
+    """A readable, filesystem-safe slug; keeps Cyrillic and Arabic letters, drops the rest."""
+    stem = unicodedata.normalize("NFC", Path(file_name).stem)
+    words = re.findall(r"\w+", stem)
+    return "-".join(words)[:limit].strip("-_").lower()
+
+
+def bundle_name(transcript: Transcript) -> str:
+    tail = slug(transcript.source.file_name)
+    return f"{transcript.id}-{tail}" if tail else transcript.id
+
+
+def find_bundle(archive: Path, sha256: str) -> Path | None:
+    """The published bundle for a video, whatever slug it carries."""
+    if not archive.is_dir():
+        return None
+    prefix = sha256[:12]
+    for entry in archive.iterdir():
+        if (entry.name == prefix or entry.name.startswith(prefix + "-")) and (entry / TRANSCRIPT).is_file():
+            return entry
+    return None
+
+
+def _write(path: Path, text: str, mode: int = config.DEFAULT_FILE_MODE) -> None:
+    """Write `text` to a new file created with `mode` (set explicitly: the umask does not weaken or widen it)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with open(fd, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Path | None = None) -> Path:
+    """Render and publish the bundle for `transcript` under `archive`; returns its folder.
+
+    `video` is the source file: the viewer (index.html) links it relative to the published folder.
+    """
+    archive = config.private_dirs(archive)
+    mode = config.file_mode()
+    final = archive / bundle_name(transcript)
+    _tidy_after_kill(archive, transcript)
+    failpoints.reached("publish:begin")
+    previous = find_bundle(archive, transcript.source.sha256)
+    if video is None and previous is not None:
+        video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
+    staging = archive / f".{transcript.id}.partial-{os.getpid()}"
+    staging.mkdir(mode=config.dir_mode(mode))
+    os.chmod(staging, config.dir_mode(mode))  # owner-only before anything is written into it
+    try:
+        files = {TRANSCRIPT: transcript.to_json(), **renderings(transcript),
+                 INDEX: render_viewer(transcript, video_href(video, final))}
+        for name, text in files.items():
+            _write(staging / name, text, mode)
+        manifest = {
+            "transcript_id": transcript.id,
+            "source_sha256": transcript.source.sha256,
+            "files": {name: file_sha256(staging / name) for name in sorted(files)},
+        }
+        _write(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode)
+        failpoints.reached("publish:staged")
+        _publish(staging, final, previous)
+        failpoints.reached("publish:renamed")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def _tidy_after_kill(archive: Path, transcript: Transcript) -> None:
+    """Undo what a run killed while publishing left: its staging folder goes; a retired bundle whose
+    replacement never landed is put back, since it is then the only copy."""
+    for stale in archive.glob(f".{transcript.id}.partial-*"):
+        if not config.pid_alive(int(stale.name.rsplit("-", 1)[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    for retired in sorted(archive.glob(f".{transcript.id}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if config.pid_alive(int(retired.name.rsplit("-", 1)[1])):
+            continue
+        if find_bundle(archive, transcript.source.sha256) is None:
+            os.replace(retired, archive / retired.name[1:].rsplit(".old-", 1)[0])
+        else:
+            shutil.rmtree(retired, ignore_errors=True)
+
+
+def _publish(staging: Path, final: Path, previous: Path | None) -> None:
+    """Swap the staged folder into place; the old bundle is moved aside first, then removed."""
+    retired = None
+    if previous is not None:
+        retired = previous.with_name(f".{previous.name}.old-{os.getpid()}")
+        os.replace(previous, retired)
+        failpoints.reached("publish:retired")
+    try:
+        if final.exists():  # a stray folder under the same name without a transcript
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        if retired is not None:  # put the old bundle back where readers look for it
+            os.replace(retired, previous)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)

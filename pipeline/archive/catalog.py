@@ -1,0 +1,346 @@
+"""The archive catalog: one SQLite file beside the bundles, with full-text search over every segment.
+
+Bundles stay the source of truth for transcripts: `sync` rebuilds the videos and segments from them,
+so a lost catalog loses no transcript (the arrivals log, though, lives only here). It sits at
+`<archive>/catalog.sqlite`, owner-only since segment text is witness testimony, in WAL mode with a
+busy timeout so the watcher's worker processes and the CLI can write and read at the same time.
+
+Search is FTS5 with the `unicode61 remove_diacritics 2` tokenizer, which splits and case-folds
+Cyrillic (Kazakh ә ғ қ ң ө ұ ү һ і included), Arabic script (Uyghur ئ ې ۆ ۈ ڭ …) and Latin alike.
+Text and queries are NFKC-normalised first, with combining marks, tatweel and zero-width characters
+dropped: the tokenizer treats a combining mark as a separator, so a decomposed hamza or an Arabic
+presentation form would otherwise split or hide a word.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+import unicodedata
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from pipeline import config
+from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.errors import TestimonyError
+from pipeline.names import display_path
+from pipeline.transcript import Transcript
+
+CATALOG = "catalog.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0  # a worker waits this long for another's write before giving up
+TOKENIZER = "unicode61 remove_diacritics 2"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS videos (
+    sha256 TEXT PRIMARY KEY, id TEXT NOT NULL, file_name TEXT NOT NULL, language TEXT,
+    detected_language TEXT, duration REAL, status TEXT NOT NULL, bundle TEXT, created TEXT,
+    segments INTEGER NOT NULL DEFAULT 0, flags TEXT NOT NULL DEFAULT '[]', transcript_mtime INTEGER);
+CREATE INDEX IF NOT EXISTS videos_id ON videos(id);
+CREATE INDEX IF NOT EXISTS videos_file ON videos(file_name);
+CREATE TABLE IF NOT EXISTS arrivals (
+    n INTEGER PRIMARY KEY, sha256 TEXT, path TEXT NOT NULL, file_name TEXT NOT NULL,
+    arrived_at TEXT NOT NULL, outcome TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS arrivals_sha ON arrivals(sha256);
+CREATE TABLE IF NOT EXISTS segments (
+    n INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, segment INTEGER NOT NULL, start REAL, "end" REAL,
+    language TEXT, text TEXT, translation TEXT, original TEXT, english TEXT);
+CREATE INDEX IF NOT EXISTS segments_sha ON segments(sha256);
+CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
+    original, english, content='segments', content_rowid='n', tokenize='{TOKENIZER}');
+CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN
+    INSERT INTO segments_fts(rowid, original, english) VALUES (new.n, new.original, new.english);
+END;
+CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
+    INSERT INTO segments_fts(segments_fts, rowid, original, english)
+    VALUES ('delete', old.n, old.original, old.english);
+END;
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+
+class CatalogError(TestimonyError):
+    """A lookup the user can fix: the message names what matched, or what to run."""
+
+
+@dataclass(frozen=True)
+class Video:
+    sha256: str
+    id: str
+    file_name: str
+    language: str | None
+    detected_language: str | None
+    duration: float | None
+    status: str  # done, or failed when a file never produced a bundle
+    bundle: str | None  # relative to the archive
+    created: str | None
+    segments: int
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    sha256: str
+    file_name: str
+    language: str | None
+    segment: int
+    start: float
+    end: float
+    original: str
+    english: str | None
+    snippet: str  # the matching text, cut short around the match, match marked
+    bundle: str | None
+
+
+def catalog_path(archive: str | Path) -> Path:
+    return Path(archive) / CATALOG
+
+
+def fold(text: str) -> str:
+    """The form both indexed text and queries take, so equal words look equal to the tokenizer."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Mn", "Me", "Cf") and ch != "\u0640")
+
+
+def _setup(con: sqlite3.Connection) -> None:
+    """WAL and the schema; retried because switching a brand-new file to WAL does not wait on locks."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                try:  # executescript commits any open transaction first, so the script holds its own
+                    con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextmanager
+def connect(archive: str | Path) -> Iterator[sqlite3.Connection]:
+    """An open catalog (created owner-only on first use), closed on exit."""
+    path = catalog_path(archive)
+    config.private_dirs(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite gives -wal/-shm the same mode
+        os.chmod(path, config.file_mode())
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as con:
+        con.row_factory = sqlite3.Row  # synchronous stays FULL: the arrivals log is a custody record
+        _setup(con)
+        yield con
+
+
+@contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a deadlock."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _relative(archive: Path, bundle: Path) -> str:
+    try:
+        return str(bundle.resolve().relative_to(archive.resolve()))
+    except ValueError:
+        return str(bundle.resolve())
+
+
+def _index(con: sqlite3.Connection, archive: Path, bundle: Path) -> None:
+    path = bundle / TRANSCRIPT
+    mtime = path.stat().st_mtime_ns
+    t = Transcript.load(path)
+    sha = t.source.sha256
+    with _transaction(con):
+        con.execute("DELETE FROM segments WHERE sha256 = ?", (sha,))
+        con.execute("INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (sha, sha[:12], t.source.file_name, t.language, t.detected_language, t.source.duration,
+                     "done", _relative(archive, bundle), t.created, len(t.segments), json.dumps(t.flags), mtime))
+        con.executemany(
+            "INSERT INTO segments (sha256, segment, start, \"end\", language, text, translation, original, english)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
+              fold(s.translation or (s.text if t.language == "en" else "") or "")) for s in t.segments])
+
+
+def index_bundle(archive: str | Path, bundle: str | Path) -> None:
+    """Add or replace the video of `bundle` from its transcript.json, so list/get/search see it at once."""
+    archive = Path(archive)
+    with connect(archive) as con:
+        _index(con, archive, Path(bundle))
+
+
+def index_or_warn(archive: str | Path, bundle: str | Path) -> list[str]:
+    """Index a bundle just written; a catalog failure is only a warning, as the bundle is safe on disk."""
+    try:
+        index_bundle(archive, bundle)
+    except (sqlite3.Error, OSError) as exc:
+        return [f"the bundle was saved, but the archive catalog could not be updated ({exc}); run "
+                "`testimony list` to re-sync it"]
+    return []
+
+
+def record_arrival(archive: str | Path, sha256: str | None, path: str | Path, outcome: str) -> None:
+    """Log one drop into the inbox (`processed`, `duplicate-of <id>`, `failed: why`) for the custody record.
+
+    A failure with a known hash also lists the video as failed, until a bundle for it is indexed.
+    """
+    shown = display_path(path)
+    name = Path(shown).name
+    with connect(archive) as con, _transaction(con):
+        con.execute("INSERT INTO arrivals (sha256, path, file_name, arrived_at, outcome) VALUES (?,?,?,?,?)",
+                    (sha256, shown, name, _now(), outcome))
+        if sha256 and outcome.startswith("failed"):
+            con.execute("INSERT OR IGNORE INTO videos (sha256, id, file_name, status, created) "
+                        "VALUES (?,?,?,'failed',?)", (sha256, sha256[:12], name, _now()))
+
+
+def list_arrivals(archive: str | Path) -> list[dict]:
+    """Every drop in arrival order: what came in, when, and what became of it."""
+    with connect(archive) as con:
+        return [dict(r) for r in con.execute("SELECT sha256, path, file_name, arrived_at, outcome "
+                                             "FROM arrivals ORDER BY n")]
+
+
+def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None = None) -> int:
+    """Index bundles the catalog lacks or holds an older copy of; forget those deleted from disk.
+
+    Bundles written before the catalog existed, or while it was unwritable, show up this way. Returns
+    the number of entries added, refreshed or dropped; an unreadable bundle goes to `on_error`.
+    """
+    archive = Path(archive)
+    changed = 0
+    with connect(archive) as con:
+        known = {r["bundle"]: r["transcript_mtime"] for r in con.execute("SELECT bundle, transcript_mtime "
+                                                                         "FROM videos WHERE bundle IS NOT NULL")}
+        for bundle in sorted(archive.iterdir()):
+            if bundle.name.startswith(".") or not (bundle / TRANSCRIPT).is_file():
+                continue  # staging folders, the catalog itself, stray files
+            try:
+                if known.get(_relative(archive, bundle)) != (bundle / TRANSCRIPT).stat().st_mtime_ns:
+                    _index(con, archive, bundle)
+                    changed += 1
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                if on_error:
+                    on_error(bundle, exc)
+        for rel in known:
+            if not (archive / rel / TRANSCRIPT).is_file():
+                with _transaction(con):
+                    for (sha,) in con.execute("SELECT sha256 FROM videos WHERE bundle = ?", (rel,)).fetchall():
+                        con.execute("DELETE FROM segments WHERE sha256 = ?", (sha,))
+                        con.execute("DELETE FROM videos WHERE sha256 = ?", (sha,))
+                        changed += 1
+    return changed
+
+
+def _video(row: sqlite3.Row) -> Video:
+    data = dict(row)
+    data.pop("transcript_mtime", None)
+    return Video(**{**data, "flags": json.loads(data["flags"] or "[]")})
+
+
+def list_videos(archive: str | Path) -> list[Video]:
+    """Every video the catalog knows, by file name."""
+    with connect(archive) as con:
+        return [_video(r) for r in con.execute("SELECT * FROM videos ORDER BY file_name, sha256")]
+
+
+def recent_videos(archive: str | Path, limit: int) -> list[Video]:
+    """The `limit` videos indexed or changed last, newest first: a page, whatever the archive's size.
+
+    A video's row is replaced whenever it is indexed again, so the newest rowid is the latest change.
+    """
+    with connect(archive) as con:
+        return [_video(r) for r in con.execute("SELECT * FROM videos ORDER BY rowid DESC LIMIT ?", (limit,))]
+
+
+def status_counts(archive: str | Path) -> dict[str, int]:
+    """How many videos have each status, counted by SQLite (no row reaches Python)."""
+    with connect(archive) as con:
+        return dict(con.execute("SELECT status, count(*) FROM videos GROUP BY status ORDER BY status"))
+
+
+def resolve(archive: str | Path, key: str) -> Video:
+    """The one video `key` names: an id or other SHA-256 prefix (4+ hex digits), a full SHA-256, a file
+    name or a bundle folder name. Ambiguity and no match are errors that say what to type instead."""
+    key = key.strip()
+    name = Path(key).name
+    with connect(archive) as con:
+        rows = []
+        if len(key) >= 4 and all(c in "0123456789abcdef" for c in key.lower()):
+            rows = con.execute("SELECT * FROM videos WHERE sha256 LIKE ? ORDER BY file_name",
+                               (key.lower() + "%",)).fetchall()
+        if not rows:
+            rows = con.execute("SELECT * FROM videos WHERE file_name IN (?, ?) OR bundle = ? ORDER BY sha256",
+                               (key, name, name)).fetchall()
+        if not rows:  # suggest names that hold what was typed, never pick one silently
+            near = [f"{r['id']} {r['file_name']}" for r in con.execute("SELECT id, file_name FROM videos")
+                    if key.casefold() in r["file_name"].casefold()][:5]
+    if not rows and 0 < len(key) < 4 and all(c in "0123456789abcdef" for c in key.lower()):
+        raise CatalogError(f"{key!r} is too short to name a video: give at least 4 characters of its id "
+                           "(`testimony list` shows ids)")
+    if not rows:
+        hint = f"; did you mean {'; '.join(near)}?" if near else "; `testimony list` shows ids and file names"
+        raise CatalogError(f"no video in {archive} matches {key!r}{hint}")
+    if len(rows) > 1:
+        listed = "; ".join(f"{r['id']} {r['file_name']}" for r in rows)
+        raise CatalogError(f"{key!r} matches {len(rows)} videos ({listed}): give the id instead")
+    return _video(rows[0])
+
+
+def fts_query(query: str) -> str:
+    """The user's words as FTS5 strings, all required; a trailing * makes a word a prefix.
+
+    Every word is quoted (inner quotes doubled), so AND, NEAR, parentheses, hyphens or quotes in the
+    input are searched as text and can never be read as FTS5 syntax. Empty when nothing is searchable.
+    """
+    terms = []
+    for word in fold(query).split():
+        prefix = word.endswith("*")
+        word = word.rstrip("*")
+        if any(ch.isalnum() for ch in word):
+            terms.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
+    return " ".join(terms)
+
+
+def search(archive: str | Path, query: str, lang: str | None = None, *, limit: int | None = 100,
+           mark: tuple[str, str] = ("**", "**")) -> list[Hit]:
+    """Segments whose text holds every word of `query`, best first.
+
+    `lang` "en" searches English (translations, and the speech of English videos); a source language
+    code (kk, ug, ...) searches the original text of videos in that language; None searches both.
+    """
+    terms = fts_query(query)
+    if not terms:
+        return []
+    lang = lang.lower() if lang else None
+    column = {None: -1, "en": 1}.get(lang, 0)
+    match = {-1: terms, 1: f"english : ({terms})", 0: f"original : ({terms})"}[column]
+    sql = ("SELECT v.id, v.sha256, v.file_name, s.language, s.segment, s.start, s.\"end\", s.text AS original, "
+           "COALESCE(s.translation, CASE WHEN s.language = 'en' THEN s.text END) AS english, "
+           "snippet(segments_fts, ?, ?, ?, '…', 16) AS snippet, v.bundle "
+           "FROM segments_fts JOIN segments s ON s.n = segments_fts.rowid JOIN videos v ON v.sha256 = s.sha256 "
+           "WHERE segments_fts MATCH ?" + (" AND s.language = ?" if column == 0 else "") +
+           " ORDER BY rank, v.file_name, s.start LIMIT ?")
+    params = [column, mark[0], mark[1], match] + ([lang] if column == 0 else []) + [limit or -1]
+    with connect(archive) as con:
+        return [Hit(**dict(row)) for row in con.execute(sql, params)]

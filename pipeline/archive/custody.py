@@ -1,0 +1,205 @@
+"""Chain of custody: an append-only JSON Lines log per video, `<archive>/custody/<sha256>.jsonl`.
+
+Berkeley Protocol practice: hash on arrival, never alter the original, record every tool that touched
+it. Each line is one event with its UTC time and `prev`, the SHA-256 of the previous line's bytes
+(newline included; 64 zeros on the first line), so editing, removing or reordering an earlier line
+breaks the chain and `check_chain` names the line. Lines are written with O_APPEND under an exclusive
+lock, then flushed to disk, so concurrent writers (a batch, the flow) never interleave.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.names import display_name
+
+DIR = "custody"
+GENESIS = "0" * 64
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify")
+
+
+def log_path(archive: str | Path, sha256: str) -> Path:
+    """Where the custody log of the video with this SHA-256 lives."""
+    return Path(archive) / DIR / f"{sha256}.jsonl"
+
+
+def _last_line(fd: int) -> bytes | None:
+    """The last full line of the open log (its bytes, newline included), or None when it is empty."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return None
+    chunk, tail = 4096, b""
+    pos = size
+    while pos > 0:
+        step = min(chunk, pos)
+        pos -= step
+        tail = os.pread(fd, step, pos) + tail
+        if tail.count(b"\n") >= 2 or pos == 0:
+            break
+    lines = tail.splitlines(keepends=True)
+    return lines[-1] if lines else None
+
+
+def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[str, Any]:
+    """Append one event to the video's log and return it as written.
+
+    Creates `custody/` (0700) and the log (0600) on first use. `fields` must be JSON-serialisable;
+    non-UTF-8 file names survive as JSON escapes.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown custody event {event!r}; one of {', '.join(EVENTS)}")
+    path = log_path(archive, sha256)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        read_fd = os.open(path, os.O_RDONLY)
+        try:
+            last = _last_line(read_fd)
+        finally:
+            os.close(read_fd)
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
+                  "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
+                  "sha256": sha256, **fields}
+        line = (json.dumps(record, ensure_ascii=True, sort_keys=False, default=str) + "\n").encode("ascii")
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the lock
+    return record
+
+
+def read(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
+    """Every event of the video's log, oldest first; an empty list when there is no log."""
+    path = log_path(archive, sha256)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def check_chain(archive: str | Path, sha256: str) -> list[str]:
+    """Problems with the log's integrity (empty when intact, or when there is no log)."""
+    path = log_path(archive, sha256)
+    if not path.is_file():
+        return []
+    problems = []
+    expected = GENESIS
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        problems.append("custody log: the last line is incomplete (a write was cut off)")
+    for n, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            problems.append(f"custody log line {n}: not valid JSON")
+            record = {}
+        if not isinstance(record, dict):
+            problems.append(f"custody log line {n}: not a JSON object")
+            record = {}
+        if record and record.get("prev") != expected:
+            problems.append(f"custody log line {n}: prev does not match line {n - 1}'s hash: an earlier "
+                            "line was changed, removed or reordered")
+        if record and record.get("sha256") != sha256:
+            problems.append(f"custody log line {n}: names another video ({record.get('sha256')})")
+        expected = hashlib.sha256(line).hexdigest()
+    return problems
+
+
+def arrival_paths(archive: str | Path, sha256: str) -> list[Path]:
+    """Where the original was seen on arrival, newest first, without repeats."""
+    seen: list[Path] = []
+    for event in reversed(read(archive, sha256)):
+        if event.get("event") == "arrival" and event.get("path"):
+            path = Path(event["path"])
+            if path not in seen:
+                seen.append(path)
+    return seen
+
+
+def preserved_paths(archive: str | Path, sha256: str) -> list[Path]:
+    """Where the archive's read-only copies of the original were written (`originals.preserve`)."""
+    return [Path(e["path"]) for e in read(archive, sha256)
+            if e.get("event") == "stage" and e.get("name") == "preserve" and e.get("path")]
+
+
+def last_manifest_sha256(archive: str | Path, sha256: str) -> str | None:
+    """The manifest hash recorded when the bundle was last published, if the log has one."""
+    for event in reversed(read(archive, sha256)):
+        if event.get("event") == "stage" and event.get("name") == "publish" and event.get("manifest_sha256"):
+            return event["manifest_sha256"]
+    return None
+
+
+def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:
+    """The video was hashed: where it was, its name, size and SHA-256."""
+    video = Path(video)
+    append(archive, sha256, "arrival", path=str(video.resolve()),
+           file_name=display_name(video),
+           size=video.stat().st_size, tool="testimony", version=__version__, algorithm="sha256")
+
+
+def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> None:
+    """The bundle was published: its folder and the SHA-256 of its manifest (which lists every file)."""
+    from pipeline.archive.bundle import MANIFEST
+    from pipeline.hashing import file_sha256
+
+    bundle = Path(bundle)
+    append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
+           bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
+
+
+def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> None:
+    """A run killed between publishing its bundle and logging it: log it now, if its files check out.
+
+    A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
+    """
+    from pipeline.archive.bundle import MANIFEST
+    from pipeline.hashing import file_sha256
+    from pipeline.archive.integrity import files_problems
+
+    bundle = Path(bundle)
+    if last_manifest_sha256(archive, sha256) == file_sha256(bundle / MANIFEST):
+        return
+    source, problems = files_problems(bundle)
+    if source == sha256 and not problems:
+        record_publish(archive, sha256, bundle, recovered="published by an interrupted run; found complete")
+
+
+def record_failure(archive: str | Path, sha256: str, stage: str, exc: BaseException) -> None:
+    """Best effort: a failure to log a failure must not hide the failure itself."""
+    try:
+        append(archive, sha256, "failure", stage=stage, error=f"{type(exc).__name__}: {exc}")
+    except Exception:
+        pass
+
+
+def record_extract(archive: str | Path, sha256: str, audio: Any, *, wav_sha256: str | None = None) -> None:
+    """ffmpeg decoded the original's audio track to a WAV; the WAV's hash ties the later stages to it."""
+    from pipeline.hashing import file_sha256
+    from pipeline.stages.media import SAMPLE_RATE, ffmpeg_version
+
+    append(archive, sha256, "stage", name="extract", tool="ffmpeg", version=ffmpeg_version(),
+           parameters={"map": f"0:{audio.stream.index}", "channels": 1, "sample_rate": SAMPLE_RATE,
+                       "codec": "pcm_s16le"},
+           input_sha256=sha256, output_sha256=wav_sha256 or file_sha256(audio.wav_path),
+           decoded_duration=round(audio.decoded_duration, 3), truncated=audio.truncated)
+
+
+def record_transcribe(archive: str | Path, sha256: str, model_info: dict[str, Any], language: str | None,
+                      segments: int) -> None:
+    """The ASR engine, model (name, checksum where known) and decoding options used."""
+    append(archive, sha256, "stage", name="transcribe", tool=model_info.get("engine"),
+           version=model_info.get("engine_version"), model=model_info, language=language, segments=segments)
+
+
+def record_translate(archive: str | Path, sha256: str, route: dict[str, Any] | None, translated: int) -> None:
+    """The translation engine and package route; `route` None: no package, segments left untranslated."""
+    append(archive, sha256, "stage", name="translate", tool=(route or {}).get("engine"), model=route,
+           translated_segments=translated)

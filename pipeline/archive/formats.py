@@ -1,0 +1,80 @@
+"""Subtitle and text renderings of a transcript: original, English, and bilingual (original over English)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from pipeline.transcript import Segment, Transcript
+
+Line = Callable[[Segment], str | None]
+
+
+def _timestamp(seconds: float, decimal: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def _clean(text: str | None) -> str:
+    # A blank line would end a cue early; "-->" inside a cue would confuse VTT parsers.
+    return " ".join((text or "").split()).replace("-->", "->")
+
+
+def original(seg: Segment) -> str:
+    return _clean(seg.text)
+
+
+def english(seg: Segment) -> str | None:
+    return _clean(seg.translation) if seg.translation else None
+
+
+def bilingual(seg: Segment) -> str:
+    lines = [_clean(seg.text)]
+    if seg.translation:
+        lines.append(_clean(seg.translation))
+    return "\n".join(lines)
+
+
+def _cues(transcript: Transcript, line: Line) -> list[tuple[Segment, str]]:
+    return [(seg, text) for seg in transcript.segments if (text := line(seg))]
+
+
+def render_srt(transcript: Transcript, line: Line) -> str:
+    blocks = [
+        f"{n}\n{_timestamp(seg.start, ',')} --> {_timestamp(seg.end, ',')}\n{text}\n"
+        for n, (seg, text) in enumerate(_cues(transcript, line), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def render_vtt(transcript: Transcript, line: Line) -> str:
+    blocks = ["WEBVTT\n"] + [
+        f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}\n{text}\n"
+        for seg, text in _cues(transcript, line)
+    ]
+    return "\n".join(blocks)
+
+
+def render_txt(transcript: Transcript, line: Line) -> str:
+    return "".join(f"{text}\n" for _, text in _cues(transcript, line))
+
+
+def renderings(transcript: Transcript) -> dict[str, str]:
+    """File name -> content for every rendering the bundle carries."""
+    lang = transcript.language or "und"
+    files = {
+        f"{lang}.srt": render_srt(transcript, original),
+        f"{lang}.vtt": render_vtt(transcript, original),
+        f"{lang}.txt": render_txt(transcript, original),
+    }
+    if transcript.needs_translation and transcript.has_translation:
+        files |= {
+            "en.srt": render_srt(transcript, english),
+            "en.vtt": render_vtt(transcript, english),
+            "en.txt": render_txt(transcript, english),
+            f"{lang}-en.srt": render_srt(transcript, bilingual),
+            f"{lang}-en.vtt": render_vtt(transcript, bilingual),
+        }
+    return files

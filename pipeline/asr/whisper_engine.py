@@ -1,0 +1,104 @@
+"""The reference engine: openai-whisper behind the loop of `asr.core`.
+
+Language detection votes over the voiced windows; each chunk is decoded by `whisper.transcribe` on
+its own slice with our clip timestamps and guards, its fallback sampling seeded (`seeded_torch`).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+import whisper
+from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
+
+from pipeline.asr.core import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions,
+                               AsrResult, Reroute, chunk_seed, transcribe_with)
+from pipeline.stages.audio_source import Audio
+from pipeline.stages.checkpoint import Checkpoint
+from pipeline.stages.vad import SpeechRegion, voiced_windows
+
+
+def detect_language(model: whisper.Whisper, audio: Audio,
+                    regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+    """Language voted over voiced windows: averaged probabilities, never the leading silence."""
+    windows = voiced_windows(audio, regions)
+    if not windows:
+        return None, None
+    if not model.is_multilingual:  # an English-only (.en) model has no language head
+        return "en", 1.0
+    totals: dict[str, float] = {}
+    for window in windows:
+        mel = pad_or_trim(log_mel_spectrogram(window, model.dims.n_mels), N_FRAMES)
+        _, probs = model.detect_language(mel.to(model.device))
+        for code, p in probs.items():
+            totals[code] = totals.get(code, 0.0) + p / len(windows)
+    best = max(totals, key=totals.get)
+    return best, float(totals[best])
+
+
+def transcribe(model: whisper.Whisper, audio: Audio, options: AsrOptions, *,
+               progress: bool = False, reroute: Reroute | None = None,
+               checkpoint: Checkpoint | None = None) -> AsrResult:
+    """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute times.
+
+    `reroute`, given the detected language, may hand back the model and options that language's
+    route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
+    """
+    return transcribe_with(model, audio, options, detect=detect_language, decode=_whisper_decode,
+                           progress=progress, reroute=reroute, checkpoint=checkpoint)
+
+
+def _whisper_decode(model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
+                    options: AsrOptions) -> list[dict]:
+    decode = dict(model=model, audio=audio, token=token, options=options, clips=clips)
+    try:
+        with seeded_torch(model, chunk_seed(audio, clips)):
+            return _whisper_transcribe(**decode, temperatures=options.temperatures)["segments"]
+    except ValueError as exc:
+        # Sampling at a fallback temperature can meet a step where Whisper's timestamp rules mask
+        # every token (NaN probabilities). Greedy decoding cannot fail that way: fall back to it.
+        if "invalid values" not in str(exc):
+            raise
+        return _whisper_transcribe(**decode, temperatures=(0.0,))["segments"]
+
+
+_SAMPLING = threading.Lock()  # torch's generator is global: one seeded chunk at a time
+
+
+@contextmanager
+def seeded_torch(model: whisper.Whisper, seed: int) -> Iterator[None]:
+    """Torch's generator seeded for one chunk, and given back as it was afterwards."""
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    with _SAMPLING, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
+                        clips: list[float], temperatures: tuple[float, ...]) -> dict:
+    return whisper.transcribe(
+        model,
+        audio,
+        language=token,
+        task="transcribe",
+        temperature=temperatures,
+        beam_size=options.beam_size,
+        best_of=None if options.beam_size else 1,
+        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+        logprob_threshold=LOGPROB_THRESHOLD,
+        no_speech_threshold=NO_SPEECH_THRESHOLD,
+        condition_on_previous_text=False,
+        word_timestamps=options.word_timestamps,
+        hallucination_silence_threshold=2.0 if options.word_timestamps else None,
+        clip_timestamps=clips,
+        fp16=model.device.type == "cuda",
+        verbose=None,
+    )
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,113 @@
+"""`testimony verify` and `testimony export`: check bundles against their hashes, pack one for others."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline import config
+from pipeline.archive import catalog
+from pipeline.cli.errors import guarded
+from pipeline.archive.bundle import find_bundle
+from pipeline.hashing import file_sha256
+from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
+
+OUT_HELP = "archive root (default: $TESTIMONY_OUT, else transcripts/)"
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register verify and export on the `testimony` parser."""
+    verify = sub.add_parser("verify", help="re-hash bundles against their manifests, check the custody log "
+                            "and the original video; exit 1 on any problem")
+    verify.add_argument("video", nargs="?", help="id, SHA-256, file name or the video file itself "
+                        "(default: every bundle in the archive)")
+    verify.add_argument("--out", help=OUT_HELP)
+    verify.add_argument("--reproduce", action="store_true",
+                        help="also re-derive the transcript from the kept original with the recorded models "
+                             "and options, and compare it segment by segment (takes as long as the run)")
+    verify.add_argument("--original", type=Path, help="the original video to re-hash (default: its arrival "
+                        "path in the custody log, when it is still there)")
+
+    export = sub.add_parser("export", help="one bundle, its custody log and SHA256SUMS (optionally the "
+                            "original) in a zip another party can check with `sha256sum -c`")
+    export.add_argument("video", help="id, SHA-256, file name or the video file itself")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the zip file to write")
+    export.add_argument("--out", help=OUT_HELP)
+    export.add_argument("--with-original", action="store_true",
+                        help="include the original video, read from its arrival path")
+
+
+def _archive(out: str | None) -> Path:
+    archive = config.archive_dir(out)
+    if not archive.is_dir():
+        raise catalog.CatalogError(f"no archive at {archive}: pass --out or set TESTIMONY_OUT")
+    return archive
+
+
+def _resolve(archive: Path, key: str) -> tuple[Path, Path | None]:
+    """(bundle folder, the video file when `key` is one) for an id, SHA-256, file name or file."""
+    given = Path(key)
+    if given.is_file():
+        sha256 = file_sha256(given)
+        bundle = find_bundle(archive, sha256)
+        if bundle is None:
+            raise catalog.CatalogError(f"{key} (sha256 {sha256}) has no bundle in {archive}")
+        return bundle, given
+    if (archive / key).is_dir() and not key.startswith("."):
+        return archive / key, None
+    catalog.sync(archive)
+    video = catalog.resolve(archive, key)
+    if video.bundle is None:
+        raise catalog.CatalogError(f"{video.id} has no bundle: its processing {video.status}")
+    return archive / video.bundle, None
+
+
+_guarded = guarded
+
+
+@_guarded
+def cmd_verify(args: argparse.Namespace) -> int:
+    """One line per problem on standard output, `<bundle>: ok` per clean bundle; exit 1 on any problem."""
+    archive = _archive(args.out)
+    if args.video:
+        bundle, video_file = _resolve(archive, args.video)
+        targets = [(bundle, args.original or video_file)]
+    elif args.original:
+        print("error: --original needs the video it belongs to: testimony verify ID --original PATH",
+              file=sys.stderr)
+        return 2
+    else:
+        targets = [(bundle, None) for bundle in bundles_in(archive)]
+        if not targets:
+            print(f"no bundles in {archive}", file=sys.stderr)
+            return 0
+    failed = 0
+    for bundle, original in targets:
+        report = verify_bundle(archive, bundle, original)
+        problems = list(report.problems)
+        if args.reproduce:
+            from pipeline.archive.reproduce import reproduce
+
+            found = reproduce(archive, bundle, original)
+            problems += found
+            if not found:
+                print(f"note: {bundle.name}: every segment re-derived from the original matches", file=sys.stderr)
+        for note in report.notes:
+            print(f"note: {note}", file=sys.stderr)
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print(f"{bundle.name}: ok")
+        failed += bool(problems)
+    print(f"verified {len(targets)} bundle(s): {failed} with problems", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@_guarded
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the zip; print its path."""
+    archive = _archive(args.out)
+    bundle, _video = _resolve(archive, args.video)
+    print(export_bundle(archive, bundle, args.output, with_original=args.with_original))
+    return 0

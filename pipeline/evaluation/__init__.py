@@ -1,0 +1,1 @@
+"""Scoring transcription and translation on clips with reference texts (`testimony eval`)."""

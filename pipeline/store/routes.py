@@ -1,0 +1,127 @@
+"""Per-language routes: which ASR model and Whisper token decode a language, and how it reaches English.
+
+Defaults ship with the package (`pipeline/store/defaults/routes.toml`); what a user imports with `--language` is written to
+`routes.local.toml` in the model store and wins field by field. A language without a route of its own
+falls back to the `auto` model with its own Whisper token, which is right for every language Whisper
+knows; a language Whisper does not know (Uyghur) must have a model imported for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import atomic, config
+from pipeline.errors import ModelMissingError
+
+DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
+FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script")
+
+
+@dataclass(frozen=True)
+class Route:
+    language: str
+    name: str = ""
+    asr_model: str = ""  # empty: no model can do this language yet
+    whisper_token: str = ""
+    translate_via: str = ""  # pivot language for English, empty for any installed chain
+    script: str = ""
+
+
+def local_file() -> Path:
+    """Where imports record their routes: beside the weights, so a copied store keeps its routes."""
+    return config.models_dir() / "routes.local.toml"
+
+
+def _read(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelMissingError(f"route file {path} is not valid TOML ({exc}); fix or delete it") from None
+
+
+def load_routes() -> dict[str, Route]:
+    """Every configured route, defaults overlaid by the store's local file."""
+    merged: dict[str, dict] = {}
+    for source in (_read(DEFAULTS_FILE), _read(local_file())):
+        for language, table in source.items():
+            if isinstance(table, dict):
+                merged.setdefault(language, {}).update({k: str(v) for k, v in table.items() if k in FIELDS})
+    return {language: Route(language, **fields) for language, fields in merged.items()}
+
+
+def route_for(language: str) -> Route:
+    """The route for `language`; one Whisper knows gets the `auto` model and its own token."""
+    routes = load_routes()
+    if language in routes:
+        return routes[language]
+    from whisper.tokenizer import LANGUAGES
+
+    auto = routes.get("auto", Route("auto", asr_model="base"))
+    if language in LANGUAGES:
+        return Route(language, LANGUAGES[language].title(), auto.asr_model, language)
+    return Route(language)
+
+
+def set_route(language: str, **fields: str) -> Route:
+    """Record `fields` for `language` in the store's local route file (atomically)."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown route fields: {', '.join(sorted(unknown))}")
+    path = local_file()
+    tables = _read(path)
+    tables.setdefault(language, {}).update({k: v for k, v in fields.items() if v is not None})
+    _write(path, tables)
+    return route_for(language)
+
+
+def _write(path: Path, tables: dict[str, dict]) -> None:
+    lines = ["# Written by `testimony models import`; overrides the shipped routes.toml field by field.", ""]
+    for lang in sorted(tables):
+        lines.append(f"[{json.dumps(lang)}]")  # a quoted key is valid TOML for any code
+        lines += [f"{key} = {json.dumps(str(value), ensure_ascii=False)}" for key, value in tables[lang].items()]
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, "\n".join(lines))
+
+
+def drop_model(name: str) -> list[str]:
+    """Forget local routes that point at a removed model; returns the languages affected."""
+    path = local_file()
+    tables = _read(path)
+    affected = [lang for lang, table in tables.items() if table.get("asr_model") == name]
+    if affected:
+        for lang in affected:
+            tables[lang].pop("asr_model", None)
+            tables[lang].pop("whisper_token", None)
+        _write(path, tables)
+    return affected
+
+
+def import_hint(language: str) -> str:
+    return (f"testimony models import PATH/TO/MODEL --language {language}"
+            + (" --whisper-token uz" if language == "ug" else ""))
+
+
+def resolve_asr(language: str, asr_model: str | None, whisper_token: str | None) -> tuple[str, str | None]:
+    """The (model, token) a run uses: what the user named, else the language's route.
+
+    Never falls back to a model that cannot do the language: a route with no model is an error that
+    names the language, what the route wants and the command that fixes it.
+    """
+    if language == "auto":
+        return asr_model or route_for("auto").asr_model or "base", whisper_token
+    route = route_for(language)
+    token = whisper_token or route.whisper_token or None
+    model = asr_model or route.asr_model
+    if not model:
+        label = f"{route.name} ({language})" if route.name else language
+        raise ModelMissingError(
+            f"no ASR model is set up for {label}: Whisper has no '{language}' token, so the route wants "
+            f"a model fine-tuned for {route.name or language}. Import one with `{import_hint(language)}`, "
+            "or name one with --asr-model and --whisper-token.")
+    return model, token
