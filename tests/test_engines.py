@@ -242,9 +242,9 @@ def test_many_files_overlap_extraction_and_match_sequential(media, tiny_whisper,
             return value
         return wrapper
 
-    monkeypatch.setattr(process, "stage_extract", timed("extract", process.stage_extract))
-    monkeypatch.setattr(process, "stage_transcribe", timed("transcribe", process.stage_transcribe))
-    batch = list(run_many(videos, tmp_path / "batch", options))
+    kinds = {"extract-audio": "extract", "transcribe": "transcribe"}
+    stages = process.Stages(lambda name, fn: timed(kinds[name], fn) if name in kinds else fn)
+    batch = list(run_many(videos, tmp_path / "batch", options, stages=stages))
 
     assert [v for v, _ in batch] == videos
     extracts = sorted((e for e in events if e[0] == "extract"), key=lambda e: e[2])

@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Iterator
 
 from pipeline.hashing import file_sha256
 from pipeline.stages.media import check_readable
-from pipeline.run.process import Prepared, Progress, RunOptions, RunResult, finish_video, prepare_video
+from pipeline.run.process import PLAIN, Prepared, Progress, RunOptions, RunResult, Stages, finish_video, prepare_video
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,18 @@ class _Deferred:
 
 
 def _prefetch(video: Path, archive: Path, options: RunOptions, force: bool, progress: Progress | None,
-              busy: str | None) -> Prepared | _Deferred:
+              busy: str | None, stages: Stages) -> Prepared | _Deferred:
     if progress:
         progress("hashing")
     check_readable(video)
     sha256 = file_sha256(video)
     if sha256 == busy:
         return _Deferred(sha256)
-    return prepare_video(video, archive, options, force=force, progress=progress, sha256=sha256)
+    return prepare_video(video, archive, options, force=force, progress=progress, sha256=sha256, stages=stages)
 
 
 def run_many(videos: Iterable[str | Path], archive: str | Path, options: RunOptions, *, force: bool = False,
-             progress_for: Callable[[Path], Progress | None] | None = None,
+             progress_for: Callable[[Path], Progress | None] | None = None, stages: Stages = PLAIN,
              ) -> Iterator[tuple[Path, RunResult | Exception]]:
     """Process `videos` in order, overlapping each extraction with the previous transcription."""
     queue = [Path(v) for v in videos]
@@ -50,24 +50,24 @@ def run_many(videos: Iterable[str | Path], archive: str | Path, options: RunOpti
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="testimony-prefetch") as pool:
         try:
             if queue:
-                pending = pool.submit(_prefetch, queue[0], archive, options, force, say(queue[0]), None)
+                pending = pool.submit(_prefetch, queue[0], archive, options, force, say(queue[0]), None, stages)
             for n, video in enumerate(queue):
                 current, pending = pending, None
                 try:
                     job = current.result()
                     if isinstance(job, _Deferred):
                         job = prepare_video(video, archive, options, force=force, progress=say(video),
-                                            sha256=job.sha256)
+                                            sha256=job.sha256, stages=stages)
                 except Exception as exc:  # this file failed before transcription: report, go on
                     job = exc
                 if n + 1 < len(queue):
                     busy = job.sha256 if isinstance(job, Prepared) else None
-                    pending = pool.submit(_prefetch, queue[n + 1], archive, options, force, say(queue[n + 1]), busy)
+                    pending = pool.submit(_prefetch, queue[n + 1], archive, options, force, say(queue[n + 1]), busy, stages)
                 if isinstance(job, Exception):
                     yield video, job
                     continue
                 try:
-                    result: RunResult | Exception = finish_video(job, options, progress=say(video))
+                    result: RunResult | Exception = finish_video(job, options, progress=say(video), stages=stages)
                 except Exception as exc:
                     result = exc
                 yield video, result
