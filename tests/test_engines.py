@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict
@@ -269,3 +271,14 @@ def test_many_files_overlap_extraction_and_match_sequential(media, tiny_whisper,
     next(stopped)
     stopped.close()  # the consumer gives up while the next file is being prefetched
     assert not (tmp_path / "stopped" / ".work").exists()
+
+
+def test_the_faster_whisper_path_never_imports_torch(media, ct2_base, tmp_path):
+    """`testimony run --engine faster-whisper` pays neither torch's import time nor its memory."""
+    script = ("import sys; from pipeline.cli.main import main; code = main(sys.argv[1:]); "
+              "print('torch' in sys.modules, 'whisper' in sys.modules); sys.exit(code)")
+    args = ["run", str(media / "en.wav"), "--engine", "faster-whisper", "--asr-model", str(ct2_base),
+            "--language", "en", "--out", str(tmp_path / "archive")]
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "False False"

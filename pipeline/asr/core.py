@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
-from whisper.tokenizer import LANGUAGES
 
 from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
 from pipeline.stages.checkpoint import Checkpoint
+from pipeline.asr.languages import languages
 from pipeline.errors import ModelMissingError
 from pipeline.stages.media import SAMPLE_RATE
 from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
@@ -80,7 +80,7 @@ def whisper_token(language: str, override: str | None = None) -> str:
     """The Whisper language token to decode `language` with; Uyghur has none of its own."""
     if override:
         return override
-    if language in LANGUAGES:
+    if language in languages():
         return language
     raise ModelMissingError(
         f"Whisper has no '{language}' language token, so no stock Whisper model can transcribe it. "

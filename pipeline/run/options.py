@@ -18,13 +18,13 @@ DEVICES = ("cpu", "cuda")
 
 def language_code(value: str) -> str:
     """Accept codes and English names in any case: `kk`, `KK`, `kazakh`, `auto`."""
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+    from pipeline.asr.languages import codes_by_name, languages
 
     value = value.strip().lower()
-    if value == "auto" or value in LANGUAGES or value == "ug":
+    if value == "auto" or value in languages() or value == "ug":
         return value
-    if value in TO_LANGUAGE_CODE:
-        return TO_LANGUAGE_CODE[value]
+    if value in codes_by_name():
+        return codes_by_name()[value]
     if value == "uyghur":
         return "ug"
     raise argparse.ArgumentTypeError(f"unknown language {value!r}: use a code such as kk, ug, en, or auto")
@@ -32,9 +32,9 @@ def language_code(value: str) -> str:
 
 def whisper_token(value: str) -> str:
     """A Whisper language token, checked against Whisper's own list."""
-    from whisper.tokenizer import LANGUAGES
+    from pipeline.asr.languages import languages
 
-    if value not in LANGUAGES:
+    if value not in languages():
         raise argparse.ArgumentTypeError(f"{value!r} is not a Whisper language token (e.g. kk, uz, ru)")
     return value
 

@@ -16,14 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import whisper
-
 from pipeline import __version__, atomic, config
 from pipeline.archive import catalog
 from pipeline.archive import custody
 from pipeline.archive import originals
 from pipeline.asr.core import AsrOptions, AsrResult
-from pipeline.asr.whisper_engine import default_device, transcribe
 from pipeline.stages.audio_source import WavAudio
 from pipeline.stages.checkpoint import Checkpoint
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
@@ -31,7 +28,6 @@ from pipeline.errors import BadInputError
 from pipeline.hardware import configure_torch
 from pipeline.hashing import file_sha256
 from pipeline.stages.media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
-from pipeline.store.whisper_store import load_whisper
 from pipeline.names import display_name
 from pipeline.transcript import TRUNCATED, UNTRANSLATED, Source, Transcript
 
@@ -170,6 +166,11 @@ def asr_engine(options: RunOptions) -> tuple[str, Callable, Callable, Callable[[
 
         return (fw_engine.resolve_device(options.device), fw_engine.load_faster_whisper, fw_engine.transcribe,
                 fw_engine.engine_facts)
+    import whisper  # torch comes with it: only this engine pays for importing it
+
+    from pipeline.asr.whisper_engine import default_device, transcribe
+    from pipeline.store.whisper_store import load_whisper
+
     configure_torch()
     return (options.device or default_device(), load_whisper, transcribe,
             lambda _model: {"engine": "openai-whisper", "engine_version": whisper.__version__})

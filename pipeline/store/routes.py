@@ -59,11 +59,11 @@ def route_for(language: str) -> Route:
     routes = load_routes()
     if language in routes:
         return routes[language]
-    from whisper.tokenizer import LANGUAGES
+    from pipeline.asr.languages import languages
 
     auto = routes.get("auto", Route("auto", asr_model="base"))
-    if language in LANGUAGES:
-        return Route(language, LANGUAGES[language].title(), auto.asr_model, language)
+    if language in languages():
+        return Route(language, languages()[language].title(), auto.asr_model, language)
     return Route(language)
 
 
