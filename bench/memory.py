@@ -4,8 +4,8 @@
 
 Each length is a video built at run time: a real LibriVox answer every `--every` seconds over quiet
 room noise, H.264 + AAC. Each run is a fresh process (`--worker`) that reports its own peak RSS
-(ffmpeg, a child, streams to disk and is not counted). For scale, the same process also reports what the whole recording costs
-as one float32 array plus its log-mel spectrogram, which is what decoding needed before chunking.
+(ffmpeg, a child, streams to disk and is not counted). For scale, the same process also reports what the whole
+recording costs as one float32 array plus its log-mel spectrogram, which is what decoding needed before chunking.
 Results: bench/results-memory.md.
 """
 
@@ -56,8 +56,9 @@ def build_video(seconds: float, every: float, out: Path) -> Path:
     # One `every`-second block: a clip after 5 s, then room noise; the block is looped to length.
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(clips[0]), "-f", "lavfi",
                     "-i", f"anoisesrc=color=pink:amplitude=0.003:sample_rate=16000:duration={every}",
-                    "-filter_complex", "[0:a]aresample=16000,adelay=5000:all=1[s];[s][1:a]amix=inputs=2:duration=longest"
-                    ":normalize=0[a]", "-map", "[a]", "-ac", "1", "-ar", "16000", "-t", str(every), str(pattern)],
+                    "-filter_complex", "[0:a]aresample=16000,adelay=5000:all=1[s];"
+                    "[s][1:a]amix=inputs=2:duration=longest:normalize=0[a]",
+                    "-map", "[a]", "-ac", "1", "-ar", "16000", "-t", str(every), str(pattern)],
                    check=True)
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x48:r=1",
                     "-stream_loop", "-1", "-i", str(pattern), "-map", "0:v", "-map", "1:a", "-t", str(seconds),

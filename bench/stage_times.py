@@ -216,8 +216,8 @@ def machine_info(device: str) -> dict[str, str]:
         "versions": (f"torch {torch.__version__}, openai-whisper {whisper.__version__}, "
                      f"ctranslate2 {ctranslate2.__version__}, faster-whisper {fw} (VAD), ffmpeg {ffmpeg_version()}"),
         "os": platform.platform(),
-        "load average": "start {:.2f}, end {:.2f} (1-min; above 0 at start means other processes shared the CPUs)".format(
-            LOAD_AT_START, os.getloadavg()[0]),
+        "load average": ("start {:.2f}, end {:.2f} (1-min; above 0 at start means other processes "
+                         "shared the CPUs)").format(LOAD_AT_START, os.getloadavg()[0]),
     }
 
 
@@ -227,14 +227,14 @@ def machine_info(device: str) -> dict[str, str]:
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict:
     from pipeline import config
+    from pipeline.archive.bundle import write_bundle
     from pipeline.asr.core import AsrOptions
     from pipeline.asr.whisper_engine import default_device, detect_language
-    from pipeline.archive.bundle import write_bundle
     from pipeline.hashing import file_sha256
-    from pipeline.stages.media import load_wav
-    from pipeline.store.whisper_store import load_whisper, resolve_whisper
     from pipeline.run.process import RunOptions, build_transcript, stage_extract, stage_transcribe, stage_translate
+    from pipeline.stages.media import load_wav
     from pipeline.stages.vad import speech_regions
+    from pipeline.store.whisper_store import load_whisper, resolve_whisper
 
     timer = Timer()
     device = args.device or default_device()
@@ -393,7 +393,8 @@ def report(result: dict, machine: dict[str, str], command: str, args: argparse.N
     if made:
         source = (f"generated: {made['lead_s']:.0f} s quiet start, {len(made['lines'])} UDHR lines in Kazakh "
                   f"(espeak-ng -v {made['voice']}: {', '.join(made['lines'])}; {made['speech_s']:.1f} s of speech) "
-                  f"with pauses of {', '.join(f'{p:g}' for p in made['pauses']) or 'none'} s, {made['tail_s']:.1f} s quiet end; "
+                  f"with pauses of {', '.join(f'{p:g}' for p in made['pauses']) or 'none'} s, "
+                  f"{made['tail_s']:.1f} s quiet end; "
                   f"H.264 + AAC 48 kHz stereo mp4, {result['size'] / 1e6:.2f} MB")
     else:
         source = f"{result['video']} ({result['size'] / 1e6:.1f} MB)"
@@ -440,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="use an empty temporary model store, so the base conversion is timed")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when present")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"Markdown report (default: {DEFAULT_OUT.relative_to(REPO)})")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help=f"Markdown report (default: {DEFAULT_OUT.relative_to(REPO)})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (video, archive) and print it")
     args = parser.parse_args(argv)
 

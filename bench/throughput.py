@@ -181,7 +181,8 @@ def report(r: dict, args: argparse.Namespace, machine: dict, command: str) -> st
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| **whole pipeline** | " + " | ".join(f"**{whole[e]:.2f}** | **{whole[e] / audio:.3f}**"
                                                        for e in ours) + " |")
-    lines.append("| model load (once per process) | " + " | ".join(f"{o['load_s']:.2f} | -" for o in ours.values()) + " |")
+    lines.append("| model load (once per process) | " + " | ".join(f"{o['load_s']:.2f} | -" for o in ours.values())
+                 + " |")
     lines.append("| peak RSS MiB | " + " | ".join(f"{o['rss_mib']:.0f} | -" for o in ours.values()) + " |")
     lines += ["", "Translation is English → nothing to translate here; Kazakh and Uyghur need an Argos "
               "package (none is installable offline). Engines: "
@@ -201,7 +202,7 @@ def report(r: dict, args: argparse.Namespace, machine: dict, command: str) -> st
     lines += ["## Against the plain tools (same audio, same model)", "",
               "| run | process wall s | start + load s | processing s | RTF | peak RSS MiB |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {n} | {w:.2f} | {l:.2f} | {p:.2f} | {p / audio:.3f} | {m:.0f} |" for n, w, l, p, m in rows]
+    lines += [f"| {n} | {w:.2f} | {load:.2f} | {p:.2f} | {p / audio:.3f} | {m:.0f} |" for n, w, load, p, m in rows]
     lines += ["", f"Plain whisper: `{' '.join(shlex.quote(c) for c in pw['command'][:1])} FILE --model base.pt "
               f"--language {args.language}` (the store's base.pt: `--model base --model_dir` would re-download "
               "it, as its checksum differs from OpenAI's file). Its start + load comes from a separate process "
@@ -225,7 +226,8 @@ def report(r: dict, args: argparse.Namespace, machine: dict, command: str) -> st
         wers["plain whisper"] = wer(" ".join(pw["texts"]), reference)
         wers["plain faster-whisper"] = wer(" ".join(f["text"] for f in pf["files"]), reference)
         texts = {f"ours, {e}": o["files"][0]["text"] for e, o in ours.items()}
-        texts.update({"plain whisper": pw["texts"][0].replace("\n", " "), "plain faster-whisper": pf["files"][0]["text"]})
+        texts.update({"plain whisper": pw["texts"][0].replace("\n", " "),
+                      "plain faster-whisper": pf["files"][0]["text"]})
         lines += ["", "## Accuracy on the LibriVox speech", "", "| run | WER | first file's text (start) |",
                   "| --- | ---: | --- |"]
         lines += [f"| {n} | {w:.2%} | {' '.join(texts[n].split())[:160]} ... |" for n, w in wers.items()]
@@ -245,7 +247,8 @@ def report(r: dict, args: argparse.Namespace, machine: dict, command: str) -> st
                   f"{batch['process_s']:.2f} | {batch['load_s']:.2f} | {batch['process_s'] - batch['load_s']:.2f} | "
                   f"{batch['work_s']:.2f} |",
                   f"| {n} runs of one file | {s_wall:.2f} | {s_load:.2f} | {s_wall - s_load:.2f} | {s_work:.2f} |",
-                  "", f"Minus model loads, {n} one-file runs take {(s_wall - s_load) / (batch['process_s'] - batch['load_s']):.2f}x "
+                  "", f"Minus model loads, {n} one-file runs take "
+                  f"{(s_wall - s_load) / (batch['process_s'] - batch['load_s']):.2f}x "
                   f"the one run's time (work alone: {s_work / batch['work_s']:.2f}x); the one run's RTF is "
                   f"{batch['process_s'] / (n * args.seconds):.3f} including its start and model load."]
     setup = r["setup"]

@@ -61,12 +61,12 @@ def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
 
 def stages(spec: dict) -> dict:
     """Each stage of `process_video` timed on its own, language detection split out of transcription."""
+    from pipeline.archive.bundle import write_bundle
     from pipeline.asr import fw_engine
     from pipeline.asr.whisper_engine import detect_language as whisper_detect
-    from pipeline.archive.bundle import write_bundle
     from pipeline.hashing import file_sha256
-    from pipeline.stages.media import load_wav
     from pipeline.run.process import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
+    from pipeline.stages.media import load_wav
     from pipeline.stages.vad import speech_regions
 
     options, (model, facts, device), imported, load_s = _ours(spec)

@@ -55,7 +55,8 @@ def artifact_key(sha256: str) -> str:
 
 
 def publish_transcript(transcript: Transcript, bundle: Path) -> None:
-    create_markdown_artifact(markdown=transcript_markdown(transcript, bundle), key=artifact_key(transcript.source.sha256),
+    create_markdown_artifact(markdown=transcript_markdown(transcript, bundle),
+                             key=artifact_key(transcript.source.sha256),
                              description=f"Linked transcript of {transcript.source.file_name}")
 
 

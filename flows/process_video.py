@@ -17,10 +17,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import config
-from pipeline.run import options as options_table
-from pipeline.run import process
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import TestimonyError
+from pipeline.run import options as options_table
+from pipeline.run import process
 from pipeline.run.process import RunOptions, RunResult, Stages
 from pipeline.transcript import Transcript
 

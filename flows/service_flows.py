@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger
 
 from pipeline import config
 from pipeline.archive import catalog
-from pipeline.run import process
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
 from pipeline.names import display_name
+from pipeline.run import process
 
 from .process_video import prefect_stages, process_video_flow, show_in_ui
 

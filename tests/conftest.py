@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import shutil
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest

@@ -72,7 +72,8 @@ def video_without_audio(out: Path, seconds: float = 2.0) -> Path:
 def two_track_mkv(first: Path, second: Path, out: Path) -> Path:
     """Two audio tracks; the second is marked default, as an interpreter's track often is."""
     ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=5", "-i", str(first), "-i", str(second),
-           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", f"{max(wav_duration(first), wav_duration(second)):.3f}", "-c:v", "libx264", "-c:a", "aac",
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", f"{max(wav_duration(first), wav_duration(second)):.3f}",
+           "-c:v", "libx264", "-c:a", "aac",
            "-disposition:a:0", "0", "-disposition:a:1", "default", str(out))
     return out
 

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 NEEDED = ("initdb", "postgres", "pg_isready", "createdb")
 
 

@@ -15,15 +15,14 @@ import time
 import wave
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 import pytest
 import torch
 import whisper
+from ctranslate2.specs import whisper_spec
 from whisper.model import ModelDimensions, Whisper
 from whisper.tokenizer import get_tokenizer
-
-import ctranslate2
-from ctranslate2.specs import whisper_spec
 
 from pipeline.store.ct2_to_openai import (
     convert_ct2_whisper,

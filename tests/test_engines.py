@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.run import process
 from pipeline.asr.core import AsrOptions
-from pipeline.run.batch import run_many
 from pipeline.cli.main import main
-from pipeline.store.openai_to_ct2 import export_ct2
-from pipeline.store.ct2_to_openai import packaged_base_parts, read_ct2_model
-from pipeline.run.process import RunOptions, process_video
-from pipeline.transcript import Transcript
-
 from pipeline.evaluation.devset import librivox
+from pipeline.run import process
+from pipeline.run.batch import run_many
+from pipeline.run.process import RunOptions, process_video
+from pipeline.store.ct2_to_openai import packaged_base_parts, read_ct2_model
+from pipeline.store.openai_to_ct2 import export_ct2
+from pipeline.transcript import Transcript
 
 from . import media_factory as mf
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluation import devset
 from pipeline.cli.main import main
+from pipeline.evaluation import devset
 from pipeline.evaluation.evaluate import ClipResult, aggregate, load_manifest, score_text, translation_scores
 from pipeline.evaluation.textnorm import normalize
 

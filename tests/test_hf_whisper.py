@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from whisper.tokenizer import get_tokenizer
 
-from pipeline.store.ct2_to_openai import load_converted
 from pipeline.errors import ModelMissingError
+from pipeline.store.ct2_to_openai import load_converted
 from pipeline.store.hf_to_openai import convert_hf_whisper, is_hf_whisper_folder
 
 HEADS = [[1, 0], [1, 3], [0, 2]]
@@ -206,8 +206,8 @@ def test_refuses_untied_output_projection(hf_model, hf_folder, tmp_path):
 def test_imported_through_the_cli_and_routed_for_uyghur(hf_folder, tmp_path, capsys):
     """The form fine-tuned Uyghur models are published in, brought in with `models import` alone."""
     from pipeline import config
-    from pipeline.store import routes
     from pipeline.cli.main import main
+    from pipeline.store import routes
 
     (hf_folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# a fine-tune\n", encoding="utf-8")
     assert main(["models", "import", str(hf_folder), "--language", "ug", "--whisper-token", "uz"]) == 0

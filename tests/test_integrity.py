@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import originals
-from pipeline.archive import custody
+from pipeline.archive import custody, originals
 from pipeline.archive.bundle import write_bundle
 from pipeline.cli.main import main
 
@@ -101,8 +100,8 @@ def test_verify_detects_changed_missing_and_extra_files(run_archive, capsys):
     srt.write_bytes(bytes(data))
     code, out, _ = cli(capsys, "verify", "--out", str(archive))
     assert code == 1 and out.splitlines() == [f"{bundle.name}/{srt.name}: changed (manifest sha256 "
-                                              f"{json.loads((bundle / 'manifest.json').read_text())['files'][srt.name]}, "
-                                              f"now {_sha(srt)})"]
+                                              f"{json.loads((bundle / 'manifest.json').read_text())['files'][srt.name]}"
+                                              f", now {_sha(srt)})"]
 
     (bundle / "index.html").unlink()
     (bundle / "notes.txt").write_text("added later\n")

@@ -12,17 +12,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.stages import audio_source
-from pipeline.stages import vad
 from pipeline.asr.core import AsrOptions
+from pipeline.evaluation.devset import librivox
+from pipeline.run.process import RunOptions, process_video
+from pipeline.stages import audio_source, vad
 from pipeline.stages.audio_source import ArrayAudio, WavAudio
 from pipeline.stages.checkpoint import Checkpoint
-from pipeline.evaluation.devset import librivox
 from pipeline.stages.media import SAMPLE_RATE, extract_audio, load_wav, probe
-from pipeline.run.process import RunOptions, process_video
-from pipeline.transcript import Transcript
 from pipeline.stages.vad import SpeechRegion, speech_regions, voiced_windows
-
+from pipeline.transcript import Transcript
 
 
 def _noise_video(path, seconds: float, speech=None, at: float = 0.0):
@@ -31,7 +29,8 @@ def _noise_video(path, seconds: float, speech=None, at: float = 0.0):
     graph = "[1:a]anull[a]"  # input 0 is the picture
     if speech is not None:
         inputs += ["-i", str(speech)]
-        graph = f"[2:a]aresample=16000,adelay={int(at * 1000)}:all=1[s];[1:a][s]amix=inputs=2:duration=first:normalize=0[a]"
+        graph = (f"[2:a]aresample=16000,adelay={int(at * 1000)}:all=1[s];"
+                 "[1:a][s]amix=inputs=2:duration=first:normalize=0[a]")
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x48:r=1", *inputs,
                     "-filter_complex", graph, "-map", "0:v", "-map", "[a]", "-t", str(seconds),
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(path)], check=True)

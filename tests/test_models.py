@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from pipeline import config
-from pipeline.store import routes
 from pipeline.cli.main import main
+from pipeline.store import routes
 from pipeline.store.ct2_to_openai import packaged_base_parts
 
 from . import media_factory as mf

@@ -1,4 +1,5 @@
-"""pipeline.store.hf_to_argos on tiny random models in each download format, checked token for token against transformers.
+"""pipeline.store.hf_to_argos on tiny random models in each download format, checked token for token
+against transformers.
 
 The proof: import a model, translate UDHR lines with `pipeline.stages.translate.translate_texts`
 (greedy, float32), record what reached CTranslate2, and require that the source tokens
@@ -20,10 +21,10 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import config
-from pipeline.stages import translate
 from pipeline.errors import ModelMissingError
-from pipeline.store.hf_to_argos import detect_mt_kind, import_translation_model
+from pipeline.stages import translate
 from pipeline.stages.translate import find_translator, translate_texts
+from pipeline.store.hf_to_argos import detect_mt_kind, import_translation_model
 
 from .media_factory import SHARED_DATA as UDHR_TSV
 from .tiny_argos import udhr_column

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from pipeline import config
-from pipeline.run import process as process_module
 from pipeline.cli.main import main
+from pipeline.run import process as process_module
 from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.archive import custody
-from pipeline.store import routes
 from pipeline.cli.main import main
 from pipeline.run.process import PLAIN, Stages, process_video, retranslate
-from pipeline.transcript import UNTRANSLATED, Transcript
 from pipeline.stages.translate import install_package
+from pipeline.store import routes
+from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
 from .test_pipeline import _options

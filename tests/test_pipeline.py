@@ -9,20 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import bundle as bundle_module
 from pipeline import config
+from pipeline.archive import bundle as bundle_module
+from pipeline.archive.viewer import linked_video
 from pipeline.asr.core import AsrOptions
 from pipeline.cli.main import main
-from pipeline.run.process import RunOptions, process_video
-from pipeline.transcript import UNTRANSLATED, Transcript
-from pipeline.stages.translate import install_package
-from pipeline.archive.viewer import linked_video
-
 from pipeline.evaluation.devset import librivox
+from pipeline.run.process import RunOptions, process_video
+from pipeline.stages.translate import install_package
+from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
 from .tiny_argos import build_tiny_argos_package
-
 
 # Random weights make word-timestamp re-seeking and temperature sampling wander for minutes; the
 # random model only has to run the real machinery, deterministically. Real-weight tests keep defaults.
@@ -134,7 +132,8 @@ def test_failed_write_leaves_no_bundle(kk_video, tiny_whisper, tmp_path, monkeyp
     archive = tmp_path / "archive"
     with pytest.raises(OSError):
         process_video(kk_video, archive, _options(tiny_whisper))
-    assert [p.name for p in archive.iterdir() if not p.name.startswith(".work") and p.name not in ("custody", "originals")] == []
+    assert [p.name for p in archive.iterdir()
+            if not p.name.startswith(".work") and p.name not in ("custody", "originals")] == []
 
 
 def test_cli_reports_each_file_and_fails_on_bad_input(kk_video, tiny_whisper, tmp_path, capsys):

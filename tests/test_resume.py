@@ -31,7 +31,8 @@ LEAD, PAUSE = 3.0, 12.0  # pauses longer than vad.window_groups' 10 s gap: one d
 
 def _run(video: Path, archive: Path, *args: str, kill_at: str | None = None, **popen) -> subprocess.Popen:
     env = dict(os.environ, TESTIMONY_KILL_AT=kill_at or "")
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--out", str(archive), *args],
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--out", str(archive),
+                             *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 

@@ -189,7 +189,8 @@ def test_no_argos_settings_no_home_writes(tmp_path, tiny_packages):
         "from pipeline.stages.translate import translate_texts\n"
         f"out = translate_texts(['Барлық адамдар'], 'kk', packages_dir={str(store)!r})\n"
         "assert isinstance(out[0], str)\n"
-        "bad = [m for m in ('argostranslate.settings', 'argostranslate.sbd', 'stanza', 'minisbd') if m in sys.modules]\n"
+        "bad = [m for m in ('argostranslate.settings', 'argostranslate.sbd', 'stanza', 'minisbd') "
+        "if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from pipeline.archive.bundle import MANIFEST, write_bundle
+from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 from pipeline.stages.media import probe, wav_duration
 from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, UNTRANSLATED, Segment, Source, Transcript
-from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 
 from . import media_factory as mf
 

@@ -62,7 +62,8 @@ def build_marian_hf(root: Path, *, seed: int = 0, eos_bias: float = 12.0, target
     source = _spm(udhr_column("kk") + udhr_column("ug"), root / "spm" / "source", 300, "unigram")
     target = _spm(udhr_column("en"), root / "spm" / "target", 200, "unigram")
     pieces = list(dict.fromkeys(p for p in source[3:] + target[3:]))  # one joint vocabulary, as OPUS-MT has
-    vocab = ["</s>", "<unk>", *(f">>{t}<<" for t in targets), *pieces, "<pad>"]  # Marian's order; transformers appends <pad>
+    # Marian's order; transformers appends <pad>
+    vocab = ["</s>", "<unk>", *(f">>{t}<<" for t in targets), *pieces, "<pad>"]
     folder.mkdir(parents=True)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
     shutil.copy(root / "spm" / "source.model", folder / "source.spm")

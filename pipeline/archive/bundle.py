@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pipeline import config, failpoints
 from pipeline.archive.formats import renderings
+from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 from pipeline.hashing import file_sha256
 from pipeline.transcript import Transcript
-from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 
 TRANSCRIPT = "transcript.json"
 MANIFEST = "manifest.json"

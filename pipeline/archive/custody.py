@@ -161,8 +161,8 @@ def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path
     A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
     """
     from pipeline.archive.bundle import MANIFEST
-    from pipeline.hashing import file_sha256
     from pipeline.archive.integrity import files_problems
+    from pipeline.hashing import file_sha256
 
     bundle = Path(bundle)
     if last_manifest_sha256(archive, sha256) == file_sha256(bundle / MANIFEST):

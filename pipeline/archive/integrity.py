@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import __version__, atomic
-from pipeline.archive import custody
-from pipeline.archive import originals
+from pipeline.archive import custody, originals
 from pipeline.archive.bundle import MANIFEST, TRANSCRIPT
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
@@ -102,7 +101,8 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
     """Re-hash the bundle's files, check its custody chain, and re-hash the original when reachable.
 
     The original is `original` when given, else the archive's read-only copy, else the newest arrival
-    path in the custody log that still exists. With `record`, a `verify` event with the outcome is appended to the custody log.
+    path in the custody log that still exists. With `record`, a `verify` event with the outcome is appended to the
+    custody log.
     """
     archive, bundle = Path(archive), Path(bundle)
     name = bundle.name

@@ -29,13 +29,13 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
-from pipeline.stages.checkpoint import Checkpoint
 from pipeline.asr.languages import languages
 from pipeline.errors import ModelMissingError
+from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
+from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.media import SAMPLE_RATE
-from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
 from pipeline.stages.vad import SpeechRegion, clip_timestamps, decode_chunks, speech_regions
+from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Word
 
 HOP = 160  # samples per mel frame: chunks start on the 10 ms grid, so their times shift by whole frames
 

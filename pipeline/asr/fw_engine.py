@@ -32,15 +32,22 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from pipeline.asr.core import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions, AsrResult,
-                  chunk_seed, transcribe_with)
-from pipeline.stages.audio_source import Audio
-from pipeline.stages.checkpoint import Checkpoint
-from pipeline.store import registry as model_registry
-from pipeline.store.ct2_store import Ct2Record, resolve_ct2
+from pipeline.asr.core import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOGPROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    AsrOptions,
+    AsrResult,
+    chunk_seed,
+    transcribe_with,
+)
 from pipeline.errors import ModelMissingError, TestimonyError
 from pipeline.hardware import ct2_cuda_available, thread_count
+from pipeline.stages.audio_source import Audio
+from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion, voiced_windows
+from pipeline.store import registry as model_registry
+from pipeline.store.ct2_store import Ct2Record, resolve_ct2
 
 ENGINE = "faster-whisper"
 

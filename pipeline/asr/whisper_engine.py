@@ -15,8 +15,16 @@ import torch
 import whisper
 from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
 
-from pipeline.asr.core import (COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, NO_SPEECH_THRESHOLD, AsrOptions,
-                               AsrResult, Reroute, chunk_seed, transcribe_with)
+from pipeline.asr.core import (
+    COMPRESSION_RATIO_THRESHOLD,
+    LOGPROB_THRESHOLD,
+    NO_SPEECH_THRESHOLD,
+    AsrOptions,
+    AsrResult,
+    Reroute,
+    chunk_seed,
+    transcribe_with,
+)
 from pipeline.stages.audio_source import Audio
 from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion, voiced_windows

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.archive import catalog
-from pipeline.cli.errors import guarded
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.archive.formats import bilingual, english, original, render_srt, render_txt, render_vtt
+from pipeline.cli.errors import guarded
 from pipeline.transcript import Transcript
 
 FORMATS = ("txt", "srt", "vtt", "json")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.archive import catalog
-from pipeline.cli.errors import guarded
 from pipeline.archive.bundle import find_bundle
-from pipeline.hashing import file_sha256
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
+from pipeline.cli.errors import guarded
+from pipeline.hashing import file_sha256
 
 OUT_HELP = "archive root (default: $TESTIMONY_OUT, else transcripts/)"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline import config
+from pipeline.archive import originals
 from pipeline.cli import archive as archive_cli
 from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
 from pipeline.cli import models as models_cli
 from pipeline.run import options as options_table
-from pipeline.archive import originals
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from pipeline import config
+from pipeline.cli.errors import FAILED, guarded
 from pipeline.store import registry as model_registry
 from pipeline.store import routes
-from pipeline.cli.errors import FAILED, guarded
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,8 @@ def _mt_status(language: str, route: routes.Route) -> str:
         info = find_translator(language, "en", via=route.translate_via or None)
     except MissingTranslation:
         via = f" (via {route.translate_via})" if route.translate_via else ""
-        return f"none{via}: testimony models import PACKAGE.argosmodel, or an NLLB/Marian folder with --language {language}"
+        return (f"none{via}: testimony models import PACKAGE.argosmodel, or an NLLB/Marian folder "
+                f"with --language {language}")
     return " -> ".join(info.route) + " (" + ", ".join(p["name"] for p in info.packages) + ")"
 
 

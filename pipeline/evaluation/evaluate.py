@@ -157,8 +157,8 @@ def detect_clip(clip: Clip, model_name: str, device: str,
     """Language detection on the clip's extracted, voiced audio, as the pipeline's auto mode does it."""
     from pipeline.asr.whisper_engine import detect_language
     from pipeline.stages.media import extract_audio, load_wav, probe
-    from pipeline.store.whisper_store import load_whisper
     from pipeline.stages.vad import speech_regions
+    from pipeline.store.whisper_store import load_whisper
 
     model, _ = load_whisper(model_name, device)
     with tempfile.TemporaryDirectory(prefix="testimony-eval-") as tmp:
@@ -337,7 +337,6 @@ def _metric_versions() -> dict[str, str]:
 def run_eval(args: argparse.Namespace) -> int:
     """The `testimony eval` command: exit 1 when any clip failed, 2 on a bad manifest."""
     from pipeline.errors import TestimonyError
-
     from pipeline.run.options import settings as flat_settings
 
     settings = {**flat_settings(args, "eval"), "audio_track": None}

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from pipeline.hashing import file_sha256
-from pipeline.stages.media import check_readable
 from pipeline.run.process import PLAIN, Prepared, Progress, RunOptions, RunResult, Stages, finish_video, prepare_video
+from pipeline.stages.media import check_readable
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def run_many(videos: Iterable[str | Path], archive: str | Path, options: RunOpti
                     job = exc
                 if n + 1 < len(queue):
                     busy = job.sha256 if isinstance(job, Prepared) else None
-                    pending = pool.submit(_prefetch, queue[n + 1], archive, options, force, say(queue[n + 1]), busy, stages)
+                    pending = pool.submit(_prefetch, queue[n + 1], archive, options, force, say(queue[n + 1]), busy,
+                                          stages)
                 if isinstance(job, Exception):
                     yield video, job
                     continue

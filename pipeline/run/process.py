@@ -17,18 +17,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline import __version__, atomic, config
-from pipeline.archive import catalog
-from pipeline.archive import custody
-from pipeline.archive import originals
-from pipeline.asr.core import AsrOptions, AsrResult
-from pipeline.stages.audio_source import WavAudio
-from pipeline.stages.checkpoint import Checkpoint
+from pipeline.archive import catalog, custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
+from pipeline.asr.core import AsrOptions, AsrResult
 from pipeline.errors import BadInputError
 from pipeline.hardware import configure_torch
 from pipeline.hashing import file_sha256
-from pipeline.stages.media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
 from pipeline.names import display_name
+from pipeline.stages.audio_source import WavAudio
+from pipeline.stages.checkpoint import Checkpoint
+from pipeline.stages.media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
 from pipeline.transcript import TRUNCATED, UNTRANSLATED, Source, Transcript
 
 Progress = Callable[[str], None]
@@ -215,8 +213,8 @@ def translation_route(language: str) -> tuple[str | None, Any]:
     The pivot is the language route's `translate_via`; reuse checks and cache keys compare this, so
     a newly installed package or a changed pivot makes the old translation stale.
     """
-    from pipeline.store.routes import route_for
     from pipeline.stages.translate import MissingTranslation, find_translator
+    from pipeline.store.routes import route_for
 
     via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
@@ -293,7 +291,8 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
         transcript.warnings.append(
             f"decoded only {audio.decoded_duration:.1f} s of the {audio.expected_duration:.1f} s the "
             "container reports: the file is probably truncated; find a complete copy of the original")
-    elif audio.container_duration and audio.container_duration - audio.decoded_duration > max(5.0, 0.1 * audio.decoded_duration):
+    elif (audio.container_duration
+          and audio.container_duration - audio.decoded_duration > max(5.0, 0.1 * audio.decoded_duration)):
         # The audio is whole by its own stream's length, but the container claims far more: record both.
         transcript.warnings.append(
             f"the container claims {audio.container_duration:.1f} s but its audio is {audio.decoded_duration:.1f} s "

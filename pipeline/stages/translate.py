@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline import config
-from pipeline.store import registry as model_registry
 from pipeline.errors import ModelMissingError
+from pipeline.store import registry as model_registry
 
 __all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "install_package"]
 
@@ -130,7 +130,8 @@ def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path |
     route.reverse()
     hops = [edges[a][b] for a, b in zip(route, route[1:])]
     packages = [
-        {"name": path.name, "version": meta.get("package_version", ""), "from": meta["from_code"], "to": meta["to_code"]}
+        {"name": path.name, "version": meta.get("package_version", ""),
+         "from": meta["from_code"], "to": meta["to_code"]}
         for path, meta in hops
     ]
     return TranslatorInfo(from_code, to_code, route, packages)
@@ -161,7 +162,8 @@ def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
             device=os.environ.get("ARGOS_DEVICE_TYPE", "cpu"),
             compute_type=os.environ.get("ARGOS_COMPUTE_TYPE", "auto"),
         )
-        hop = _Hop(path, translator, tokenizer, meta.get("target_prefix", "") or "", meta.get("source_prefix", "") or "")
+        hop = _Hop(path, translator, tokenizer, meta.get("target_prefix", "") or "",
+                   meta.get("source_prefix", "") or "")
         _TRANSLATORS[key] = hop
         return hop
 

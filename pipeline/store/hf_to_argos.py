@@ -123,7 +123,8 @@ def import_translation_model(
     path = Path(path).expanduser()
     codes = list(dict.fromkeys([from_codes] if isinstance(from_codes, str) else from_codes))
     if not all(re.fullmatch(r"[a-z]{2,3}", c) for c in [*codes, to_code]):
-        raise ModelMissingError(f"{path}: language codes must be ISO 639 codes like kk, ug, en; got {[*codes, to_code]}")
+        raise ModelMissingError(f"{path}: language codes must be ISO 639 codes like kk, ug, en; "
+                                f"got {[*codes, to_code]}")
     if not codes or any(c == to_code for c in codes):
         raise ModelMissingError(f"{path}: name the source language(s) to import for, other than {to_code!r} "
                                 f"(e.g. --language kk)")
@@ -252,7 +253,8 @@ def _language_tokens(path: Path, kind: str, code: str, to_code: str,
     if loose:
         return loose[0], ""
     raise ModelMissingError(f"{path}: this multilingual OPUS-MT model has no >>{iso3}<< target token, so it "
-                            f"cannot translate into {_NAMES.get(to_code, to_code)}; its targets: {', '.join(targets[:20])}")
+                            f"cannot translate into {_NAMES.get(to_code, to_code)}; "
+                            f"its targets: {', '.join(targets[:20])}")
 
 
 def _build_package(parent: Path, meta: dict, model_dir: Path, spm_file: Path) -> Path:
@@ -278,7 +280,8 @@ def _build_package(parent: Path, meta: dict, model_dir: Path, spm_file: Path) ->
 
 def _tokenizer_file(path: Path, kind: str) -> Path:
     """The SentencePiece model that tokenizes the source (Argos packages carry exactly one)."""
-    names = ("source.spm", "sentencepiece.model") if "marian" in kind else ("sentencepiece.bpe.model", "sentencepiece.model")
+    names = (("source.spm", "sentencepiece.model") if "marian" in kind
+             else ("sentencepiece.bpe.model", "sentencepiece.model"))
     for name in names:
         if (path / name).is_file():
             return path / name

@@ -20,9 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.store.ct2_to_openai import encode_alignment_heads
 from pipeline import atomic
 from pipeline.errors import ModelMissingError
+from pipeline.store.ct2_to_openai import encode_alignment_heads
 
 if TYPE_CHECKING:  # importing torch/whisper is slow; only the converter needs them
     import torch

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import config
+from pipeline.errors import ModelMissingError
 from pipeline.store import registry as model_registry
 from pipeline.store import routes
-from pipeline.errors import ModelMissingError
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ def _import_argos(path: Path, licence: str | None) -> Imported:
     installed = config.argos_dir() / top
     meta = _json(installed / "metadata.json")
     model_registry.write_record(installed, name=top, origin=f"Argos package {path}",
-                                licence=licence or (meta.get("licence") or meta.get("license", "")) or "see the package README",
+                                licence=(licence or (meta.get("licence") or meta.get("license", ""))
+                                         or "see the package README"),
                                 languages=[meta.get("from_code", "")])
     return Imported(top, "argos", installed,
                     f"installed Argos package {path.name} ({meta.get('from_code')} -> {meta.get('to_code')})")
@@ -182,7 +183,8 @@ def _import_translation(path: Path, languages: list[str], name: str | None, lice
     for package in import_translation_model(path, from_codes=languages, to_code="en", name=name, licence=licence):
         meta = _json(package / "metadata.json")
         model_registry.write_record(package, name=package.name, origin=f"converted from {path}",
-                                    licence=(meta.get("licence") or meta.get("license")) or licence or "unknown: check the source",
+                                    licence=((meta.get("licence") or meta.get("license")) or licence
+                                             or "unknown: check the source"),
                                     languages=[meta.get("from_code", "")])
         done.append(Imported(package.name, "argos", package,
                              f"built Argos package {package.name} ({meta.get('from_code')} -> en) from {path.name}"))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from pipeline import atomic, config
 from pipeline.hashing import file_sha256

@@ -1,7 +1,7 @@
 """Per-language routes: which ASR model and Whisper token decode a language, and how it reaches English.
 
-Defaults ship with the package (`pipeline/store/defaults/routes.toml`); what a user imports with `--language` is written to
-`routes.local.toml` in the model store and wins field by field. A language without a route of its own
+Defaults ship with the package (`pipeline/store/defaults/routes.toml`); what a user imports with `--language` is
+written to `routes.local.toml` in the model store and wins field by field. A language without a route of its own
 falls back to the `auto` model with its own Whisper token, which is right for every language Whisper
 knows; a language Whisper does not know (Uyghur) must have a model imported for it.
 """
@@ -9,9 +9,10 @@ knows; a language Whisper does not know (Uyghur) must have a model imported for 
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from pipeline import atomic, config
 from pipeline.errors import ModelMissingError

@@ -18,8 +18,8 @@ from typing import Any
 import whisper
 
 from pipeline import config
-from pipeline.store import registry as model_registry
 from pipeline.errors import ModelMissingError
+from pipeline.store import registry as model_registry
 
 
 @dataclass(frozen=True)
