@@ -49,7 +49,7 @@ def setup(spec: dict) -> dict:
 def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
     """Options, the loaded model and (import, load) seconds for our pipeline on spec's engine."""
     from pipeline.asr.core import AsrOptions
-    from pipeline.run.process import RunOptions, asr_engine
+    from pipeline.run.stages import RunOptions, asr_engine
 
     imported = time.perf_counter() - STARTED
     options = RunOptions(asr=AsrOptions(model=spec["model"], language=language, engine=spec["engine"]),
@@ -65,7 +65,7 @@ def stages(spec: dict) -> dict:
     from pipeline.asr import fw_engine
     from pipeline.asr.whisper_engine import detect_language as whisper_detect
     from pipeline.hashing import file_sha256
-    from pipeline.run.process import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
+    from pipeline.run.stages import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
     from pipeline.stages.media import load_wav
     from pipeline.stages.vad import speech_regions
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import config
 from pipeline.cli.main import main
-from pipeline.run import process as process_module
+from pipeline.run import stages as stages_module
 from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
@@ -106,13 +106,13 @@ def test_whole_run_makes_no_outbound_connection(media, converted_base, tmp_path,
     for key in PRIVACY:  # the run itself must set them, whatever the test harness did
         monkeypatch.delenv(key, raising=False)
     seen: dict[str, str | None] = {}
-    real_transcribe = process_module.stage_transcribe
+    real_transcribe = stages_module.stage_transcribe
 
     def spy(*args: Any, **kw: Any):
         seen.update({key: os.environ.get(key) for key in PRIVACY})
         return real_transcribe(*args, **kw)
 
-    monkeypatch.setattr(process_module, "stage_transcribe", spy)
+    monkeypatch.setattr(stages_module, "stage_transcribe", spy)
     code = main(["run", str(video), "--out", str(tmp_path / "archive"), "--language", "kk",
                  "--asr-model", "base"])
     out = capsys.readouterr().out

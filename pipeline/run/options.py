@@ -1,4 +1,4 @@
-"""The run options, once: the `run` and `eval` flags, the Prefect form and `RunOptions.from_flat`.
+"""The run options, once: the `run` and `eval` flags, the Prefect form, and `RunOptions` they make.
 
 Each option is a flat, JSON-friendly setting (what a deployment form in the Prefect UI can hold) with
 its default, its flag and its help. The parsers and the flow's parameters are made from this table,
@@ -8,9 +8,13 @@ so adding an option is one entry here and one use in `RunOptions.from_flat`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+from pipeline.asr.core import AsrOptions
 
 ENGINES = ("whisper", "faster-whisper")
 DEVICES = ("cpu", "cuda")
@@ -115,3 +119,46 @@ def flow_parameters(fixed: Iterable[inspect.Parameter], tail: Iterable[inspect.P
     table = [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,
                                annotation=o.annotation) for o in OPTIONS]
     return inspect.Signature([*fixed, *table, *tail], return_annotation=return_annotation)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    asr: AsrOptions = field(default_factory=AsrOptions)
+    audio_track: int | None = None
+    translate: bool = True
+    device: str | None = None  # None: CUDA when present, else CPU
+    follow_routes: bool = True  # an auto-detected language is decoded with its route's model
+
+    @classmethod
+    def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
+                  audio_track: int | None = None, translate_to_english: bool = True,
+                  beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
+                  temperature_fallback: bool = True, device: str | None = None,
+                  engine: str = "whisper") -> "RunOptions":
+        """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
+
+        An unnamed model or token comes from the language's route (`testimony models`); a language no
+        installed model can do raises ModelMissingError naming the command that fixes it.
+        """
+        from pipeline.store.routes import resolve_asr
+
+        follow_routes = asr_model is None  # a model the user named is used for every language
+        asr_model, whisper_token = resolve_asr(language, asr_model, whisper_token)
+        asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
+                         beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
+                         temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
+                         engine=engine)
+        return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
+                   follow_routes=follow_routes)
+
+    def key(self) -> str:
+        """Digest of every option that changes the output; part of the cache key with the SHA-256."""
+        data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
+        if data["asr"]["engine"] == "whisper":  # the default engine keeps the keys bundles had before engines
+            del data["asr"]["engine"]
+        if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
+            from pipeline.store.routes import load_routes
+
+            data["routes"] = {k: v.asr_model for k, v in sorted(load_routes().items())}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
