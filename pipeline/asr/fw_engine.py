@@ -47,11 +47,12 @@ from pipeline.stages.audio_source import Audio
 from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion, voiced_windows
 from pipeline.store import registry as model_registry
-from pipeline.store.ct2_store import Ct2Record, resolve_ct2
+from pipeline.store.ct2_store import resolve_ct2
+from pipeline.store.record import ModelRecord
 
 ENGINE = "faster-whisper"
 
-_loaded: dict[tuple[str, str, str, int], tuple[Any, Ct2Record]] = {}
+_loaded: dict[tuple[str, str, str, int], tuple[Any, ModelRecord]] = {}
 _load_lock = threading.Lock()
 
 
@@ -70,7 +71,7 @@ def compute_type(device: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
-def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[Any, Ct2Record]:
+def load_faster_whisper(name_or_path: str, device: str | None = None) -> tuple[Any, ModelRecord]:
     """Load once per process, device and thread count; later videos of a run reuse the model."""
     from faster_whisper import WhisperModel
 

