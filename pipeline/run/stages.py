@@ -252,12 +252,7 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
 
 def discard_work(archive: Path, sha256: str) -> None:
     """The video's work folder goes, and `.work/` itself once no other video has one."""
-    work = work_dir(archive, sha256)
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        work.parent.rmdir()
-    except OSError:  # another video's work folder is still there (or it is already gone)
-        pass
+    _remove_work(work_dir(archive, sha256))
 
 
 def drop_audio(work: Path) -> bool:
@@ -265,12 +260,16 @@ def drop_audio(work: Path) -> bool:
     run is kept whole (False), WAV included, so the next run resumes instead of starting over."""
     if any(work.glob("*.jsonl")):
         return False
+    _remove_work(work)
+    return True
+
+
+def _remove_work(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
     try:
         work.parent.rmdir()
-    except OSError:
+    except OSError:  # another video's work folder is still there (or it is already gone)
         pass
-    return True
 
 
 Wrap = Callable[[str, Callable], Callable]
