@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.archive import custody
 from pipeline.cli.main import main
-from pipeline.run.process import PLAIN, Stages, process_video, retranslate
+from pipeline.run.process import Stages, process_video, retranslate
 from pipeline.stages.translate import install_package
 from pipeline.store import routes
 from pipeline.transcript import UNTRANSLATED, Transcript
@@ -94,4 +94,3 @@ def test_a_wrapper_sees_every_stage_of_a_run(kk_video, tiny_whisper, tmp_path):
     _install(tmp_path, ("kk", "en"))
     process_video(kk_video, tmp_path / "archive", _options(tiny_whisper), stages=Stages(wrap))
     assert called == list(Stages.NAMES)
-    assert set(PLAIN.NAMES) == set(Stages.NAMES)
