@@ -5,6 +5,10 @@ models again for every video. This loop does what its poller does (find schedule
 deployments, claim each with a Pending state, which the server grants to exactly one claimant) and then
 runs the flow in this process, where the model caches live.
 
+Prefect's flow-run heartbeats are off for these runs: they exist so a server can notice a worker that
+died, which `recover` already handles here, and their thread costs up to a second at the end of every
+run (it sleeps in one-second steps and is joined).
+
 A run this process never finished (serve killed, the machine restarted) is still Running, Pending or
 Crashed on the server when serve starts again: `recover` schedules it once more, and the pipeline's
 checkpoints make the new attempt resume where the old one stopped.
@@ -28,6 +32,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.flow_engine import run_flow
 from prefect.flows import Flow
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Crashed, Pending, Scheduled
 
 PAGE = 200
@@ -121,7 +126,8 @@ class InProcessExecutor:
         flow = self.flows[flow_run.deployment_id]
         self.current = flow_run.name
         try:
-            run_flow(flow, flow_run=flow_run, parameters=dict(flow_run.parameters or {}), return_type="state")
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                run_flow(flow, flow_run=flow_run, parameters=dict(flow_run.parameters or {}), return_type="state")
         except BaseException as exc:  # the run's state already records the failure
             print(f"serve: run {flow_run.name} ended with {type(exc).__name__}: {exc}", flush=True)
         finally:

@@ -1,8 +1,10 @@
 """The flows `testimony serve` deploys: a dropped file, a whole folder, and re-translating a transcript.
 
-Each wraps `process-video` (a subflow, so every stage shows in the UI) and adds what the service owes
-the archive team: a failed file set aside with its reason, a duplicate recorded against the first
-bundle, and the catalog and artifacts kept current.
+Each runs the stages of `process-video` (as tasks, so every stage shows in the UI) and adds what the
+service owes the archive team: a failed file set aside with its reason, a duplicate recorded against
+the first bundle, and the catalog and artifacts kept current. A dropped file's stages run as tasks of
+its own `inbox` run, not in a subflow: a flow run costs about a second of setup and teardown, and a
+burst pays it per file.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyEr
 from pipeline.names import display_name
 from pipeline.run import process
 
-from .process_video import prefect_stages, process_video_flow, show_in_ui
+from .process_video import prefect_stages, process_video, process_video_flow, show_in_ui
 
 FAILED_DIR = "failed"
 
@@ -61,7 +63,7 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
     if not path.exists():
         return f"{path} is gone (moved away before it was processed)"
     try:
-        result = process_video_flow(str(path), out=str(archive))
+        result = process_video(str(path), out=str(archive))
     except Exception as exc:
         if not _machine_fault(exc):
             _set_aside(path, inbox_dir, archive, exc)
