@@ -49,28 +49,29 @@ def setup(spec: dict) -> dict:
 def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
     """Options, the loaded model and (import, load) seconds for our pipeline on spec's engine."""
     from pipeline.asr.core import AsrOptions
-    from pipeline.run.stages import RunOptions, asr_engine
+    from pipeline.asr.engine import engine_for
+    from pipeline.run.stages import RunOptions
 
     imported = time.perf_counter() - STARTED
     options = RunOptions(asr=AsrOptions(model=spec["model"], language=language, engine=spec["engine"]),
                          device=spec.get("device"), follow_routes=False)  # one model throughout
-    device, load, _run, facts = asr_engine(options)
-    (model, _record), load_s = _timed(lambda: load(spec["model"], device))
-    return options, (model, facts(model), device), imported, load_s
+    engine = engine_for(spec["engine"])
+    device = engine.device(options.device)
+    (model, _record), load_s = _timed(lambda: engine.load(spec["model"], device))
+    return options, (model, engine.facts(model), device), imported, load_s
 
 
 def stages(spec: dict) -> dict:
     """Each stage of `process_video` timed on its own, language detection split out of transcription."""
     from pipeline.archive.bundle import write_bundle
-    from pipeline.asr import fw_engine
-    from pipeline.asr.whisper_engine import detect_language as whisper_detect
+    from pipeline.asr.engine import engine_for
     from pipeline.hashing import file_sha256
     from pipeline.run.stages import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
     from pipeline.stages.media import load_wav
     from pipeline.stages.vad import speech_regions
 
     options, (model, facts, device), imported, load_s = _ours(spec)
-    detect = fw_engine.detect_language if spec["engine"] == "faster-whisper" else whisper_detect
+    detect = engine_for(spec["engine"]).detect_language
     archive = Path(tempfile.mkdtemp(prefix="throughput-"))
     files = []
     for video in map(Path, spec["files"]):

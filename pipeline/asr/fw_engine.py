@@ -1,15 +1,15 @@
 """ASR with faster-whisper (CTranslate2): the throughput engine, same input and output as `asr`.
 
-Everything that shapes the transcript is shared with the reference engine (`asr.py`):
-- The loop is the same function (`asr.transcribe_with`): our voiced regions (`vad.speech_regions`,
-  Silero with our parameters), one chunk of audio read and decoded at a time and checkpointed, each
-  decoded in place through faster-whisper's `clip_timestamps`, so times are the recording's own and
-  nothing is remapped. (faster-whisper's `vad_filter` instead glues the voiced chunks together, silences cut
-  out, and maps times back afterwards: a segment can straddle a cut and its times rest on that
-  remapping.) Neighbouring regions are decoded as one clip while they fit in a 30 s window
-  (`vad.window_groups`): on CPU the encoder pass per clip dominates, and on five minutes of the
-  LibriVox interview set this halved the CPU time (35 clips became 10) with WER 1.23% instead of
-  1.65%.
+Everything that shapes the transcript is shared with the reference engine (`whisper_engine`):
+- The loop is the same function (`Engine.transcribe`, `asr.core.transcribe_with`): our voiced
+  regions (`vad.speech_regions`, Silero with our parameters), one chunk of audio read and decoded at
+  a time and checkpointed, each decoded in place through faster-whisper's `clip_timestamps`, so
+  times are the recording's own and nothing is remapped. (faster-whisper's `vad_filter` instead
+  glues the voiced chunks together, silences cut out, and maps times back afterwards: a segment can
+  straddle a cut and its times rest on that remapping.) Neighbouring regions are decoded as one clip
+  while they fit in a 30 s window (`vad.window_groups`): on CPU the encoder pass per clip dominates,
+  and on five minutes of the LibriVox interview set this halved the CPU time (35 clips became 10)
+  with WER 1.23% instead of 1.65%.
 - Language: voted over the same voiced windows (`vad.voiced_windows`), probabilities averaged.
 - Decoding guards: no conditioning on previous text, compression-ratio and log-prob thresholds,
   temperature fallback no higher than the options allow, hallucination-silence skipping with word
@@ -28,29 +28,19 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from pipeline.asr.core import (
-    COMPRESSION_RATIO_THRESHOLD,
-    LOGPROB_THRESHOLD,
-    NO_SPEECH_THRESHOLD,
-    AsrOptions,
-    AsrResult,
-    chunk_seed,
-    transcribe_with,
-)
+from pipeline.asr.core import LOGPROB_THRESHOLD, AsrOptions, chunk_seed
+from pipeline.asr.engine import Engine, guards
 from pipeline.errors import ModelMissingError, TestimonyError
 from pipeline.hardware import ct2_cuda_available, thread_count
 from pipeline.stages.audio_source import Audio
-from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion, voiced_windows
 from pipeline.store import registry as model_registry
 from pipeline.store.ct2_store import resolve_ct2
 from pipeline.store.record import ModelRecord
-
-ENGINE = "faster-whisper"
 
 _loaded: dict[tuple[str, str, str, int], tuple[Any, ModelRecord]] = {}
 _load_lock = threading.Lock()
@@ -147,17 +137,6 @@ def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion]) -> tu
     return best, float(totals[best])
 
 
-def transcribe(model: Any, audio: Audio, options: AsrOptions, *, progress: bool = False,
-               reroute: Callable[[str], tuple[Any, AsrOptions] | None] | None = None,
-               checkpoint: Checkpoint | None = None) -> AsrResult:
-    """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute times.
-
-    The loop, the chunking and the checkpoint are `asr.transcribe_with`'s; `reroute` works as there.
-    """
-    return transcribe_with(model, audio, options, detect=detect_language, decode=_decode, progress=progress,
-                           reroute=reroute, checkpoint=checkpoint)
-
-
 def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, options: AsrOptions) -> list[dict]:
     with model.model.seeded(chunk_seed(audio, clips)):
         return _decode_seeded(model, audio, clips, token, options)
@@ -166,21 +145,10 @@ def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, optio
 def _decode_seeded(model: Any, audio: np.ndarray, clips: list[float], token: str,
                    options: AsrOptions) -> list[dict]:
     pieces, _info = model.transcribe(
-        audio,
-        language=token,
-        task="transcribe",
-        beam_size=options.beam_size or 1,  # 1: greedy, as the reference engine's default
-        best_of=1,
-        temperature=list(options.temperatures),
-        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+        audio, **guards(options, token, clips), temperature=list(options.temperatures),
+        beam_size=options.beam_size or 1, best_of=1,  # 1: greedy, as the reference engine's default
         log_prob_threshold=LOGPROB_THRESHOLD,
-        no_speech_threshold=NO_SPEECH_THRESHOLD,
-        condition_on_previous_text=False,
-        word_timestamps=options.word_timestamps,
-        hallucination_silence_threshold=2.0 if options.word_timestamps else None,
-        clip_timestamps=clips,
-        vad_filter=False,  # our regions are already in clip_timestamps
-    )
+        vad_filter=False)  # our regions are already in clip_timestamps
     return [_as_dict(piece) for piece in pieces]  # the generator decodes lazily: this runs the model
 
 
@@ -195,8 +163,27 @@ def _as_dict(piece: Any) -> dict[str, Any]:
     return item
 
 
-def engine_facts(model: Any) -> dict[str, Any]:
-    """What the transcript records about the engine that made it."""
-    return {"engine": ENGINE, "engine_version": version("faster-whisper"),
-            "ctranslate2_version": version("ctranslate2"), "device": model.model.device,
-            "compute_type": model.model.compute_type}
+class FasterWhisperEngine(Engine):
+    name = "faster-whisper"
+
+    def device(self, requested: str | None) -> str:
+        return resolve_device(requested)
+
+    def load(self, model: str, device: str) -> tuple[Any, ModelRecord]:
+        return load_faster_whisper(model, device)
+
+    def detect_language(self, model: Any, audio: Audio,
+                        regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+        return detect_language(model, audio, regions)
+
+    def decode(self, model: Any, audio: np.ndarray, clips: list[float], token: str,
+               options: AsrOptions) -> list[dict]:
+        return _decode(model, audio, clips, token, options)
+
+    def facts(self, model: Any) -> dict[str, Any]:
+        return {"engine": self.name, "engine_version": version("faster-whisper"),
+                "ctranslate2_version": version("ctranslate2"), "device": model.model.device,
+                "compute_type": model.model.compute_type}
+
+
+ENGINE = FasterWhisperEngine()

@@ -1,4 +1,4 @@
-"""The reference engine: openai-whisper behind the loop of `asr.core`.
+"""The reference engine: openai-whisper behind the loop of `asr.core` (`ENGINE`).
 
 Language detection votes over the voiced windows; each chunk is decoded by `whisper.transcribe` on
 its own slice with our clip timestamps and guards, its fallback sampling seeded (`seeded_torch`).
@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import whisper
 from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
 
-from pipeline.asr.core import (
-    COMPRESSION_RATIO_THRESHOLD,
-    LOGPROB_THRESHOLD,
-    NO_SPEECH_THRESHOLD,
-    AsrOptions,
-    AsrResult,
-    Reroute,
-    chunk_seed,
-    transcribe_with,
-)
+from pipeline.asr.core import LOGPROB_THRESHOLD, AsrOptions, chunk_seed
+from pipeline.asr.engine import Engine, guards
 from pipeline.stages.audio_source import Audio
-from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion, voiced_windows
+from pipeline.store.record import ModelRecord
 
 
 def detect_language(model: whisper.Whisper, audio: Audio,
@@ -46,18 +38,6 @@ def detect_language(model: whisper.Whisper, audio: Audio,
             totals[code] = totals.get(code, 0.0) + p / len(windows)
     best = max(totals, key=totals.get)
     return best, float(totals[best])
-
-
-def transcribe(model: whisper.Whisper, audio: Audio, options: AsrOptions, *,
-               progress: bool = False, reroute: Reroute | None = None,
-               checkpoint: Checkpoint | None = None) -> AsrResult:
-    """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute times.
-
-    `reroute`, given the detected language, may hand back the model and options that language's
-    route wants (a Kazakh fine-tune, say), so detection and decoding need not use the same model.
-    """
-    return transcribe_with(model, audio, options, detect=detect_language, decode=_whisper_decode,
-                           progress=progress, reroute=reroute, checkpoint=checkpoint)
 
 
 def _whisper_decode(model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
@@ -88,25 +68,38 @@ def seeded_torch(model: whisper.Whisper, seed: int) -> Iterator[None]:
 
 def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
                         clips: list[float], temperatures: tuple[float, ...]) -> dict:
-    return whisper.transcribe(
-        model,
-        audio,
-        language=token,
-        task="transcribe",
-        temperature=temperatures,
-        beam_size=options.beam_size,
-        best_of=None if options.beam_size else 1,
-        compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
-        logprob_threshold=LOGPROB_THRESHOLD,
-        no_speech_threshold=NO_SPEECH_THRESHOLD,
-        condition_on_previous_text=False,
-        word_timestamps=options.word_timestamps,
-        hallucination_silence_threshold=2.0 if options.word_timestamps else None,
-        clip_timestamps=clips,
-        fp16=model.device.type == "cuda",
-        verbose=None,
-    )
+    return whisper.transcribe(model, audio, **guards(options, token, clips), temperature=temperatures,
+                              beam_size=options.beam_size, best_of=None if options.beam_size else 1,
+                              logprob_threshold=LOGPROB_THRESHOLD, fp16=model.device.type == "cuda", verbose=None)
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class WhisperEngine(Engine):
+    name = "whisper"
+
+    def device(self, requested: str | None) -> str:
+        return requested or default_device()
+
+    def load(self, model: str, device: str) -> tuple[whisper.Whisper, ModelRecord]:
+        from pipeline.hardware import configure_torch
+        from pipeline.store.whisper_store import load_whisper
+
+        configure_torch()
+        return load_whisper(model, device)
+
+    def detect_language(self, model: whisper.Whisper, audio: Audio,
+                        regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
+        return detect_language(model, audio, regions)
+
+    def decode(self, model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
+               options: AsrOptions) -> list[dict]:
+        return _whisper_decode(model, audio, clips, token, options)
+
+    def facts(self, model: whisper.Whisper) -> dict[str, Any]:
+        return {"engine": "openai-whisper", "engine_version": whisper.__version__}
+
+
+ENGINE = WhisperEngine()

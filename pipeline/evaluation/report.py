@@ -20,8 +20,14 @@ def _cell(text: str | None, limit: int = 80) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    model, totals, settings = report["model"], report["totals"], report["settings"]
-    lines = [
+    """The report a person reads: the setup, a table per language, notes, then every clip."""
+    lines = [*_header(report), *_per_language(report), *_notes(report), *_clips(report)]
+    return "\n".join(lines)
+
+
+def _header(report: dict[str, Any]) -> list[str]:
+    model, settings, machine = report["model"], report["settings"], report["machine"]
+    return [
         "# testimony eval",
         "",
         f"- created {report['created']}; manifest `{report['manifest']}`",
@@ -33,11 +39,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- decoding: beam {settings.get('beam_size') or 'greedy'}, VAD {settings.get('vad')}, word timestamps "
         f"{settings.get('word_timestamps')}, temperature fallback {settings.get('temperature_fallback')}, "
         f"translation {settings.get('translate_to_english')}",
-        f"- machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, torch "
-        f"{report['machine']['torch']} ({report['machine']['torch_threads']} threads) on "
-        f"{report['machine']['device']}; load average (1/5/15 min) before "
-        f"{report['machine'].get('load_average_before')}, after {report['machine'].get('load_average_after')}",
+        f"- machine: {machine['platform']}, {machine['cpus']} CPUs, torch "
+        f"{machine['torch']} ({machine['torch_threads']} threads) on "
+        f"{machine['device']}; load average (1/5/15 min) before "
+        f"{machine.get('load_average_before')}, after {machine.get('load_average_after')}",
         "",
+    ]
+
+
+def _per_language(report: dict[str, Any]) -> list[str]:
+    lines = [
         "## Per language",
         "",
         "WER/CER are corpus figures (total edits / total reference words or characters) after the "
@@ -54,6 +65,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {language} | {entry['clips']} | {entry['failed']} | {entry['audio_s']} | {_pct(entry['wer'])} "
             f"| {_pct(entry['cer'])} | {_num(tr.get('chrf'), 1)} | {_num(tr.get('bleu'), 1)} | {lid_text} "
             f"| {_num(entry['rtf'], 3)} |")
+    totals = report["totals"]
     lid = totals["language_id"]
     lines += [
         "",
@@ -65,9 +77,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (f"; detection took {totals['detect_s_mean']} s per clip, apart from the RTF."
            if totals.get("detect_s_mean") is not None else "."),
         "",
-        "## Notes per language",
-        "",
     ]
+    return lines
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    lines = ["## Notes per language", ""]
     for language, entry in report["languages"].items():
         lid, tr = entry["language_id"], entry["translation"]
         detected = ", ".join(f"{code} ×{n}" for code, n in lid["detected"].items())
@@ -76,8 +91,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  chrF/BLEU skipped: {tr['skipped']}")
         else:
             lines.append(f"  chrF/BLEU over {tr['clips']} clips with a reference translation.")
-    lines += [
-        "",
+    return lines + [""]
+
+
+def _clips(report: dict[str, Any]) -> list[str]:
+    lines = [
         "## Clips",
         "",
         "| id | lang | token | detected | WER | CER | audio s | RTF | hypothesis (as decoded) |",
@@ -92,6 +110,5 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_cell(clip['id'], 30)} | {clip['language']} | {clip['whisper_token'] or '-'} | "
             f"{clip['detected_language']}{prob} | {_pct(scores['wer'])} | {_pct(scores['cer'])} | "
             f"{_num(clip['duration'], 1)} | {_num(rtf, 3)} | {_cell(hyp)} |")
-    lines += ["", "Normalised references and hypotheses, English output and each bundle's path are in "
-              "`report.json`; the bundles themselves are in `bundles/`.", ""]
-    return "\n".join(lines)
+    return lines + ["", "Normalised references and hypotheses, English output and each bundle's path are in "
+                    "`report.json`; the bundles themselves are in `bundles/`.", ""]

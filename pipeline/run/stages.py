@@ -20,7 +20,7 @@ from pipeline import __version__, atomic, config
 from pipeline.archive import custody
 from pipeline.archive.bundle import write_bundle
 from pipeline.asr.core import AsrOptions, AsrResult
-from pipeline.hardware import configure_torch
+from pipeline.asr.engine import engine_for
 from pipeline.hashing import file_sha256
 from pipeline.names import display_name
 from pipeline.run.options import RunOptions
@@ -105,26 +105,10 @@ def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
                    whisper_token=route.whisper_token or None)
 
 
-def asr_engine(options: RunOptions) -> tuple[str, Callable, Callable, Callable[[Any], dict]]:
-    """(device, load, transcribe, facts) of the engine the options name; both share one interface."""
-    if options.asr.engine == "faster-whisper":
-        from pipeline.asr import fw_engine
-
-        return (fw_engine.resolve_device(options.device), fw_engine.load_faster_whisper, fw_engine.transcribe,
-                fw_engine.engine_facts)
-    import whisper  # torch comes with it: only this engine pays for importing it
-
-    from pipeline.asr.whisper_engine import default_device, transcribe
-    from pipeline.store.whisper_store import load_whisper
-
-    configure_torch()
-    return (options.device or default_device(), load_whisper, transcribe,
-            lambda _model: {"engine": "openai-whisper", "engine_version": whisper.__version__})
-
-
 def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bool = False) -> tuple[AsrResult, dict]:
-    device, load_model, run_engine, facts = asr_engine(options)
-    model, record = load_model(options.asr.model, device)
+    engine = engine_for(options.asr.engine)
+    device = engine.device(options.device)
+    model, record = engine.load(options.asr.model, device)
     used = {"record": record, "options": options.asr}
 
     def reroute(language: str):
@@ -132,13 +116,13 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
         asr = _routed_options(options, language)
         if asr is None:
             return None
-        routed_model, used["record"] = load_model(asr.model, device)
+        routed_model, used["record"] = engine.load(asr.model, device)
         used["options"] = asr
         return routed_model, asr
 
-    result = run_engine(model, WavAudio(audio.wav_path), options.asr, progress=progress, reroute=reroute,
-                        checkpoint=asr_checkpoint(audio, options, record.sha256))
-    model_info = {**facts(model), **used["record"].to_dict(),
+    result = engine.transcribe(model, WavAudio(audio.wav_path), options.asr, progress=progress, reroute=reroute,
+                               checkpoint=asr_checkpoint(audio, options, record.sha256))
+    model_info = {**engine.facts(model), **used["record"].to_dict(),
                   "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
 

@@ -193,87 +193,106 @@ def _layer_count(variables: dict[str, np.ndarray], prefix: str) -> int:
     return len(found)
 
 
+class _Mapper:
+    """Moves CTranslate2 variables into openai-whisper's state_dict, one named piece at a time; what is
+    left in `src` at the end had no place in the model."""
+
+    def __init__(self, variables: dict[str, np.ndarray], label: str) -> None:
+        self.src, self.out, self.label = dict(variables), {}, label
+
+    def take(self, name: str) -> np.ndarray:
+        if name not in self.src:
+            raise ValueError(f"{self.label}: not {_EXPECTED}: missing variable {name!r}")
+        return self.src.pop(name)
+
+    def zero_bias(self, name: str, bias: np.ndarray) -> None:
+        if np.any(bias):
+            raise ValueError(f"{self.label}: {name} has a non-zero bias; openai-whisper has none there")
+
+    def norm(self, ct2: str, dst: str) -> None:
+        self.out[dst + ".weight"], self.out[dst + ".bias"] = self.take(ct2 + "/gamma"), self.take(ct2 + "/beta")
+
+    def linear(self, ct2: str, dst: str) -> None:
+        self.out[dst + ".weight"], self.out[dst + ".bias"] = self.take(ct2 + "/weight"), self.take(ct2 + "/bias")
+
+    def fused(self, ct2: str, dsts: Sequence[str]) -> None:
+        """Rows stacked as [q;] k; v in one CTranslate2 projection; Whisper's key has no bias."""
+        weight, bias = self.take(ct2 + "/weight"), self.take(ct2 + "/bias")
+        n = len(dsts)
+        if weight.shape[0] % n or bias.shape[0] != weight.shape[0]:
+            raise ValueError(f"{self.label}: {ct2} has shape {weight.shape}, not {n} fused projections")
+        for dst, w, b in zip(dsts, np.split(weight, n), np.split(bias, n)):
+            self.out[dst + ".weight"] = w
+            if dst.endswith(".key"):
+                self.zero_bias(ct2 + " (key part)", b)
+            else:
+                self.out[dst + ".bias"] = b
+
+    def block(self, ct2: str, dst: str, cross: bool) -> None:
+        attn = f"{dst}.attn"
+        self.fused(f"{ct2}/self_attention/linear_0", [f"{attn}.query", f"{attn}.key", f"{attn}.value"])
+        self.linear(f"{ct2}/self_attention/linear_1", f"{attn}.out")
+        self.norm(f"{ct2}/self_attention/layer_norm", f"{dst}.attn_ln")
+        if cross:
+            xattn = f"{dst}.cross_attn"
+            self.linear(f"{ct2}/attention/linear_0", f"{xattn}.query")
+            self.fused(f"{ct2}/attention/linear_1", [f"{xattn}.key", f"{xattn}.value"])
+            self.linear(f"{ct2}/attention/linear_2", f"{xattn}.out")
+            self.norm(f"{ct2}/attention/layer_norm", f"{dst}.cross_attn_ln")
+        self.linear(f"{ct2}/ffn/linear_0", f"{dst}.mlp.0")
+        self.linear(f"{ct2}/ffn/linear_1", f"{dst}.mlp.2")
+        self.norm(f"{ct2}/ffn/layer_norm", f"{dst}.mlp_ln")
+
+    def encoder(self, layers: int) -> int:
+        """The encoder's variables; returns its width."""
+        from whisper.model import sinusoids
+
+        self.linear("encoder/conv1", "encoder.conv1")
+        self.linear("encoder/conv2", "encoder.conv2")
+        width = self.out["encoder.conv1.weight"].shape[0]
+        if "encoder/position_encodings/encodings" in self.src:
+            self.out["encoder.positional_embedding"] = self.take("encoder/position_encodings/encodings")
+        else:  # older specs leave the sinusoids to the runtime
+            self.out["encoder.positional_embedding"] = sinusoids(_AUDIO_CTX, width).numpy()
+        self.norm("encoder/layer_norm", "encoder.ln_post")
+        for i in range(layers):
+            self.block(f"encoder/layer_{i}", f"encoder.blocks.{i}", cross=False)
+        return width
+
+    def decoder(self, layers: int) -> np.ndarray:
+        """The decoder's variables; returns the token embedding (tied to the output projection)."""
+        embedding = self.out["decoder.token_embedding.weight"] = self.take("decoder/embeddings/weight")
+        self.out["decoder.positional_embedding"] = self.take("decoder/position_encodings/encodings")
+        projection = self.src.pop("decoder/projection/weight", embedding)
+        if projection is not embedding and not np.array_equal(projection, embedding):
+            raise ValueError(f"{self.label}: output projection is not tied to the token embedding")
+        self.zero_bias("decoder/projection", self.src.pop("decoder/projection/bias", np.zeros(1)))
+        self.norm("decoder/layer_norm", "decoder.ln")
+        for i in range(layers):
+            self.block(f"decoder/layer_{i}", f"decoder.blocks.{i}", cross=True)
+        return embedding
+
+
 def _to_openai(
     variables: dict[str, np.ndarray], meta: dict, label: str
 ) -> tuple[dict[str, np.ndarray], "whisper.model.ModelDimensions"]:
     """Map CTranslate2 names to openai-whisper's state_dict; every variable must be used."""
-    from whisper.model import ModelDimensions, sinusoids
+    from whisper.model import ModelDimensions
 
-    src = dict(variables)
-    out: dict[str, np.ndarray] = {}
     attrs = meta["attributes"]
-
-    def take(name: str) -> np.ndarray:
-        if name not in src:
-            raise ValueError(f"{label}: not {_EXPECTED}: missing variable {name!r}")
-        return src.pop(name)
-
-    def zero_bias(name: str, bias: np.ndarray) -> None:
-        if np.any(bias):
-            raise ValueError(f"{label}: {name} has a non-zero bias; openai-whisper has none there")
-
-    def norm(ct2: str, dst: str) -> None:
-        out[dst + ".weight"], out[dst + ".bias"] = take(ct2 + "/gamma"), take(ct2 + "/beta")
-
-    def linear(ct2: str, dst: str) -> None:
-        out[dst + ".weight"], out[dst + ".bias"] = take(ct2 + "/weight"), take(ct2 + "/bias")
-
-    def fused(ct2: str, dsts: Sequence[str]) -> None:  # rows are stacked [q;] k; v
-        weight, bias = take(ct2 + "/weight"), take(ct2 + "/bias")
-        n = len(dsts)
-        if weight.shape[0] % n or bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"{label}: {ct2} has shape {weight.shape}, not {n} fused projections")
-        for dst, w, b in zip(dsts, np.split(weight, n), np.split(bias, n)):
-            out[dst + ".weight"] = w
-            if dst.endswith(".key"):
-                zero_bias(ct2 + " (key part)", b)
-            else:
-                out[dst + ".bias"] = b
-
-    def block(ct2: str, dst: str, cross: bool) -> None:
-        attn = f"{dst}.attn"
-        fused(f"{ct2}/self_attention/linear_0", [f"{attn}.query", f"{attn}.key", f"{attn}.value"])
-        linear(f"{ct2}/self_attention/linear_1", f"{attn}.out")
-        norm(f"{ct2}/self_attention/layer_norm", f"{dst}.attn_ln")
-        if cross:
-            xattn = f"{dst}.cross_attn"
-            linear(f"{ct2}/attention/linear_0", f"{xattn}.query")
-            fused(f"{ct2}/attention/linear_1", [f"{xattn}.key", f"{xattn}.value"])
-            linear(f"{ct2}/attention/linear_2", f"{xattn}.out")
-            norm(f"{ct2}/attention/layer_norm", f"{dst}.cross_attn_ln")
-        linear(f"{ct2}/ffn/linear_0", f"{dst}.mlp.0")
-        linear(f"{ct2}/ffn/linear_1", f"{dst}.mlp.2")
-        norm(f"{ct2}/ffn/layer_norm", f"{dst}.mlp_ln")
-
     for name, expected in (("decoder/scale_embeddings", 0), ("decoder/pre_norm", 1),
                            ("decoder/activation", 3)):  # 3 = GELU
         if name in attrs and attrs[name] != expected:
             raise ValueError(f"{label}: {name} = {attrs[name]}, but Whisper needs {expected}")
-    n_audio_layer = _layer_count(src, "encoder")
-    n_text_layer = _layer_count(src, "decoder")
-    linear("encoder/conv1", "encoder.conv1")
-    linear("encoder/conv2", "encoder.conv2")
-    n_audio_state, n_mels = out["encoder.conv1.weight"].shape[:2]
-    if "encoder/position_encodings/encodings" in src:
-        out["encoder.positional_embedding"] = take("encoder/position_encodings/encodings")
-    else:  # older specs leave the sinusoids to the runtime
-        out["encoder.positional_embedding"] = sinusoids(_AUDIO_CTX, n_audio_state).numpy()
-    norm("encoder/layer_norm", "encoder.ln_post")
-    for i in range(n_audio_layer):
-        block(f"encoder/layer_{i}", f"encoder.blocks.{i}", cross=False)
+    mapper = _Mapper(variables, label)
+    n_audio_layer, n_text_layer = _layer_count(mapper.src, "encoder"), _layer_count(mapper.src, "decoder")
+    n_audio_state = mapper.encoder(n_audio_layer)
+    n_mels = mapper.out["encoder.conv1.weight"].shape[1]
+    embedding = mapper.decoder(n_text_layer)
+    if mapper.src:
+        raise ValueError(f"{label}: variables openai-whisper has no place for: {sorted(mapper.src)[:8]}")
 
-    embedding = out["decoder.token_embedding.weight"] = take("decoder/embeddings/weight")
-    out["decoder.positional_embedding"] = take("decoder/position_encodings/encodings")
-    projection = src.pop("decoder/projection/weight", embedding)
-    if projection is not embedding and not np.array_equal(projection, embedding):
-        raise ValueError(f"{label}: output projection is not tied to the token embedding")
-    zero_bias("decoder/projection", src.pop("decoder/projection/bias", np.zeros(1)))
-    norm("decoder/layer_norm", "decoder.ln")
-    for i in range(n_text_layer):
-        block(f"decoder/layer_{i}", f"decoder.blocks.{i}", cross=True)
-    if src:
-        raise ValueError(f"{label}: variables openai-whisper has no place for: {sorted(src)[:8]}")
-
+    out = mapper.out
     n_vocab, n_text_state = embedding.shape
     dims = ModelDimensions(  # heads: stored since spec revision 3, else 64-dim heads
         n_mels, len(out["encoder.positional_embedding"]), n_audio_state,

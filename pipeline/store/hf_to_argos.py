@@ -121,23 +121,8 @@ def import_translation_model(
     one rename, replacing an earlier import of the same name.
     """
     path = Path(path).expanduser()
-    codes = list(dict.fromkeys([from_codes] if isinstance(from_codes, str) else from_codes))
-    if not all(re.fullmatch(r"[a-z]{2,3}", c) for c in [*codes, to_code]):
-        raise ModelMissingError(f"{path}: language codes must be ISO 639 codes like kk, ug, en; "
-                                f"got {[*codes, to_code]}")
-    if not codes or any(c == to_code for c in codes):
-        raise ModelMissingError(f"{path}: name the source language(s) to import for, other than {to_code!r} "
-                                f"(e.g. --language kk)")
-    if not path.is_dir():
-        raise ModelMissingError(f"{path}: no such folder; download the model folder first (a Hugging Face "
-                                f"Marian/NLLB/M2M100 folder, an OPUS-MT release or a CTranslate2 folder)")
-    kind = detect_mt_kind(path)
-    if kind is None:
-        raise ModelMissingError(
-            f"{path}: not a translation model this importer knows: expected a Hugging Face folder "
-            f"(config.json with model_type 'marian' or 'm2m_100'), an OPUS-MT release (decoder.yml, *.npz) "
-            f"or a CTranslate2 folder (model.bin + vocabulary)"
-        )
+    codes = _source_codes(path, from_codes, to_code)
+    kind = _importable_kind(path)
     spm_file = _tokenizer_file(path, kind)
     _check_files(path, kind)
 
@@ -151,28 +136,59 @@ def import_translation_model(
         built = []
         for code in codes:
             source_prefix, target_prefix = _language_tokens(path, kind, code, to_code, source_vocab, target_vocab)
-            meta = {
-                "package_version": PACKAGE_VERSION,
-                "argos_version": ARGOS_VERSION,
-                "type": "translate",
-                "from_code": code,
-                "from_name": _NAMES.get(code, code),
-                "to_code": to_code,
-                "to_name": _NAMES.get(to_code, to_code),
-                "links": [],
-                "name": name or path.name,
-                "licence": licence or _card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
-                "origin": str(path.resolve()),
-                "origin_kind": kind,
-            }
-            if source_prefix:
-                meta["source_prefix"] = source_prefix
-            if target_prefix:
-                meta["target_prefix"] = target_prefix
+            meta = _package_metadata(path, kind, code, to_code, name=name, licence=licence)
+            meta.update({key: value for key, value in (("source_prefix", source_prefix),
+                                                         ("target_prefix", target_prefix)) if value})
             built.append(_build_package(staging / "packages", meta, model_dir, spm_file))
         return [_place_package(pkg, store) for pkg in built]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _source_codes(path: Path, from_codes: list[str] | str, to_code: str) -> list[str]:
+    """The source languages, each once, checked: ISO 639 codes, none of them the target."""
+    codes = list(dict.fromkeys([from_codes] if isinstance(from_codes, str) else from_codes))
+    if not all(re.fullmatch(r"[a-z]{2,3}", c) for c in [*codes, to_code]):
+        raise ModelMissingError(f"{path}: language codes must be ISO 639 codes like kk, ug, en; "
+                                f"got {[*codes, to_code]}")
+    if not codes or any(c == to_code for c in codes):
+        raise ModelMissingError(f"{path}: name the source language(s) to import for, other than {to_code!r} "
+                                f"(e.g. --language kk)")
+    return codes
+
+
+def _importable_kind(path: Path) -> str:
+    """What kind of model folder `path` is, or an error saying what was expected there."""
+    if not path.is_dir():
+        raise ModelMissingError(f"{path}: no such folder; download the model folder first (a Hugging Face "
+                                f"Marian/NLLB/M2M100 folder, an OPUS-MT release or a CTranslate2 folder)")
+    kind = detect_mt_kind(path)
+    if kind is None:
+        raise ModelMissingError(
+            f"{path}: not a translation model this importer knows: expected a Hugging Face folder "
+            f"(config.json with model_type 'marian' or 'm2m_100'), an OPUS-MT release (decoder.yml, *.npz) "
+            f"or a CTranslate2 folder (model.bin + vocabulary)"
+        )
+    return kind
+
+
+def _package_metadata(path: Path, kind: str, code: str, to_code: str, *, name: str | None,
+                      licence: str | None) -> dict:
+    """Argos's metadata.json for one language pair, with where the model came from and its licence."""
+    return {
+        "package_version": PACKAGE_VERSION,
+        "argos_version": ARGOS_VERSION,
+        "type": "translate",
+        "from_code": code,
+        "from_name": _NAMES.get(code, code),
+        "to_code": to_code,
+        "to_name": _NAMES.get(to_code, to_code),
+        "links": [],
+        "name": name or path.name,
+        "licence": licence or _card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
+        "origin": str(path.resolve()),
+        "origin_kind": kind,
+    }
 
 
 def _convert(path: Path, kind: str, out: Path, quantization: str | None) -> None:
