@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipeline.archive.viewer import review_link
 from pipeline.transcript import Transcript
 
 # Artifacts travel to the server as events, which it caps at 1.5 MB: stay well below, and point at the
@@ -30,7 +31,8 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
              f"- SHA-256: `{src.sha256}`",
              f"- Language: {transcript.language or 'unknown'}"
              + (f" (detected {transcript.detected_language})" if transcript.detected_language else ""),
-             f"- Bundle: `{bundle}` (open `index.html` there for the viewer)", ""]
+             f"- Bundle: `{bundle}` (open `index.html` there for the viewer)",
+             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", ""]
     lines += [f"> {_cell(w)}" for w in transcript.warnings]
     lines += ["", "| # | start | end | original | English | flags |", "|---|---|---|---|---|---|"]
     size = sum(len(line) + 1 for line in lines)

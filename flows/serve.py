@@ -48,7 +48,7 @@ def _deployments(inbox: Path, out: Path) -> list[tuple]:
 
 
 def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, settle_seconds: float = 2.0,
-          ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
+          review_port: int = 4300, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
     """Run until Ctrl-C (or `stop` is set); returns the exit status."""
     config.apply_privacy_defaults()
     inbox, out = inbox.resolve(), out.resolve()
@@ -71,9 +71,11 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         executor.start()
         watcher = InboxWatcher(inbox, settle_seconds=settle_seconds)
         watcher.start()
+        workspace = _start_workspace(out, host, review_port, stop) if review_port else None
         print(f"testimony serve: ready in {time.monotonic() - began:.1f} s "
               f"(server {'reused' if server.process is None else f'started in {server.startup_seconds:.1f} s'})\n"
-              f"  Prefect UI: {server.ui_url}\n  inbox:      {inbox}\n  archive:    {out}\n"
+              f"  Prefect UI: {server.ui_url}\n  review:     {workspace or 'off'}\n  inbox:      {inbox}\n"
+              f"  archive:    {out}\n"
               "  Ctrl-C stops everything.", flush=True)
         if ready:
             ready.set()
@@ -87,6 +89,15 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         server.stop()
         print("testimony serve: stopped", flush=True)
     return 0
+
+
+def _start_workspace(archive: Path, host: str, port: int, stop: threading.Event) -> str:
+    """The review workspace in a thread of this process; it stops when serve does."""
+    from pipeline.review.server import serve_workspace
+
+    threading.Thread(target=serve_workspace, args=(archive,), kwargs={"host": host, "port": port, "stop": stop},
+                     name="review-workspace", daemon=True).start()
+    return f"http://{host}:{port}/"
 
 
 def _flush_logs() -> None:

@@ -38,6 +38,10 @@ class Segment:
     flags: list[str] = field(default_factory=list)
     words: list[Word] | None = None
     temperature: float | None = None  # the decoding temperature kept (above 0: a seeded fallback sample)
+    # Set by review (`pipeline.review`); a machine draft leaves them as they are here.
+    speaker: str | None = None
+    checked: bool = False  # a person who speaks the language checked this segment
+    english_source: str | None = None  # "machine", "edited" (a person changed it) or "written" (from scratch)
 
     def flag(self, name: str) -> None:
         if name not in self.flags:

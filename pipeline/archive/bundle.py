@@ -16,11 +16,13 @@ from pathlib import Path
 from pipeline import config, failpoints
 from pipeline.archive.formats import renderings
 from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
+from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.transcript import Transcript
 
 TRANSCRIPT = "transcript.json"
 MANIFEST = "manifest.json"
+REVISIONS = "revisions"  # a review's revision files (`pipeline.review.revisions`)
 
 
 def slug(file_name: str, limit: int = 40) -> str:
@@ -48,25 +50,29 @@ def find_bundle(archive: Path, sha256: str) -> Path | None:
 
 def _write(path: Path, text: str, mode: int = config.DEFAULT_FILE_MODE) -> None:
     """Write `text` to a new file created with `mode` (set explicitly: the umask does not weaken or widen it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    os.fchmod(fd, mode)
-    with open(fd, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    _write_bytes(path, text.encode("utf-8"), mode)
 
 
-def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Path | None = None) -> Path:
+class ReviewedBundleError(TestimonyError):
+    """A machine run would replace a bundle a person has reviewed."""
+
+
+def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Path | None = None,
+                 revisions: dict[str, bytes] | None = None) -> Path:
     """Render and publish the bundle for `transcript` under `archive`; returns its folder.
 
     `video` is the source file: the viewer (index.html) links it relative to the published folder.
+    `revisions` are the review's revision files (`revisions/NNNN.json` -> bytes), published in the
+    same rename as the rest; without them, a bundle a person has reviewed is never replaced.
     """
     archive = config.private_dirs(archive)
     mode = config.file_mode()
     final = archive / bundle_name(transcript)
-    _tidy_after_kill(archive, transcript)
+    tidy_after_kill(archive, transcript.id)
     failpoints.reached("publish:begin")
     previous = find_bundle(archive, transcript.source.sha256)
+    if revisions is None and previous is not None:
+        refuse_if_reviewed(previous)
     if video is None and previous is not None:
         video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
     staging = archive / f".{transcript.id}.partial-{os.getpid()}"
@@ -77,6 +83,10 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
                  INDEX: render_viewer(transcript, video_href(video, final))}
         for name, text in files.items():
             _write(staging / name, text, mode)
+        for name, data in (revisions or {}).items():
+            (staging / name).parent.mkdir(mode=config.dir_mode(mode), exist_ok=True)
+            _write_bytes(staging / name, data, mode)
+            files[name] = data
         manifest = {
             "transcript_id": transcript.id,
             "source_sha256": transcript.source.sha256,
@@ -92,19 +102,60 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
     return final
 
 
-def _tidy_after_kill(archive: Path, transcript: Transcript) -> None:
-    """Undo what a run killed while publishing left: its staging folder goes; a retired bundle whose
-    replacement never landed is put back, since it is then the only copy."""
-    for stale in archive.glob(f".{transcript.id}.partial-*"):
-        if not config.pid_alive(int(stale.name.rsplit("-", 1)[1])):
+def reviewed(bundle: Path) -> bool:
+    """Whether a person has saved a revision of this bundle."""
+    return (bundle / REVISIONS / "0001.json").is_file()
+
+
+def refuse_if_reviewed(bundle: Path) -> None:
+    """A person's revisions are never replaced by a machine run; say what to do instead."""
+    if reviewed(bundle):
+        raise ReviewedBundleError(
+            f"{bundle.name} has been reviewed by a person: a new machine run or translation would replace "
+            "their corrections, so it was not written. The reviewed bundle is unchanged. To run the video "
+            "again anyway, move that bundle folder out of the archive first (its revisions go with it, "
+            "`testimony export` keeps a verifiable copy), then run again.")
+
+
+def _write_bytes(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    os.fchmod(fd, mode)
+    with open(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def tidy_after_kill(archive: Path, prefix: str = "") -> None:
+    """Undo what a publish killed half way left (of the videos whose id starts with `prefix`): its
+    staging folder goes; a retired bundle whose replacement never landed is put back, since it is
+    then the only copy."""
+    for stale in archive.glob(f".{prefix}*.partial-*"):
+        if stale.is_dir() and not _writer_alive(stale):
             shutil.rmtree(stale, ignore_errors=True)
-    for retired in sorted(archive.glob(f".{transcript.id}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if config.pid_alive(int(retired.name.rsplit("-", 1)[1])):
+    for retired in sorted(archive.glob(f".{prefix}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if not retired.is_dir() or _writer_alive(retired):
             continue
-        if find_bundle(archive, transcript.source.sha256) is None:
-            os.replace(retired, archive / retired.name[1:].rsplit(".old-", 1)[0])
+        name = retired.name[1:].rsplit(".old-", 1)[0]
+        if find_bundle(archive, _sha_of(retired) or name[:12]) is None:
+            os.replace(retired, archive / name)
         else:
             shutil.rmtree(retired, ignore_errors=True)
+
+
+def _writer_alive(folder: Path) -> bool:
+    """Whether the process whose id ends the folder's name still runs (an unknown name: assume so)."""
+    try:
+        return config.pid_alive(int(folder.name.rsplit("-", 1)[1]))
+    except ValueError:
+        return True
+
+
+def _sha_of(bundle: Path) -> str | None:
+    try:
+        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _publish(staging: Path, final: Path, previous: Path | None) -> None:

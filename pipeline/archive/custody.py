@@ -22,7 +22,7 @@ from pipeline.names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify", "revise")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:
@@ -130,11 +130,18 @@ def preserved_paths(archive: str | Path, sha256: str) -> list[Path]:
 
 
 def last_manifest_sha256(archive: str | Path, sha256: str) -> str | None:
-    """The manifest hash recorded when the bundle was last published, if the log has one."""
+    """The manifest hash recorded when the bundle was last published or revised, if the log has one."""
     for event in reversed(read(archive, sha256)):
-        if event.get("event") == "stage" and event.get("name") == "publish" and event.get("manifest_sha256"):
+        published = event.get("event") == "stage" and event.get("name") == "publish"
+        if (published or event.get("event") == "revise") and event.get("manifest_sha256"):
             return event["manifest_sha256"]
     return None
+
+
+def revision_hashes(archive: str | Path, sha256: str) -> dict[int, str]:
+    """Revision number -> SHA-256 of each revision a `revise` event logged."""
+    return {e["revision"]: e["revision_sha256"] for e in read(archive, sha256)
+            if e.get("event") == "revise" and "revision" in e}
 
 
 def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:

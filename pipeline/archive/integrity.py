@@ -85,6 +85,21 @@ def files_problems(bundle: Path) -> tuple[str | None, list[str]]:
     return sha256, problems
 
 
+def revision_problems(archive: Path, bundle: Path, sha256: str) -> list[str]:
+    """The review's chain of revisions, and each saved revision against the hash custody logged for it."""
+    from pipeline.review import revisions
+
+    problems = revisions.check_chain(bundle)
+    if problems:
+        return problems
+    logged = custody.revision_hashes(archive, sha256)
+    for revision in revisions.chain(bundle)[1:]:
+        if logged.get(revision.number) != revision.sha256:
+            problems.append(f"{bundle.name}/{revisions.file_name(revision.number)}: not the revision custody "
+                            f"logged ({'none logged' if revision.number not in logged else 'another hash'})")
+    return problems
+
+
 def _check_original(name: str, sha256: str, path: Path, report: Report) -> None:
     if not path.is_file():
         report.problems.append(f"{name}: original {path}: not found")
@@ -114,6 +129,7 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
         report.notes.append(f"{name}: no custody log (the bundle was made before custody logging, or "
                             "copied in without it)")
     report.problems += [f"{name}: {p}" for p in custody.check_chain(archive, sha256)]
+    report.problems += revision_problems(archive, bundle, sha256)
     recorded = custody.last_manifest_sha256(archive, sha256)
     if recorded and (bundle / MANIFEST).is_file() and file_sha256(bundle / MANIFEST) != recorded:
         report.problems.append(f"{name}/{MANIFEST}: changed since publishing (the custody log recorded "

@@ -54,7 +54,10 @@ def reproduce(archive: str | Path, bundle: str | Path, original: str | Path | No
         except OSError:
             pass
     problems = _model_problems(transcript.models.get("asr", {}), model_info, bundle.name)
-    return problems + compare_segments(transcript, [asdict(s) for s in asr.segments], bundle.name)
+    from pipeline.review import revisions  # a reviewed transcript is reproduced as the machine drafted it
+
+    draft = revisions.chain(bundle)[0].segments
+    return problems + compare_segments(transcript, [asdict(s) for s in asr.segments], bundle.name, draft)
 
 
 def _model_problems(recorded: dict[str, Any], now: dict[str, Any], name: str) -> list[str]:
@@ -64,9 +67,14 @@ def _model_problems(recorded: dict[str, Any], now: dict[str, Any], name: str) ->
     return []
 
 
-def compare_segments(transcript: Transcript, derived: list[dict], name: str) -> list[str]:
-    """One line per segment that differs, saying which fields and how."""
-    recorded = [asdict(s) for s in transcript.segments]
+def compare_segments(transcript: Transcript, derived: list[dict], name: str,
+                     recorded: list[dict] | None = None) -> list[str]:
+    """One line per segment that differs, saying which fields and how.
+
+    `recorded` is the machine's draft when a person has revised the transcript since (revision 0);
+    by default the transcript's own segments.
+    """
+    recorded = recorded if recorded is not None else [asdict(s) for s in transcript.segments]
     problems = []
     for n in range(max(len(recorded), len(derived))):
         if n >= len(recorded) or n >= len(derived):

@@ -25,6 +25,8 @@ INDEX = "index.html"
 
 _TEMPLATE = resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
 
+REVIEW_PORT = 4300  # `testimony serve`'s default --review-port
+
 
 def _inline_hash(tag: str) -> str:
     """CSP source for the template's one inline `<tag>` block (the data block is JSON, never run)."""
@@ -65,11 +67,16 @@ def render_viewer(transcript: Transcript, video_href: str | None) -> str:
     """
     data = transcript.to_dict()
     data["segments"] = [{k: v for k, v in seg.items() if k != "words"} for seg in data["segments"]]
-    payload = _script_safe_json({"transcript": data, "video": video_href})
+    payload = _script_safe_json({"transcript": data, "video": video_href, "review": review_link(transcript.id)})
     values = {"CSP": html.escape(CSP, quote=True), "DATA": payload,
               "TITLE": html.escape(f"{transcript.source.file_name} — transcript", quote=True)}
     # One pass: text that was filled in (a file name, a segment) is never searched for placeholders.
     return re.sub(r"\{\{(CSP|TITLE|DATA)\}\}", lambda m: values[m.group(1)], _TEMPLATE)
+
+
+def review_link(transcript_id: str) -> str:
+    """The editor of this transcript in the review workspace serve runs on this machine."""
+    return f"http://127.0.0.1:{REVIEW_PORT}/edit/{transcript_id}"
 
 
 def video_href(video: str | Path | None, bundle: str | Path) -> str | None:

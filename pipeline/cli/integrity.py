@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.archive import catalog
-from pipeline.archive.bundle import find_bundle
+from pipeline.archive.bundle import find_bundle, tidy_after_kill
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.cli.errors import guarded
 from pipeline.hashing import file_sha256
@@ -70,6 +70,7 @@ _guarded = guarded
 def cmd_verify(args: argparse.Namespace) -> int:
     """One line per problem on standard output, `<bundle>: ok` per clean bundle; exit 1 on any problem."""
     archive = _archive(args.out)
+    tidy_after_kill(archive)  # a publish killed half way: its one whole bundle is put back first
     if args.video:
         bundle, video_file = _resolve(archive, args.video)
         targets = [(bundle, args.original or video_file)]

@@ -14,6 +14,7 @@ from pipeline.cli import archive as archive_cli
 from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
 from pipeline.cli import models as models_cli
+from pipeline.cli import review as review_cli
 from pipeline.run import options as options_table
 
 
@@ -32,13 +33,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1 (default: 4200)")
     serve.add_argument("--settle", type=float, default=2.0,
                        help="seconds a dropped file's size must hold still before it is read (default: 2)")
+    serve.add_argument("--review-port", type=int, default=4300,
+                       help="review workspace port on 127.0.0.1 (default: 4300; 0: no workspace)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
 
     try:
-        return serve(args.inbox, config.archive_dir(args.out), port=args.port, settle_seconds=args.settle)
+        return serve(args.inbox, config.archive_dir(args.out), port=args.port, settle_seconds=args.settle,
+                     review_port=args.review_port)
     except RuntimeError as exc:  # the server would not start: say where its log is
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -73,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     _deploy_parser(sub)
     archive_cli.add_parsers(sub)
     integrity_cli.add_parsers(sub)
+    review_cli.add_parsers(sub)
     return parser
 
 
@@ -180,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
                 "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
-                "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export}
+                "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export,
+                "history": review_cli.cmd_history, "review": review_cli.cmd_review}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from typing import Callable
 
 from pipeline import config
 from pipeline.archive import catalog, custody, originals
-from pipeline.archive.bundle import TRANSCRIPT, find_bundle
+from pipeline.archive.bundle import TRANSCRIPT, find_bundle, refuse_if_reviewed, reviewed
 from pipeline.errors import BadInputError
 from pipeline.run.options import RunOptions
 from pipeline.run.stages import (
@@ -70,7 +70,7 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | N
         return None
     if data.get("models", {}).get("options_key") != options.key():
         return None
-    if options.translate and _translation_stale(data):
+    if options.translate and _translation_stale(data) and not reviewed(bundle):
         return None  # a package installed since, or another pivot: translate now instead of reusing
     return bundle
 
@@ -141,6 +141,9 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         discard_work(archive, sha256)  # left by a run killed after publishing
         return Prepared(video, archive, sha256, reused=existing, source=source)
+    if previous := find_bundle(archive, sha256):
+        with _Failure(archive, sha256, "publish"):
+            refuse_if_reviewed(previous)  # before any work: a person's corrections are never replaced
     try:
         with _Failure(archive, sha256, "extract"):
             audio = _extract(video, source, archive, sha256, options, say, stages)

@@ -186,6 +186,7 @@ def apply_translation(transcript: Transcript, translation: Translation) -> Trans
     transcript.models["translation"] = translation.route
     for n, seg in enumerate(transcript.segments):
         seg.translation = translation.english[n] if translation.english is not None else None
+        seg.english_source = "machine" if seg.translation is not None else None
         if seg.translation is None:
             seg.flag(UNTRANSLATED)
         elif UNTRANSLATED in seg.flags:

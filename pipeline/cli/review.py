@@ -1,0 +1,69 @@
+"""`testimony history` (who changed what, revision by revision) and `testimony review` (the workspace)."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli.errors import guarded
+from pipeline.cli.integrity import OUT_HELP, _archive, _resolve
+from pipeline.names import display_name
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    history = sub.add_parser("history", help="the revisions of a transcript: who saved each, when, and how many "
+                             "segments changed; --revision N prints one's changes before and after")
+    history.add_argument("video", help="id, SHA-256, file name or the video file itself")
+    history.add_argument("--revision", type=int, help="print this revision's changes, segment by segment")
+    history.add_argument("--out", help=OUT_HELP)
+
+    review = sub.add_parser("review", help="serve the review workspace on 127.0.0.1 (the editor and its API)")
+    review.add_argument("--out", help=OUT_HELP)
+    review.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
+                        "only)")
+    review.add_argument("--port", type=int, default=4300, help="port (default: 4300)")
+
+
+@guarded
+def cmd_history(args: argparse.Namespace) -> int:
+    from pipeline.review import revisions
+
+    archive = _archive(args.out)
+    bundle, _video = _resolve(archive, args.video)
+    chain = revisions.chain(bundle)
+    if args.revision is None:
+        for r in chain:
+            note = "" if r.stored else " (implied by transcript.json: nobody has saved a revision yet)"
+            merged = f", merged with revision {r.number - 1}" if r.base is not None and r.base != r.number - 1 else ""
+            print(f"{r.number:>4}  {r.sha256[:12]}  {r.time or '-':<25}  {display_name(r.author):<20}  "
+                  f"{len(r.changes)} segment(s) changed{merged}{note}")
+        return 0
+    found = [r for r in chain if r.number == args.revision]
+    if not found:
+        print(f"error: {bundle.name} has revisions 0 to {chain[-1].number}, not {args.revision}")
+        return 1
+    revision = found[0]
+    print(f"revision {revision.number} of {bundle.name} by {revision.author} at {revision.time} "
+          f"(sha256 {revision.sha256}, parent {revision.parent})")
+    for change in revision.changes:
+        print(_change_text(change))
+    return 0
+
+
+def _change_text(change: dict) -> str:
+    seg = change["segment"]
+    if change["change"] == "added":
+        after = change["after"]
+        return f"segment {seg}: added  [{after['start']}-{after['end']}]  {after['text']!r}"
+    if change["change"] == "removed":
+        return f"segment {seg}: removed  (was {change['before']['text']!r})"
+    lines = [f"segment {seg}:"]
+    for name, (before, after) in change["fields"].items():
+        lines.append(f"  {name}: {before!r} -> {after!r}")
+    return "\n".join(lines)
+
+
+@guarded
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.review.server import serve_workspace
+
+    return serve_workspace(_archive(args.out), host=args.host, port=args.port)

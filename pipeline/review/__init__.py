@@ -1,0 +1,1 @@
+"""Review: from the machine draft to a checked transcript, every correction a revision on the record."""

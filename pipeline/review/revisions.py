@@ -1,0 +1,172 @@
+"""Revisions of a transcript: every save a new file on a chain of hashes, nothing ever overwritten.
+
+In a bundle, `revisions/0000.json` is the machine's draft and each later file one save: its number,
+the SHA-256 of its parent's file, who saved it and when, the revision the reviewer started from
+(`base`), the whole segment list and what changed. `transcript.json` carries the newest revision's
+segments, and every rendering is made from it by the same `write_bundle` a run uses. A bundle nobody
+reviewed has no folder: its revision 0 is implied by transcript.json, byte for byte the file the
+first save writes, so its hash is known before it exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.archive.bundle import REVISIONS as DIR
+from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.errors import TestimonyError
+
+SCHEMA = "testimony.revision/1"
+MACHINE = "machine"
+# What a reviewer may change in a segment; everything else stays as the machine wrote it.
+EDITABLE = ("start", "end", "text", "translation", "speaker", "checked", "english_source")
+ENGLISH_SOURCES = ("machine", "edited", "written")
+
+
+class ReviewError(TestimonyError):
+    """A save that cannot be taken as it is (a 4xx); nothing was changed."""
+
+
+class RevisionChainError(TestimonyError):
+    """The revisions on disk do not form one chain back to the machine's draft."""
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision as stored: its file's SHA-256 and what the file holds."""
+
+    number: int
+    sha256: str
+    parent: str | None
+    author: str
+    time: str
+    base: int | None  # the revision the reviewer edited from; differs from number - 1 after a merge
+    segments: list[dict[str, Any]]
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    stored: bool = True  # False: revision 0 implied by transcript.json, not written yet
+
+    def summary(self) -> dict[str, Any]:
+        """What the history lists: everything but the segments."""
+        return {"number": self.number, "sha256": self.sha256, "parent": self.parent, "author": self.author,
+                "time": self.time, "base": self.base, "changed": len(self.changes)}
+
+
+def file_name(number: int) -> str:
+    return f"{DIR}/{number:04d}.json"
+
+
+def encode(number: int, parent: str | None, author: str, time: str, base: int | None,
+           segments: list[dict], changes: list[dict]) -> bytes:
+    """The canonical bytes of a revision file; its SHA-256 is the revision's name."""
+    document = {"schema": SCHEMA, "number": number, "parent": parent, "author": author, "time": time,
+                "base": base, "changes": changes, "segments": segments}
+    return (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def decode(data: bytes, where: str) -> Revision:
+    try:
+        doc = json.loads(data)
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"schema {doc.get('schema')!r}, expected {SCHEMA}")
+        return Revision(int(doc["number"]), hashlib.sha256(data).hexdigest(), doc["parent"], str(doc["author"]),
+                        str(doc["time"]), doc["base"], list(doc["segments"]), list(doc["changes"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RevisionChainError(f"{where}: not a revision file ({exc})") from None
+
+
+def machine_draft(transcript_data: dict) -> bytes:
+    """Revision 0's bytes: the segments of the transcript the machine published."""
+    return encode(0, None, MACHINE, str(transcript_data.get("created") or ""), None,
+                  list(transcript_data["segments"]), [])
+
+
+def chain(bundle: Path) -> list[Revision]:
+    """The bundle's revisions, oldest first; revision 0 implied from transcript.json when none is stored."""
+    folder = bundle / DIR
+    files = sorted(folder.glob("[0-9][0-9][0-9][0-9].json")) if folder.is_dir() else []
+    if files:
+        return [decode(path.read_bytes(), f"{bundle.name}/{DIR}/{path.name}") for path in files]
+    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    implied = machine_draft(data)
+    return [Revision(0, hashlib.sha256(implied).hexdigest(), None, MACHINE, str(data.get("created") or ""),
+                     None, list(data["segments"]), [], stored=False)]
+
+
+def newest(bundle: Path) -> Revision:
+    return chain(bundle)[-1]
+
+
+def check_chain(bundle: Path) -> list[str]:
+    """Problems with the bundle's revisions: numbering, parent hashes, and transcript.json's segments."""
+    name = bundle.name
+    try:
+        revisions = chain(bundle)
+    except (RevisionChainError, OSError, ValueError, KeyError) as exc:
+        return [f"{name}: revisions unreadable ({exc})"]
+    problems, parent = [], None
+    for expected, revision in enumerate(revisions):
+        where = f"{name}/{file_name(expected)}"
+        if revision.number != expected:
+            problems.append(f"{where}: numbered {revision.number}, expected {expected} (a revision is missing)")
+        if revision.parent != parent:
+            problems.append(f"{where}: its parent hash does not match revision {expected - 1}: an earlier "
+                            "revision was changed, removed or replaced")
+        parent = revision.sha256
+    try:
+        published = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["segments"]
+    except (OSError, ValueError, KeyError):
+        return problems  # the manifest check already names a missing or changed transcript
+    if revisions and published != revisions[-1].segments:
+        problems.append(f"{name}/{TRANSCRIPT}: its segments are not those of the newest revision "
+                        f"({revisions[-1].number})")
+    return problems
+
+
+def diff(before: list[dict], after: list[dict]) -> list[dict]:
+    """Per segment id: added, removed, or the fields that changed with their values before and after."""
+    old, new = {s["id"]: s for s in before}, {s["id"]: s for s in after}
+    changes = []
+    for seg_id in sorted(old.keys() | new.keys()):
+        a, b = old.get(seg_id), new.get(seg_id)
+        if a is None:
+            changes.append({"segment": seg_id, "change": "added", "after": _editable(b)})
+        elif b is None:
+            changes.append({"segment": seg_id, "change": "removed", "before": _editable(a)})
+        elif fields := {k: [a.get(k), b.get(k)] for k in EDITABLE if a.get(k) != b.get(k)}:
+            changes.append({"segment": seg_id, "change": "edited", "fields": fields})
+    return changes
+
+
+def _editable(segment: dict) -> dict:
+    return {k: segment.get(k) for k in EDITABLE}
+
+
+@dataclass
+class Merge:
+    """A three-way merge of two saves made from the same base."""
+
+    segments: list[dict]
+    conflicts: list[dict]  # {"segment", "base", "theirs", "mine"}: both changed it, differently
+
+
+def merge(base: list[dict], theirs: list[dict], mine: list[dict]) -> Merge:
+    """Segments only one side changed take that side; both alike is no conflict; else a conflict."""
+    b, t, m = ({s["id"]: s for s in side} for side in (base, theirs, mine))
+    merged, conflicts = [], []
+    for seg_id in sorted(b.keys() | t.keys() | m.keys()):
+        was, their, my = b.get(seg_id), t.get(seg_id), m.get(seg_id)
+        if their == my or my == was:
+            chosen = their
+        elif their == was:
+            chosen = my
+        else:
+            conflicts.append({"segment": seg_id, "base": was, "theirs": their, "mine": my})
+            chosen = their
+        if chosen is not None:
+            merged.append(chosen)
+    merged.sort(key=lambda s: (s["start"], s["id"]))
+    return Merge(merged, conflicts)

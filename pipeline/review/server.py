@@ -1,0 +1,257 @@
+"""The review workspace: the archive page, the editor and the JSON API they use, on 127.0.0.1.
+
+Every request needs the workspace's credentials (HTTP basic auth; `auth.credentials`). A request
+that changes anything must also be JSON, carry the page's per-process token in `X-Testimony-Token`,
+and, when the browser names an `Origin`, come from the workspace's own: another page open in the
+same browser can neither read the token nor send that header without a preflight we never grant.
+Only ids of the archive's bundles reach the file system; a path in a request never does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from pipeline.archive import catalog, originals
+from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.review import auth, revisions
+from pipeline.review.revisions import ReviewError
+from pipeline.review.save import ConflictError, save_revision
+
+STATIC = Path(__file__).resolve().parent / "static"
+ID = re.compile(r"[0-9a-f]{12}")
+MAX_BODY = 32 * 1024 * 1024  # a 5-hour transcript with every field at its limit still fits
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; connect-src 'self'; "
+       "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    archive: Path
+    credentials: auth.Credentials
+    token: str  # per process: the page carries it, state-changing requests must send it back
+    origin: str  # scheme://host:port the page is served from
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _json(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status, headers=SECURITY_HEADERS)
+
+
+def _bundle(ws: Workspace, key: str) -> Path:
+    """The bundle of an archive id; anything else is a 404 before a path is formed."""
+    if not ID.fullmatch(key):
+        raise LookupError(key)
+    try:
+        video = catalog.resolve(ws.archive, key)
+    except catalog.CatalogError:
+        raise LookupError(key) from None
+    if video.bundle is None or not (ws.archive / video.bundle / TRANSCRIPT).is_file():
+        raise LookupError(key)
+    return ws.archive / video.bundle
+
+
+def _summary(bundle: Path) -> dict[str, Any]:
+    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    segments = data["segments"]
+    checked = sum(bool(s.get("checked")) for s in segments)
+    flagged = sum(bool(s.get("flags")) for s in segments)
+    saved = (bundle / revisions.DIR / "0001.json").is_file()
+    state = ("reviewed" if segments and checked == len(segments) else
+             "in review" if saved or checked else "not started")
+    return {"id": data["source"]["sha256"][:12], "file_name": data["source"]["file_name"],
+            "language": data.get("language"), "duration": data["source"].get("duration"),
+            "segments": len(segments), "flagged": flagged, "checked": checked, "state": state}
+
+
+def list_bundles(ws: Workspace, _request: Request) -> Response:
+    catalog.sync(ws.archive)
+    rows = [_summary(ws.archive / v.bundle) for v in catalog.list_videos(ws.archive)
+            if v.bundle and (ws.archive / v.bundle / TRANSCRIPT).is_file()]
+    return _json({"bundles": rows})
+
+
+def get_bundle(ws: Workspace, request: Request) -> Response:
+    bundle = _bundle(ws, request.path_params["id"])
+    chain = revisions.chain(bundle)
+    wanted = request.query_params.get("revision")
+    chosen = chain[-1] if wanted is None else next((r for r in chain if r.sha256 == wanted), None)
+    if chosen is None:
+        return _error(404, "no such revision of this bundle")
+    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    has_video = _original(ws, data["source"]["sha256"]) is not None
+    return _json({**_summary(bundle), "revision": chosen.sha256, "number": chosen.number,
+                  "newest": chain[-1].sha256, "segments": chosen.segments,
+                  "video": f"/media/{data['source']['sha256'][:12]}" if has_video else None})
+
+
+def get_revisions(ws: Workspace, request: Request) -> Response:
+    bundle = _bundle(ws, request.path_params["id"])
+    return _json({"revisions": [r.summary() for r in revisions.chain(bundle)]})
+
+
+async def post_revision(ws: Workspace, request: Request) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    body = await _json_body(request)
+    bundle = _bundle(ws, request.path_params["id"])
+    if not isinstance(body, dict) or not isinstance(body.get("base"), str):
+        return _error(400, "expected {\"base\": <revision>, \"author\": NAME, \"segments\": [...]}")
+    sha256 = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+    try:
+        saved = await run_in_threadpool(save_revision, ws.archive, sha256, base=body["base"],
+                                        author=body.get("author"), segments=body.get("segments"))
+    except ConflictError as exc:
+        return _error(409, str(exc), newest=exc.newest.sha256, number=exc.newest.number,
+                      conflicts=exc.conflicts, segments=exc.merged)
+    except ReviewError as exc:
+        return _error(400, str(exc))
+    status = 200 if saved.unchanged else 201
+    return _json({"revision": saved.revision.sha256, "number": saved.revision.number, "merged": saved.merged,
+                  "unchanged": saved.unchanged, "warnings": saved.warnings}, status)
+
+
+async def post_translate(ws: Workspace, request: Request) -> Response:
+    """The machine's English for an edited original, offered to the reviewer (never saved by itself)."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await _json_body(request)
+    bundle = _bundle(ws, request.path_params["id"])
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > 20_000:
+        return _error(400, "expected {\"text\": the original of one segment}")
+    language = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")).get("language")
+    return _json(await run_in_threadpool(machine_english, language, body["text"]))
+
+
+def machine_english(language: str | None, text: str) -> dict[str, Any]:
+    from pipeline.run.stages import translate_segments
+
+    if language in (None, "en"):
+        return {"translation": None, "reason": "the original is English"}
+    result = translate_segments(language, [text])
+    if result.english is None:
+        return {"translation": None, "reason": result.warning or "no translation package for this language"}
+    return {"translation": result.english[0], "route": result.route}
+
+
+def _original(ws: Workspace, sha256: str) -> Path | None:
+    kept = originals.find_kept(ws.archive, sha256)
+    return kept if kept is not None and kept.is_file() else None
+
+
+def media(ws: Workspace, request: Request) -> Response:
+    bundle = _bundle(ws, request.path_params["id"])
+    sha256 = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+    path = _original(ws, sha256)
+    if path is None:
+        return _error(404, "the archive keeps no copy of this video")
+    return FileResponse(path, headers=SECURITY_HEADERS, media_type="video/mp4")
+
+
+def page(ws: Workspace, _request: Request) -> Response:
+    html = (STATIC / "workspace.html").read_text(encoding="utf-8").replace("{{TOKEN}}", ws.token)
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
+def static(_ws: Workspace, request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in ("workspace.js", "workspace.css"):
+        return _error(404, "not found")
+    kind = "text/javascript" if name.endswith(".js") else "text/css"
+    return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
+
+
+async def _json_body(request: Request) -> Any:
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise BodyError(413, "the request body is too large")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BodyError(413, "the request body is too large")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise BodyError(400, "the request body is not valid JSON") from None
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status, self.message = status, message
+
+
+def _refusal(ws: Workspace, request: Request) -> Response | None:
+    """Why this request is refused before it is handled, or None to let it through."""
+    if not auth.matches(ws.credentials, request.headers.get("authorization")):
+        return Response("credentials required\n", status_code=401, media_type="text/plain",
+                        headers={**SECURITY_HEADERS, "WWW-Authenticate": 'Basic realm="testimony review"'})
+    if request.method in ("GET", "HEAD"):
+        return None
+    origin = request.headers.get("origin")
+    if origin is not None and origin != ws.origin:
+        return _error(403, "this request came from another site's page")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _error(415, "send JSON (Content-Type: application/json)")
+    if not secrets.compare_digest(request.headers.get("x-testimony-token", ""), ws.token):
+        return _error(403, "the page's token is missing or stale: reload the page")
+    return None
+
+
+def build_app(archive: Path, credentials: auth.Credentials, *, origin: str) -> Starlette:
+    ws = Workspace(Path(archive), credentials, secrets.token_urlsafe(24), origin)
+
+    def bound(handler):
+        async def endpoint(request: Request) -> Response:
+            if (refused := _refusal(ws, request)) is not None:
+                return refused
+            try:
+                result = handler(ws, request)
+                return await result if hasattr(result, "__await__") else result
+            except LookupError:
+                return _error(404, "no such bundle in this archive")
+            except BodyError as exc:
+                return _error(exc.status, exc.message)
+        return endpoint
+
+    routes = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", static, "GET"),
+              ("/api/bundles", list_bundles, "GET"), ("/api/bundles/{id}", get_bundle, "GET"),
+              ("/api/bundles/{id}/revisions", get_revisions, "GET"),
+              ("/api/bundles/{id}/revisions", post_revision, "POST"),
+              ("/api/bundles/{id}/translate", post_translate, "POST"), ("/media/{id}", media, "GET")]
+    return Starlette(routes=[Route(path, bound(handler), methods=[method]) for path, handler, method in routes])
+
+
+def serve_workspace(archive: Path, *, host: str = "127.0.0.1", port: int = 4300,
+                    stop: threading.Event | None = None) -> int:
+    """Run the workspace until Ctrl-C, or until `stop` is set (serve runs it in a thread)."""
+    import uvicorn
+
+    from pipeline.archive.bundle import tidy_after_kill
+
+    tidy_after_kill(archive)  # a save killed half way: its one whole bundle is put back before anyone reads
+    credentials = auth.workspace_credentials(archive)
+    origin = f"http://{host}:{port}"
+    app = build_app(archive, credentials, origin=origin)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    print(f"testimony review: {origin}/  (user {credentials.user}; the password is in "
+          f"{auth.credentials_file(archive)}, or TESTIMONY_AUTH)", flush=True)
+    if stop is not None:
+        def watch() -> None:
+            stop.wait()
+            server.should_exit = True
+        threading.Thread(target=watch, name="review-stop", daemon=True).start()
+    server.run()
+    return 0

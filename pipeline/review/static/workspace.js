@@ -1,0 +1,288 @@
+// The review workspace: the archive page and the editor. Text is only ever set as text (textContent,
+// value), never as markup, so a transcript cannot run code in this page. No request leaves 127.0.0.1.
+"use strict";
+
+const TOKEN = document.querySelector('meta[name="testimony-token"]').content;
+const $ = (sel, root = document) => root.querySelector(sel);
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST", body: JSON.stringify(body),
+    headers: {"Content-Type": "application/json", "X-Testimony-Token": TOKEN},
+  };
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({error: response.statusText}));
+  return {status: response.status, data};
+}
+
+function clock(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.floor(seconds);
+  return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// ---------------------------------------------------------------- the archive page
+const archive = {rows: [], key: "file_name", ascending: true};
+
+async function showArchive() {
+  $("#archive").hidden = false;
+  const {data} = await api("/api/bundles");
+  archive.rows = data.bundles || [];
+  $("#filter").addEventListener("input", drawArchive);
+  $("#state-filter").addEventListener("change", drawArchive);
+  for (const th of document.querySelectorAll("#bundles th")) {
+    th.addEventListener("click", () => {
+      archive.ascending = archive.key === th.dataset.key ? !archive.ascending : true;
+      archive.key = th.dataset.key;
+      drawArchive();
+    });
+  }
+  drawArchive();
+}
+
+function drawArchive() {
+  const words = $("#filter").value.trim().toLowerCase();
+  const state = $("#state-filter").value;
+  const rows = archive.rows.filter(r => (!state || r.state === state) &&
+    (!words || `${r.file_name} ${r.language}`.toLowerCase().includes(words)));
+  rows.sort((a, b) => {
+    const x = a[archive.key] ?? "", y = b[archive.key] ?? "";
+    return (x < y ? -1 : x > y ? 1 : 0) * (archive.ascending ? 1 : -1);
+  });
+  const body = $("#bundles tbody");
+  body.replaceChildren(...rows.map(r => {
+    const tr = document.createElement("tr");
+    const link = document.createElement("a");
+    link.href = `/edit/${r.id}`;
+    link.textContent = r.file_name;
+    const cells = [link, r.language || "?", clock(r.duration), r.state, String(r.flagged),
+                   `${r.checked} / ${r.segments}`];
+    for (const value of cells) {
+      const td = document.createElement("td");
+      if (typeof value === "string") td.textContent = value; else td.append(value);
+      tr.append(td);
+    }
+    tr.dataset.state = r.state;
+    return tr;
+  }));
+}
+
+// ---------------------------------------------------------------- the editor
+const ed = {id: null, base: null, number: 0, language: null, segments: [], current: 0, loopEnd: null};
+
+async function showEditor(id) {
+  ed.id = id;
+  $("#editor").hidden = false;
+  $("#author").value = localStorage.getItem("testimony-author") || "";
+  $("#author").addEventListener("change", () => localStorage.setItem("testimony-author", $("#author").value));
+  $("#speed").addEventListener("change", () => { $("#player").playbackRate = Number($("#speed").value); });
+  $("#save").addEventListener("click", save);
+  $("#player").addEventListener("timeupdate", keepLooping);
+  document.addEventListener("keydown", shortcut);
+  await load();
+}
+
+async function load() {
+  const {status, data} = await api(`/api/bundles/${ed.id}`);
+  if (status !== 200) { say(data.error || "could not load this transcript"); return; }
+  ed.base = data.revision; ed.number = data.number; ed.language = data.language;
+  ed.segments = data.segments.map(s => ({...s}));
+  $("#where").textContent = data.file_name;
+  if (data.video && !$("#player").src) $("#player").src = data.video;
+  $("#revision").textContent = `revision ${data.number}`;
+  draw();
+}
+
+function say(text) { $("#status").textContent = text; }
+
+function draw() {
+  const list = $("#segments");
+  list.replaceChildren(...ed.segments.map((seg, n) => segmentItem(seg, n)));
+}
+
+function segmentItem(seg, n) {
+  const li = $("#segment-template").content.firstElementChild.cloneNode(true);
+  li.dataset.index = n;
+  li.classList.toggle("is-checked", !!seg.checked);
+  li.classList.toggle("current", n === ed.current);
+  $(".num", li).textContent = `#${n + 1}`;
+  $(".start", li).value = seg.start;
+  $(".end", li).value = seg.end;
+  $(".speaker", li).value = seg.speaker || "";
+  $(".original", li).value = seg.text;
+  $(".english", li).value = seg.translation ?? "";
+  $(".english", li).placeholder = ed.language === "en" ? "(English original)" : "English";
+  $(".checked", li).checked = !!seg.checked;
+  $(".source", li).textContent = seg.translation == null ? "no English" : `English: ${seg.english_source || "machine"}`;
+  for (const flag of seg.flags || []) {
+    const badge = document.createElement("span");
+    badge.className = "flag";
+    badge.textContent = flag.replace(/_/g, " ");
+    $(".flags", li).append(badge);
+  }
+  wireSegment(li, seg, n);
+  return li;
+}
+
+function wireSegment(li, seg, n) {
+  li.addEventListener("focusin", () => setCurrent(n));
+  const nudge = (field, delta) => { seg[field] = Math.max(0, Math.round((seg[field] + delta) * 10) / 10); draw(); };
+  $(".start-minus", li).onclick = () => nudge("start", -0.1);
+  $(".start-plus", li).onclick = () => nudge("start", 0.1);
+  $(".end-minus", li).onclick = () => nudge("end", -0.1);
+  $(".end-plus", li).onclick = () => nudge("end", 0.1);
+  $(".start-here", li).onclick = () => { seg.start = playhead(); draw(); };
+  $(".end-here", li).onclick = () => { seg.end = playhead(); draw(); };
+  $(".start", li).onchange = e => { seg.start = Number(e.target.value); };
+  $(".end", li).onchange = e => { seg.end = Number(e.target.value); };
+  $(".speaker", li).oninput = e => { seg.speaker = e.target.value.trim() || null; };
+  $(".original", li).oninput = e => { seg.text = e.target.value; seg.originalEdited = true; };
+  $(".original", li).onchange = () => offerEnglish(li, seg);
+  $(".english", li).oninput = e => { seg.translation = e.target.value === "" ? null : e.target.value;
+    seg.accepted_machine = false; };
+  $(".checked", li).onchange = e => { seg.checked = e.target.checked; li.classList.toggle("is-checked", seg.checked); };
+  $(".play", li).onclick = () => playSegment(n);
+  $(".split", li).onclick = () => split(n, $(".original", li).selectionStart);
+  $(".merge", li).onclick = () => mergeNext(n);
+}
+
+async function offerEnglish(li, seg) {
+  if (ed.language === "en" || !seg.originalEdited) return;
+  const {status, data} = await api(`/api/bundles/${ed.id}/translate`, {text: seg.text});
+  if (status !== 200 || !data.translation) return;
+  $(".offer-text", li).textContent = `Machine English for the edited original: ${data.translation}`;
+  $(".offer", li).hidden = false;
+  $(".use-offer", li).onclick = () => {
+    seg.translation = data.translation; seg.accepted_machine = true; seg.english_source = "machine"; draw();
+  };
+}
+
+function setCurrent(n) {
+  if (ed.current === n) return;
+  ed.current = n;
+  for (const li of document.querySelectorAll("#segments .seg")) li.classList.toggle("current", Number(li.dataset.index) === n);
+}
+
+function playhead() { return Math.round($("#player").currentTime * 10) / 10; }
+
+function playSegment(n) {
+  const seg = ed.segments[n], player = $("#player");
+  setCurrent(n);
+  player.currentTime = seg.start;
+  ed.loopEnd = seg.end;
+  player.play().catch(() => say("the video cannot play here"));
+}
+
+function keepLooping() {
+  const player = $("#player");
+  if (ed.loopEnd === null || player.currentTime < ed.loopEnd) return;
+  const seg = ed.segments[ed.current];
+  if ($("#loop").checked && seg) player.currentTime = seg.start; else { player.pause(); ed.loopEnd = null; }
+}
+
+function split(n, at) {
+  const seg = ed.segments[n];
+  if (!(at > 0 && at < seg.text.length)) { say("put the cursor inside the original text where it should split"); return; }
+  const inside = playhead() > seg.start && playhead() < seg.end;
+  const time = inside ? playhead() : Math.round((seg.start + (seg.end - seg.start) * at / seg.text.length) * 1000) / 1000;
+  const right = {...seg, id: null, split_from: seg.id ?? seg.split_from, start: time, text: seg.text.slice(at).trim(),
+                 translation: null, english_source: null, checked: false};
+  Object.assign(seg, {end: time, text: seg.text.slice(0, at).trim(), checked: false});
+  ed.segments.splice(n + 1, 0, right);
+  draw();
+}
+
+function mergeNext(n) {
+  const seg = ed.segments[n], next = ed.segments[n + 1];
+  if (!next) { say("this is the last segment"); return; }
+  const english = [seg.translation, next.translation].filter(Boolean).join(" ");
+  Object.assign(seg, {end: next.end, text: `${seg.text} ${next.text}`.trim(), translation: english || null,
+                      checked: false});
+  ed.segments.splice(n + 1, 1);
+  draw();
+}
+
+function payload() {
+  return ed.segments.map(s => ({id: s.id, split_from: s.split_from, start: Number(s.start), end: Number(s.end),
+    text: s.text, translation: s.translation, speaker: s.speaker || null, checked: !!s.checked,
+    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine}));
+}
+
+async function save() {
+  const author = $("#author").value.trim();
+  if (!author) { say("type your name under Reviewer first: every revision names who saved it"); $("#author").focus(); return; }
+  const {status, data} = await api(`/api/bundles/${ed.id}/revisions`, {base: ed.base, author, segments: payload()});
+  if (status === 201 || status === 200) {
+    say(data.unchanged ? "nothing changed" : `saved revision ${data.number}${data.merged ? " (merged with another save)" : ""}`);
+    $("#conflicts").hidden = true;
+    await load();
+  } else if (status === 409) {
+    showConflicts(data);
+  } else {
+    say(`not saved: ${data.error}`);
+  }
+}
+
+function showConflicts(data) {
+  say(`not saved: ${data.error}`);
+  const mine = new Map(payload().map(s => [s.id, s]));
+  ed.base = data.newest;
+  ed.segments = data.segments.map(s => ({...s}));
+  const pending = new Set(data.conflicts.map(c => c.segment));
+  const list = $("#conflict-list");
+  list.replaceChildren(...data.conflicts.map(c => {
+    const box = document.createElement("div");
+    box.className = "conflict";
+    box.dataset.segment = c.segment;
+    for (const [label, version] of [["theirs", c.theirs], ["mine", mine.get(c.segment) || c.mine]]) {
+      const side = document.createElement("div");
+      side.className = label;
+      const text = document.createElement("p");
+      text.textContent = version ? `${version.text} — ${version.translation ?? ""}` : "(removed)";
+      const choose = document.createElement("button");
+      choose.type = "button";
+      choose.textContent = label === "mine" ? "Keep mine" : "Keep theirs";
+      choose.onclick = () => { choose_(c.segment, version); pending.delete(c.segment); box.remove();
+        if (!pending.size) { $("#conflicts").hidden = true; say("every conflict chosen: save again"); } };
+      side.append(text, choose);
+      box.append(side);
+    }
+    return box;
+  }));
+  $("#conflicts").hidden = false;
+  draw();
+}
+
+function choose_(segmentId, version) {
+  const at = ed.segments.findIndex(s => s.id === segmentId);
+  if (version === null || version === undefined) { if (at >= 0) ed.segments.splice(at, 1); }
+  else if (at >= 0) ed.segments[at] = {...version};
+  else { ed.segments.push({...version}); ed.segments.sort((a, b) => a.start - b.start); }
+  draw();
+}
+
+function nextFlagged() {
+  const n = ed.segments.findIndex((s, i) => i > ed.current && (s.flags || []).length && !s.checked);
+  const found = n >= 0 ? n : ed.segments.findIndex(s => (s.flags || []).length && !s.checked);
+  if (found < 0) { say("no unchecked flagged segment left"); return; }
+  setCurrent(found);
+  $(`#segments .seg[data-index="${found}"] .original`).focus();
+}
+
+function shortcut(event) {
+  const key = event.key.toLowerCase();
+  if (event.ctrlKey && key === " ") { event.preventDefault(); const p = $("#player"); if (p.paused) p.play().catch(() => {}); else p.pause(); }
+  else if (event.ctrlKey && key === "s") { event.preventDefault(); save(); }
+  else if (event.altKey && key === "r") { event.preventDefault(); playSegment(ed.current); }
+  else if (event.altKey && key === "n") { event.preventDefault(); nextFlagged(); }
+  else if (event.altKey && key === "l") { event.preventDefault(); $("#loop").checked = !$("#loop").checked; }
+  else if (event.altKey && key === "c") {
+    event.preventDefault();
+    const seg = ed.segments[ed.current];
+    if (seg) { seg.checked = !seg.checked; const box = $(`#segments .seg[data-index="${ed.current}"] .checked`);
+      if (box) { box.checked = seg.checked; box.closest(".seg").classList.toggle("is-checked", seg.checked); } }
+  }
+}
+
+const match = location.pathname.match(/^\/edit\/([0-9a-f]{12})$/);
+if (match) showEditor(match[1]); else showArchive();
