@@ -22,6 +22,7 @@ from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
 from pipeline.names import display_name
 from pipeline.run import process
+from pipeline.run.sidecar import SidecarError, is_sidecar, sidecar_path
 
 from .process_video import prefect_stages, process_video, process_video_flow, show_in_ui
 
@@ -37,10 +38,26 @@ def set_aside(video: Path, inbox: Path, reason: str) -> Path:
         n += 1
         target = failed / f"{video.stem}-{n}{video.suffix}"
     os.rename(video, target)  # same file system: the bytes are untouched
+    if (notes := sidecar_path(video)).is_file():  # the sidecar goes with its video
+        os.rename(notes, sidecar_path(target))
     note = target.with_name(target.name + ".reason.txt")
     note.write_text(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
                     f"file: {video}\nreason: {reason}\n", encoding="utf-8")
     return target
+
+
+def language_folder(name: str) -> str | None:
+    """The language an inbox subfolder names (`kk`, `ug`, ...), or None for any other folder."""
+    import argparse
+
+    from pipeline.run.options import language_code
+
+    if name == FAILED_DIR or name.startswith(".") or name == "auto":
+        return None
+    try:
+        return language_code(name) if len(name) <= 3 else None
+    except argparse.ArgumentTypeError:
+        return None
 
 
 def _outside(video: Path, inbox: Path) -> bool:
@@ -62,8 +79,11 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
         raise TestimonyError(f"{path}: {reason}")
     if not path.exists():
         return f"{path} is gone (moved away before it was processed)"
+    if path.is_dir() and not path.is_symlink():  # a folder is never a video, and never set aside
+        return f"{path} is a folder, not a video: left where it is"
+    language = language_folder(path.parent.name) if path.parent.resolve() != inbox_dir.resolve() else None
     try:
-        result = process_video(str(path), out=str(archive))
+        result = process_video(str(path), out=str(archive), **({"language": language} if language else {}))
     except Exception as exc:
         if not _machine_fault(exc):
             _set_aside(path, inbox_dir, archive, exc)
@@ -93,8 +113,9 @@ def _reuse_outcome(bundle: Path, path: Path) -> str:
 
 
 def _machine_fault(exc: BaseException) -> bool:
-    """Faults a fix on this machine cures, so the file waits in the inbox instead of `failed/`."""
-    if isinstance(exc, (OSError, MemoryError, ModelMissingError, OriginalChangedError)):
+    """Faults a fix on this machine cures, so the file waits in the inbox instead of `failed/` (a broken
+    sidecar too: fixing it is the team's, and the video must not be decoded without it)."""
+    if isinstance(exc, (OSError, MemoryError, ModelMissingError, OriginalChangedError, SidecarError)):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # torch's CUDA/CPU OOM
 
@@ -116,7 +137,8 @@ def process_folder(folder: str, out: str | None = None, language: str = "auto",
                    translate_to_english: bool = True) -> list[str]:
     """Every video in a folder (not its subfolders); a bad file is reported and the rest go on."""
     lines = []
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")):
+    for path in sorted(p for p in Path(folder).iterdir()
+                       if p.is_file() and not p.name.startswith(".") and not is_sidecar(p)):
         try:
             result = process_video_flow(str(path), out=out, language=language,
                                         translate_to_english=translate_to_english)

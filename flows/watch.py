@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -19,9 +20,12 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from .service_flows import FAILED_DIR
+from pipeline.run.sidecar import is_sidecar
+
+from .service_flows import FAILED_DIR, language_folder
 
 ARRIVED = "testimony.video.arrived"
+LANGUAGE_FOLDERS = ("kk", "ug")  # made by serve: Whisper cannot tell Uyghur, so a user says it here
 Announce = Callable[[Path], None]
 
 
@@ -37,8 +41,10 @@ def emit_arrival(path: Path) -> None:
 
 
 def _candidate(path: Path, inbox: Path) -> bool:
-    """Top-level files of the inbox only: not our failed/ folder, not hidden or partial downloads."""
-    return (path.parent == inbox and not path.name.startswith(".")
+    """Files of the inbox and of its language folders (`inbox/kk/`): not our failed/ folder, not a
+    video's sidecar (read with the video), not hidden or partial downloads."""
+    folder_ok = path.parent == inbox or (path.parent.parent == inbox and language_folder(path.parent.name))
+    return (folder_ok and not path.name.startswith(".") and not is_sidecar(path)
             and not path.name.endswith((".part", ".partial", ".crdownload", ".tmp")) and path.name != FAILED_DIR)
 
 
@@ -71,19 +77,26 @@ class InboxWatcher(FileSystemEventHandler):
     def on_modified(self, event: FileSystemEvent) -> None:
         self._note(event.src_path)
 
+    def on_attrib(self, event: FileSystemEvent) -> None:
+        self._note(event.src_path)  # touched (a waiting file after its fault was fixed): look again
+
     def _note(self, raw: str | bytes) -> None:
         path = Path(os.fsdecode(raw))
-        if _candidate(path, self.inbox):
+        if _candidate(path, self.inbox) and not (path.is_dir() and not path.is_symlink()):
             with self._lock:
                 self._pending[path] = (-1, time.monotonic())
 
     def start(self) -> None:
         self.inbox.mkdir(parents=True, exist_ok=True)
-        self._observer.schedule(self, str(self.inbox), recursive=False)
+        for code in LANGUAGE_FOLDERS:
+            (self.inbox / code).mkdir(exist_ok=True)
+        self._observer.schedule(self, str(self.inbox), recursive=True)
         self._observer.start()
-        for path in sorted(self.inbox.iterdir()):  # what arrived while nobody was watching
-            if path.is_file() or path.is_symlink():
-                self._note(str(path))
+        folders = [self.inbox, *(p for p in sorted(self.inbox.iterdir()) if p.is_dir() and language_folder(p.name))]
+        for folder in folders:  # what arrived while nobody was watching
+            for path in sorted(folder.iterdir()):
+                if path.is_file() or path.is_symlink():
+                    self._note(str(path))
         self._thread.start()
 
     def stop(self) -> None:
@@ -111,6 +124,9 @@ class InboxWatcher(FileSystemEventHandler):
                     st = path.lstat()
                 except FileNotFoundError:
                     del self._pending[path]  # moved away or deleted before it settled
+                    continue
+                if stat.S_ISDIR(st.st_mode):  # a folder made in the inbox (a language folder) is no video
+                    del self._pending[path]
                     continue
                 current = st.st_size
                 if current != size:

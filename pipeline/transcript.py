@@ -42,6 +42,7 @@ class Segment:
     speaker: str | None = None
     checked: bool = False  # a person who speaks the language checked this segment
     english_source: str | None = None  # "machine", "edited" (a person changed it) or "written" (from scratch)
+    suggestions: list[dict[str, str]] | None = None  # glossary near-misses: {"heard": ..., "glossary": ...}
 
     def flag(self, name: str) -> None:
         if name not in self.flags:
@@ -70,6 +71,8 @@ class Transcript:
     warnings: list[str] = field(default_factory=list)
     created: str = ""
     schema: str = SCHEMA
+    sidecar: dict[str, Any] | None = None  # the video's sidecar: its file name, SHA-256 and content
+    glossary: dict[str, Any] | None = None  # the glossary the run flagged near-misses of: entries, SHA-256
 
     @property
     def id(self) -> str:

@@ -175,3 +175,37 @@ def test_burst_with_a_broken_file_among_good_ones(service, tmp_path):
     bundles = {p.name.split("-", 1)[1] for p in service["archive"].iterdir() if p.name.endswith(tuple(
         n.removesuffix(".mp4") for n in names))}
     assert len(bundles) == 20
+
+
+def test_a_language_folder_states_the_language_and_a_broken_sidecar_waits(service, clips, tmp_path):
+    inbox = service["inbox"]
+    assert (inbox / "kk").is_dir() and (inbox / "ug").is_dir(), "serve makes the language folders"
+    video = tmp_path / "stated kazakh.mp4"
+    mf.video_from_audio(_clip_audio(clips, tmp_path), video, lead_silence=0.7)
+    shutil.copy(video, inbox / "kk" / video.name)
+    (inbox / "told.mp4.json").write_text("{not json", encoding="utf-8")
+    mf.video_from_audio(_clip_audio(clips, tmp_path), inbox / "told.mp4", lead_silence=1.3)
+
+    records = _wait_for(service, {video.name, "told.mp4"})
+    assert records[video.name]["outcome"] == "processed"
+    bundle = next(service["archive"].glob(f"{_sha(video)[:12]}-*"))
+    transcript = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert transcript["language"] == "kk" and transcript["detected_language"] is None
+    assert records["told.mp4"]["outcome"].startswith("waiting: ") and "told.mp4.json" in records["told.mp4"]["outcome"]
+    assert (inbox / "told.mp4").exists() and not (inbox / "failed" / "told.mp4").exists(), "it waits, kept"
+
+    (inbox / "told.mp4.json").write_text('{"language": "en", "place": "Almaty"}', encoding="utf-8")
+    os.utime(inbox / "told.mp4")  # touched: announced again
+    deadline = time.monotonic() + 300
+    while not (found := list(service["archive"].glob(f"{_sha(inbox / 'told.mp4')[:12]}-*/transcript.json"))):
+        assert time.monotonic() < deadline, service["log"].read_text()[-3000:]
+        time.sleep(1)
+    told = json.loads(found[0].read_text(encoding="utf-8"))
+    assert told["sidecar"]["content"] == {"language": "en", "place": "Almaty"} and told["language"] == "en"
+
+
+def _clip_audio(clips, tmp_path) -> Path:
+    """The English clip's audio (a new file, so the video's hash is its own)."""
+    out = tmp_path / "clip.wav"
+    mf.ffmpeg("-i", str(clips["en"]), "-vn", "-ac", "1", "-ar", "16000", str(out))
+    return out

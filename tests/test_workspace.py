@@ -186,6 +186,28 @@ def test_edit_split_merge_check_and_save_from_the_browser(browser, server, archi
     assert any("en.srt: changed" in p for p in problems)
 
 
+def test_keys_play_replay_and_pause_the_video(browser, server, archive):
+    page = _page(browser, server, f"/edit/{_english_id(archive)}")
+    page.wait_for_selector("#segments .seg")
+    third = page.locator("#segments .seg").nth(2)
+    start = float(third.locator(".start").input_value())
+    third.locator(".original").focus()
+    page.keyboard.press("Alt+R")  # replay the segment: from its start
+    _wait(page, "!document.getElementById('player').paused")
+    assert page.evaluate("document.getElementById('player').currentTime") >= start - 0.05
+    page.keyboard.press("Control+Space")
+    _wait(page, "document.getElementById('player').paused")
+    page.context.close()
+
+
+def _wait(page: Page, expression: str, seconds: float = 10) -> None:
+    """Poll from outside the page (its Content-Security-Policy refuses the eval wait_for_function needs)."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false: {expression}"
+        time.sleep(0.05)
+
+
 def test_two_reviewers_merge_then_conflict(browser, server, archive):
     one = _page(browser, server, f"/edit/{KK_SHA[:12]}")
     two = _page(browser, server, f"/edit/{KK_SHA[:12]}")

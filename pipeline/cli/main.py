@@ -144,6 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
         originals.mode()  # or TESTIMONY_ORIGINALS
         options = RunOptions.from_flat(**settings)
+        if options.glossary:  # a missing or unreadable glossary stops the run before any work
+            from pipeline.stages.glossary import read_entries
+
+            if not Path(options.glossary).is_file():
+                raise TestimonyError(f"{options.glossary}: no such glossary file (a text file, one name a line)")
+            read_entries(Path(options.glossary))
         if args.language != "auto":
             whisper_token(args.language, options.asr.whisper_token)
     except TestimonyError as exc:

@@ -88,6 +88,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("temperature_fallback", "--no-fallback", True,
            "decode at temperature 0 only: fastest, no retry of repetitive or unsure windows", bool),
     Option("device", "--device", None, "default: CUDA when present", choices=DEVICES),
+    Option("glossary", "--glossary", None, "a text file of names as the team spells them, one a line (with "
+           "<archive>/glossary.txt and the sidecar's): near-misses are flagged glossary_match with the spelling",
+           commands=("run",)),
     Option("engine", "--engine", "whisper", "whisper: openai-whisper, the reference (default); "
            "faster-whisper: CTranslate2, several times faster on CPU (int8), same regions, flags and "
            "transcript format", str, choices=ENGINES),
@@ -128,13 +131,14 @@ class RunOptions:
     translate: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
     follow_routes: bool = True  # an auto-detected language is decoded with its route's model
+    glossary: str | None = None  # a glossary file for this run (`stages.glossary`); flags only, not decoding
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
                   audio_track: int | None = None, translate_to_english: bool = True,
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
                   temperature_fallback: bool = True, device: str | None = None,
-                  engine: str = "whisper") -> "RunOptions":
+                  engine: str = "whisper", glossary: str | None = None) -> "RunOptions":
         """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
 
         An unnamed model or token comes from the language's route (`testimony models`); a language no
@@ -149,7 +153,7 @@ class RunOptions:
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
                          engine=engine)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
-                   follow_routes=follow_routes)
+                   follow_routes=follow_routes, glossary=glossary or None)
 
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""

@@ -22,6 +22,8 @@ from pipeline.archive import catalog, custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, refuse_if_reviewed, reviewed
 from pipeline.errors import BadInputError
 from pipeline.run.options import RunOptions
+from pipeline.run.sidecar import Sidecar, read_sidecar
+from pipeline.run.sidecar import apply as apply_sidecar
 from pipeline.run.stages import (
     PLAIN,
     Stages,
@@ -40,6 +42,7 @@ from pipeline.run.stages import (
     wav_sha256,
     work_dir,
 )
+from pipeline.stages import glossary
 from pipeline.stages.media import ExtractedAudio
 from pipeline.transcript import Transcript
 
@@ -97,6 +100,8 @@ class Prepared:
     audio: ExtractedAudio | None = None
     reused: Path | None = None
     source: Path | None = None  # what the tools read: the archive's read-only copy, or `video` itself
+    options: RunOptions | None = None  # the run's options with the sidecar's language, when it gave one
+    sidecar: Sidecar | None = None
 
     def discard(self) -> None:
         """Remove the work folder (audio, checkpoints): the bundle is out."""
@@ -126,21 +131,29 @@ class _Failure:
 def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
                   force: bool = False, progress: Progress | None = None, sha256: str | None = None,
                   stages: Stages = PLAIN) -> Prepared:
-    """Hash (unless `sha256` is given), look for a reusable bundle, else extract the audio."""
+    """Read the sidecar, hash (unless `sha256` is given), look for a reusable bundle, else extract the audio.
+
+    A broken sidecar stops here, before anything is written: the video waits until it is fixed.
+    """
     video, archive = Path(video), Path(archive)
     say = progress or (lambda _msg: None)
+    notes = read_sidecar(video)
+    options = apply_sidecar(options, notes)
     if sha256 is None:
         say("hashing")
         sha256 = stages["hash"](video)
     config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
     custody.record_arrival(archive, sha256, video)
+    if notes is not None:
+        custody.append(archive, sha256, "stage", name="sidecar", tool="testimony", file_name=notes.path.name,
+                       sidecar_sha256=notes.sha256, content=notes.content)
     with _Failure(archive, sha256, "preserve"):
         source = originals.preserve(video, archive, sha256)
     if not force and (existing := reusable_bundle(archive, sha256, options)):
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         discard_work(archive, sha256)  # left by a run killed after publishing
-        return Prepared(video, archive, sha256, reused=existing, source=source)
+        return Prepared(video, archive, sha256, reused=existing, source=source, options=options, sidecar=notes)
     if previous := find_bundle(archive, sha256):
         with _Failure(archive, sha256, "publish"):
             refuse_if_reviewed(previous)  # before any work: a person's corrections are never replaced
@@ -150,7 +163,7 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
     except BaseException:
         drop_audio(work_dir(archive, sha256))
         raise
-    return Prepared(video, archive, sha256, audio, source=source)
+    return Prepared(video, archive, sha256, audio, source=source, options=options, sidecar=notes)
 
 
 def _extract(video: Path, source: Path, archive: Path, sha256: str, options: RunOptions, say: Progress,
@@ -176,6 +189,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     """
     if job.reused is not None:
         return RunResult(job.video, job.reused, "reused")
+    options = job.options or options
     say = progress or (lambda _msg: None)
     with _Failure(job.archive, job.sha256, "transcribe"):
         record_transcribe_resume(job.archive, job.sha256, job.audio, options)
@@ -184,6 +198,9 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         custody.record_transcribe(job.archive, job.sha256, model_info, asr.language, len(asr.segments))
         transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options,
                                       source=job.source)
+        transcript.sidecar = job.sidecar.record() if job.sidecar else None
+        words = job.sidecar.content.get("glossary") if job.sidecar else None
+        glossary.flag(transcript, glossary.load(job.archive, options.glossary, words))
     if options.translate:
         say("translating")
         translate_transcript(job.archive, transcript, stages)

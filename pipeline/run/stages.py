@@ -232,7 +232,31 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
             "long (all of it was transcribed); the header may have been edited or damaged")
     if not asr.speech:
         transcript.warnings.append("no speech found in the audio")
+    if asr.detected_language and (warning := routing_warning(asr.detected_language)):
+        transcript.warnings.append(warning)
     return transcript
+
+
+# Languages Whisper answers for speech of a routed language it has no class for, or often confuses
+# with it: Uyghur comes out as Uzbek, Turkish, Arabic or Persian; Kazakh sometimes as Kyrgyz or Tatar.
+NEIGHBOURS = {"ug": ("uz", "tr", "ar", "fa", "ky", "az", "tk", "ur"), "kk": ("ky", "tt", "ba", "uz")}
+
+
+def routing_warning(detected: str) -> str | None:
+    """Say so when detection answered a language this archive has no route for, next to one it has."""
+    from pipeline.store.routes import load_routes
+
+    routes = load_routes()
+    if detected in routes:
+        return None
+    close = [code for code, near in NEIGHBOURS.items() if detected in near and code in routes]
+    if not close:
+        return None
+    names = " or ".join(f"{routes[c].name or c} (drop it into inbox/{c}/, or run with --language {c})"
+                        for c in close)
+    return (f"the language was detected as {detected!r}, which this archive has no route for; Whisper "
+            f"cannot detect Uyghur and confuses neighbours. If the speech is {names}, run it again that way; "
+            f"or put a sidecar beside the video (its file name plus .json) saying {{\"language\": \"{close[0]}\"}}")
 
 
 def discard_work(archive: Path, sha256: str) -> None:

@@ -144,68 +144,81 @@ def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().cpu().contiguous().numpy()
 
 
+class _Filler:
+    """Moves openai-whisper tensors into a CTranslate2 WhisperSpec, one named piece at a time; what is
+    left in `src` at the end had no place in the spec."""
+
+    def __init__(self, state: dict[str, np.ndarray]) -> None:
+        self.src = dict(state)
+
+    def take(self, name: str) -> np.ndarray:
+        if name not in self.src:
+            raise ValueError(f"not an openai-whisper checkpoint: missing {name!r}")
+        return self.src.pop(name)
+
+    def linear(self, layer: Any, name: str) -> None:
+        layer.weight, layer.bias = self.take(name + ".weight"), self.take(name + ".bias")
+
+    def norm(self, layer: Any, name: str) -> None:
+        layer.gamma, layer.beta = self.take(name + ".weight"), self.take(name + ".bias")
+
+    def fused(self, layer: Any, names: list[str]) -> None:
+        """Stacked rows in one CTranslate2 projection; openai-whisper's key has no bias (zeros here)."""
+        weights = [self.take(n + ".weight") for n in names]
+        biases = [np.zeros(w.shape[0], w.dtype) if n.endswith(".key") else self.take(n + ".bias")
+                  for n, w in zip(names, weights)]
+        layer.weight, layer.bias = np.concatenate(weights), np.concatenate(biases)
+
+    def block(self, layer: Any, name: str, cross: bool) -> None:
+        attn = f"{name}.attn"
+        self.fused(layer.self_attention.linear[0], [f"{attn}.query", f"{attn}.key", f"{attn}.value"])
+        self.linear(layer.self_attention.linear[1], f"{attn}.out")
+        self.norm(layer.self_attention.layer_norm, f"{name}.attn_ln")
+        if cross:
+            xattn = f"{name}.cross_attn"
+            self.linear(layer.attention.linear[0], f"{xattn}.query")
+            self.fused(layer.attention.linear[1], [f"{xattn}.key", f"{xattn}.value"])
+            self.linear(layer.attention.linear[2], f"{xattn}.out")
+            self.norm(layer.attention.layer_norm, f"{name}.cross_attn_ln")
+        self.linear(layer.ffn.linear_0, f"{name}.mlp.0")
+        self.linear(layer.ffn.linear_1, f"{name}.mlp.2")
+        self.norm(layer.ffn.layer_norm, f"{name}.mlp_ln")
+
+    def encoder(self, enc: Any, dims: dict[str, int]) -> None:
+        self.linear(enc.conv1, "encoder.conv1")
+        self.linear(enc.conv2, "encoder.conv2")
+        if "encoder.positional_embedding" in self.src:
+            enc.position_encodings.encodings = self.take("encoder.positional_embedding")
+        else:  # a non-persistent buffer in some exports: recompute Whisper's fixed sinusoids
+            from whisper.model import sinusoids
+
+            enc.position_encodings.encodings = sinusoids(dims["n_audio_ctx"], dims["n_audio_state"]).numpy().astype(
+                enc.conv1.weight.dtype)
+        self.norm(enc.layer_norm, "encoder.ln_post")
+        for i, layer in enumerate(enc.layer):
+            self.block(layer, f"encoder.blocks.{i}", cross=False)
+
+    def decoder(self, dec: Any) -> None:
+        embedding = self.take("decoder.token_embedding.weight")
+        dec.embeddings.weight = embedding
+        dec.projection.weight = embedding  # tied; CTranslate2 stores it once as an alias
+        dec.position_encodings.encodings = self.take("decoder.positional_embedding")
+        self.norm(dec.layer_norm, "decoder.ln")
+        for i, layer in enumerate(dec.layer):
+            self.block(layer, f"decoder.blocks.{i}", cross=True)
+
+
 def _fill_spec(state: dict[str, np.ndarray], dims: dict[str, int]) -> Any:
     """A CTranslate2 WhisperSpec holding the checkpoint's tensors under CTranslate2's names."""
     from ctranslate2.specs import whisper_spec
 
     spec = whisper_spec.WhisperSpec(dims["n_audio_layer"], dims["n_audio_head"],
                                     dims["n_text_layer"], dims["n_text_head"])
-    src = dict(state)
-
-    def take(name: str) -> np.ndarray:
-        if name not in src:
-            raise ValueError(f"not an openai-whisper checkpoint: missing {name!r}")
-        return src.pop(name)
-
-    def linear(layer: Any, name: str) -> None:
-        layer.weight, layer.bias = take(name + ".weight"), take(name + ".bias")
-
-    def norm(layer: Any, name: str) -> None:
-        layer.gamma, layer.beta = take(name + ".weight"), take(name + ".bias")
-
-    def fused(layer: Any, names: list[str]) -> None:  # stacked rows; openai-whisper's key has no bias
-        weights = [take(n + ".weight") for n in names]
-        biases = [np.zeros(w.shape[0], w.dtype) if n.endswith(".key") else take(n + ".bias")
-                  for n, w in zip(names, weights)]
-        layer.weight, layer.bias = np.concatenate(weights), np.concatenate(biases)
-
-    def block(layer: Any, name: str, cross: bool) -> None:
-        attn = f"{name}.attn"
-        fused(layer.self_attention.linear[0], [f"{attn}.query", f"{attn}.key", f"{attn}.value"])
-        linear(layer.self_attention.linear[1], f"{attn}.out")
-        norm(layer.self_attention.layer_norm, f"{name}.attn_ln")
-        if cross:
-            xattn = f"{name}.cross_attn"
-            linear(layer.attention.linear[0], f"{xattn}.query")
-            fused(layer.attention.linear[1], [f"{xattn}.key", f"{xattn}.value"])
-            linear(layer.attention.linear[2], f"{xattn}.out")
-            norm(layer.attention.layer_norm, f"{name}.cross_attn_ln")
-        linear(layer.ffn.linear_0, f"{name}.mlp.0")
-        linear(layer.ffn.linear_1, f"{name}.mlp.2")
-        norm(layer.ffn.layer_norm, f"{name}.mlp_ln")
-
-    enc, dec = spec.encoder, spec.decoder
-    linear(enc.conv1, "encoder.conv1")
-    linear(enc.conv2, "encoder.conv2")
-    if "encoder.positional_embedding" in src:
-        enc.position_encodings.encodings = take("encoder.positional_embedding")
-    else:  # a non-persistent buffer in some exports: recompute Whisper's fixed sinusoids
-        from whisper.model import sinusoids
-
-        enc.position_encodings.encodings = sinusoids(dims["n_audio_ctx"], dims["n_audio_state"]).numpy().astype(
-            enc.conv1.weight.dtype)
-    norm(enc.layer_norm, "encoder.ln_post")
-    for i, layer in enumerate(enc.layer):
-        block(layer, f"encoder.blocks.{i}", cross=False)
-    embedding = take("decoder.token_embedding.weight")
-    dec.embeddings.weight = embedding
-    dec.projection.weight = embedding  # tied; CTranslate2 stores it once as an alias
-    dec.position_encodings.encodings = take("decoder.positional_embedding")
-    norm(dec.layer_norm, "decoder.ln")
-    for i, layer in enumerate(dec.layer):
-        block(layer, f"decoder.blocks.{i}", cross=True)
-    if src:
-        raise ValueError(f"tensors with no place in CTranslate2's Whisper: {sorted(src)[:8]}")
+    filler = _Filler(state)
+    filler.encoder(spec.encoder, dims)
+    filler.decoder(spec.decoder)
+    if filler.src:
+        raise ValueError(f"tensors with no place in CTranslate2's Whisper: {sorted(filler.src)[:8]}")
     return spec
 
 

@@ -120,6 +120,12 @@ function segmentItem(seg, n) {
     badge.textContent = flag.replace(/_/g, " ");
     $(".flags", li).append(badge);
   }
+  for (const hint of seg.suggestions || []) {  // glossary near-misses: shown, for the reviewer to take
+    const badge = document.createElement("span");
+    badge.className = "flag suggestion";
+    badge.textContent = `${hint.heard} → ${hint.glossary}?`;
+    $(".flags", li).append(badge);
+  }
   wireSegment(li, seg, n);
   return li;
 }
