@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from pipeline import config
+from pipeline.review.auth import credentials_file, credentials_for
 
 from .server import Server, start_or_reuse
 
@@ -53,9 +54,13 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
     config.apply_privacy_defaults()
     inbox, out = inbox.resolve(), out.resolve()
     began = time.monotonic()
-    server: Server = start_or_reuse(host, port)
+    credentials = credentials_for(out, host)  # an open address without credentials: refused before anything
+    config.private_dirs(out)  # owner-only before Prefect's home is made inside it
+    _clean_abandoned(out)
+    server: Server = start_or_reuse(host, port, archive=out, auth_string=credentials.auth_string)
     # Before Prefect's settings are first read in this process: talk to this server, keep state beside it.
     os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ["PREFECT_API_AUTH_STRING"] = credentials.auth_string
     os.environ.setdefault("PREFECT_HOME", str(server.home))
 
     from .executor import InProcessExecutor
@@ -75,7 +80,8 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         print(f"testimony serve: ready in {time.monotonic() - began:.1f} s "
               f"(server {'reused' if server.process is None else f'started in {server.startup_seconds:.1f} s'})\n"
               f"  Prefect UI: {server.ui_url}\n  review:     {workspace or 'off'}\n  inbox:      {inbox}\n"
-              f"  archive:    {out}\n"
+              f"  archive:    {out}\n  credentials: user {credentials.user}, password in {credentials_file(out)} "
+              "(or TESTIMONY_AUTH); the UI asks for user:password\n"
               "  Ctrl-C stops everything.", flush=True)
         if ready:
             ready.set()
@@ -89,6 +95,15 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         server.stop()
         print("testimony serve: stopped", flush=True)
     return 0
+
+
+def _clean_abandoned(archive: Path) -> None:
+    """Witness audio a failed run left and nobody came back to (a week untouched) goes at start."""
+    from pipeline.run.cleanup import clean
+
+    if removed := clean(archive):
+        print(f"serve: removed {len(removed)} abandoned work folder(s) untouched for 7 days (logged in custody)",
+              flush=True)
 
 
 def _start_workspace(archive: Path, host: str, port: int, stop: threading.Event) -> str:

@@ -38,9 +38,16 @@ class Server:
             self.process.kill()
 
 
-def prefect_home() -> Path:
-    """`PREFECT_HOME` when the user set it, else our data folder (the SQLite database lives there)."""
-    return Path(os.environ.get("PREFECT_HOME") or config.data_dir() / "prefect")
+PREFECT_DIR = ".prefect"  # Prefect's home inside the archive serve works on
+
+
+def prefect_home(archive: Path | None = None) -> Path:
+    """`PREFECT_HOME` when the user set it; else `<archive>/.prefect` for an archive's server (its
+    database holds run parameters, artifacts and logs that name witnesses: they stay in the one folder
+    a team protects); else our data folder."""
+    if os.environ.get("PREFECT_HOME"):
+        return Path(os.environ["PREFECT_HOME"])
+    return Path(archive) / PREFECT_DIR if archive is not None else config.data_dir() / "prefect"
 
 
 def healthy(api_url: str) -> bool:
@@ -50,10 +57,15 @@ def healthy(api_url: str) -> bool:
         return False
 
 
-def start_or_reuse(host: str = "127.0.0.1", port: int = 4200, *, timeout: float = 180) -> Server:
-    """A healthy server already on host:port is reused; otherwise one is started and awaited."""
+def start_or_reuse(host: str = "127.0.0.1", port: int = 4200, *, timeout: float = 180,
+                   archive: Path | None = None, auth_string: str | None = None) -> Server:
+    """A healthy server already on host:port is reused; otherwise one is started and awaited.
+
+    With `auth_string` (`user:password`) the started server refuses every API request without it
+    (Prefect's basic auth; only /health answers anyone).
+    """
     api_url = f"http://{host}:{port}/api"
-    home = prefect_home()
+    home = prefect_home(archive)
     started = time.monotonic()
     if healthy(api_url):
         return Server(api_url, f"http://{host}:{port}", home, None, 0.0)
@@ -63,6 +75,8 @@ def start_or_reuse(host: str = "127.0.0.1", port: int = 4200, *, timeout: float 
            # it would call the default port 4200 whatever --port says.
            "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port)}
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to itself as a client
+    if auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
     log = open(home / "server.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],

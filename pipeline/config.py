@@ -122,6 +122,9 @@ PRIVACY_ENV = {
 
 
 def apply_privacy_defaults() -> None:
-    """Telemetry off unless the user set these explicitly."""
+    """Telemetry off unless the user set these explicitly; TESTIMONY_AUTH is also the Prefect client's
+    credentials (a `testimony run` against serve's server), unless PREFECT_API_AUTH_STRING is set."""
     for key, value in PRIVACY_ENV.items():
         os.environ.setdefault(key, value)
+    if os.environ.get("TESTIMONY_AUTH"):
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", os.environ["TESTIMONY_AUTH"])

@@ -21,6 +21,8 @@ from .test_flow import _free_port
 
 pytestmark = pytest.mark.slow
 UYGHUR_NAME = "گۇۋاھلىق بېرىش.mp4"
+API_AUTH = ("tester", "tester-secret")  # serve's Prefect server and workspace refuse requests without these
+AUTH_ENV = {"TESTIMONY_AUTH": ":".join(API_AUTH)}
 
 
 def _sha(path: Path) -> str:
@@ -50,7 +52,7 @@ def service(tmp_path_factory, converted_base, clips):
     shutil.copy(clips["en"], inbox / "waiting before start.mp4")
     port = _free_port()
     env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
-           "PREFECT_HOME": str(root / "prefect")}
+           "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV}
     env.pop("PREFECT_API_URL", None)
     log = open(root / "serve.log", "w")
     began = time.monotonic()
@@ -97,8 +99,8 @@ def _wait_for(service, names: set[str], timeout: float = 300) -> dict[str, dict]
 
 
 def _inbox_runs(api: str) -> list[dict]:
-    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10).json()
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=10).json()
+    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10, auth=API_AUTH).json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=10, auth=API_AUTH).json()
     return [r for r in runs if r["deployment_id"] == deployment["id"]]
 
 
@@ -111,9 +113,9 @@ def test_waiting_file_and_copy_give_bundle_catalog_artifact_and_run(service, cli
     assert "liberty" in " ".join(s["text"] for s in transcript["segments"]).lower()
 
     artifacts = httpx.post(f"{service['api']}/artifacts/filter", json={
-        "artifacts": {"key": {"any_": [f"transcript-{_sha(clips['en-2'])[:12]}"]}}}, timeout=10).json()
+        "artifacts": {"key": {"any_": [f"transcript-{_sha(clips['en-2'])[:12]}"]}}}, timeout=10, auth=API_AUTH).json()
     assert artifacts and "liberty" in artifacts[0]["data"].lower() and str(bundle) in artifacts[0]["data"]
-    table = httpx.get(f"{service['api']}/artifacts/testimony-archive/latest", timeout=10).json()
+    table = httpx.get(f"{service['api']}/artifacts/testimony-archive/latest", timeout=10, auth=API_AUTH).json()
     assert "copied.mp4" in json.dumps(table["data"])
 
     runs = [r for r in _inbox_runs(service["api"]) if r["parameters"]["video"].endswith("copied.mp4")]
@@ -209,3 +211,28 @@ def _clip_audio(clips, tmp_path) -> Path:
     out = tmp_path / "clip.wav"
     mf.ffmpeg("-i", str(clips["en"]), "-vn", "-ac", "1", "-ar", "16000", str(out))
     return out
+
+
+def test_without_credentials_the_prefect_api_reveals_nothing(service, clips):
+    api = service["api"]
+    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10, auth=API_AUTH).json()
+    for method, path, body in (("POST", "/flow_runs/filter", {"limit": 5}), ("POST", "/artifacts/filter", {}),
+                               ("GET", f"/deployments/{deployment['id']}", None), ("POST", "/logs/filter", {}),
+                               ("POST", f"/deployments/{deployment['id']}/create_flow_run",
+                                {"parameters": {"video": "/etc/passwd"}})):
+        for auth in (None, ("tester", "wrong")):
+            response = httpx.request(method, api + path, json=body, auth=auth, timeout=10,
+                                     headers={"Origin": "http://evil.example"})
+            assert response.status_code == 401, (path, response.text)
+            assert "mp4" not in response.text and "inbox" not in response.text
+    assert httpx.get(f"{api}/health", timeout=10).status_code == 200, "only the health check answers anyone"
+    assert "tester-secret" not in service["log"].read_text(), "the password never reaches the log"
+
+
+def test_serve_on_an_open_address_without_credentials_is_refused(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TESTIMONY_AUTH", "PREFECT_API_URL")}
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "serve", "--host", "0.0.0.0", "--inbox",
+                           str(tmp_path / "inbox"), "--out", str(tmp_path / "archive"), "--port", str(_free_port())],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "TESTIMONY_AUTH" in done.stderr
+    assert not (tmp_path / "archive" / ".prefect").exists(), "nothing was started"

@@ -22,7 +22,7 @@ from pipeline.evaluation.devset import librivox
 
 from . import media_factory as mf
 from .test_flow import _free_port
-from .test_serve import _arrivals
+from .test_serve import API_AUTH, AUTH_ENV, _arrivals
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_restart_after_power_cut_resumes_in_flight_and_queued(tmp_path, converte
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
-           "PREFECT_HOME": str(root / "prefect")}
+           "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV}
     env.pop("PREFECT_API_URL", None)
 
     # 1. serve freezes itself right after the first chunk of the interview is checkpointed.
@@ -88,14 +88,14 @@ def test_restart_after_power_cut_resumes_in_flight_and_queued(tmp_path, converte
     while not _stopped(first.pid):
         assert first.poll() is None and time.monotonic() < deadline, (root / "serve-1.log").read_text()[-3000:]
         time.sleep(0.1)
-    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10).json()
-    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}, timeout=10).json()
+    deployment = httpx.get(f"{api}/deployments/name/process-inbox-file/inbox", timeout=10, auth=API_AUTH).json()
+    runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 50}, timeout=10, auth=API_AUTH).json()
     (in_flight,) = [r for r in runs if r["state_type"] == "RUNNING" and r["deployment_id"] == deployment["id"]]
     assert in_flight["parameters"]["video"].endswith(long.name)
     # 2. A second file is queued (a run scheduled, not started), a third lands while everything is down.
     shutil.copy(queued, inbox / queued.name)
     waiting = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={"parameters": {
-        "video": str(inbox / queued.name), "inbox": str(inbox), "out": str(archive)}}, timeout=10).json()
+        "video": str(inbox / queued.name), "inbox": str(inbox), "out": str(archive)}}, timeout=10, auth=API_AUTH).json()
     # 3. Power cut: serve and its server die at once, with no chance to record anything.
     for pid in [first.pid, *_server_pids(port)]:
         os.kill(pid, signal.SIGKILL)
@@ -125,7 +125,7 @@ def test_restart_after_power_cut_resumes_in_flight_and_queued(tmp_path, converte
         starts = [s["start"] for s in transcript["segments"]]
         assert min(starts) < 12 and max(starts) > 24, "segments from the first and the last answer"
         for run_id in (in_flight["id"], waiting["id"]):
-            state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state_type"]
+            state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10, auth=API_AUTH).json()["state_type"]
             assert state == "COMPLETED", run_id
         assert not (inbox / "failed").exists() and not (archive / ".work").exists()
     finally:

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from . import media_factory as mf
 from .test_flow import _free_port
+from .test_serve import API_AUTH, AUTH_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def service(tmp_path_factory, converted_base):
     inbox.mkdir()
     port = _free_port()
     env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
-           "PREFECT_HOME": str(root / "prefect")}
+           "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV}
     env.pop("PREFECT_API_URL", None)
     log_path = root / "serve.log"
     log = open(log_path, "w")
@@ -79,6 +80,8 @@ class UI:
         self.errors: list[str] = []
         self.shot_paths: list[Path] = []
         self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        # What the UI's own login form stores once a person types user:password (its Unauthenticated page).
+        self.context.add_init_script(f"localStorage.setItem('prefect-password', btoa({':'.join(API_AUTH)!r}))")
         self.context.route("**/*", self._route)
         self.page: Page = self.context.new_page()
         self.page.on("console", self._console)
@@ -193,7 +196,7 @@ def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service
     page.goto(service["ui"] + "/deployments")
 
     deadline = time.monotonic() + 240
-    while (run := httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json())["state_type"] not in (
+    while (run := httpx.get(f"{api}/flow_runs/{run_id}", timeout=10, auth=API_AUTH).json())["state_type"] not in (
             "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
         assert time.monotonic() < deadline, f"run still {run['state_type']}\n{service['log'].read_text()[-3000:]}"
         time.sleep(1)
@@ -203,7 +206,7 @@ def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service
     expect(badge).to_have_text("Completed", timeout=30_000)
     ui.shot("run-completed")
 
-    deployment = httpx.get(f"{api}/deployments/name/process-video/process-video", timeout=10).json()
+    deployment = httpx.get(f"{api}/deployments/name/process-video/process-video", timeout=10, auth=API_AUTH).json()
     assert run["deployment_id"] == deployment["id"] and run["name"] == run_name
     assert run["parameters"]["video"] == str(english_video)
     assert run["parameters"]["out"] == str(service["archive"])
@@ -212,7 +215,7 @@ def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service
     # watch folder's runs (type AUTOMATION). Its name being the one the form generated ties it to the form.
     assert run["created_by"] is None
     runs = httpx.post(f"{api}/flow_runs/filter", json={
-        "deployments": {"id": {"any_": [deployment["id"]]}}}, timeout=10).json()
+        "deployments": {"id": {"any_": [deployment["id"]]}}}, timeout=10, auth=API_AUTH).json()
     assert [r["id"] for r in runs] == [run_id], "one submission, one run"
 
     # The run's Artifacts tab lists the transcript; its page renders the Markdown table.
@@ -236,7 +239,7 @@ def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service
     ui.shot("transcript-artifact", full_page=True)
 
     artifact = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [key]}}},
-                          timeout=10).json()
+                          timeout=10, auth=API_AUTH).json()
     assert len(artifact) == 1 and artifact[0]["flow_run_id"] == run_id
     assert cell.inner_text().strip() in artifact[0]["data"]
     ui.check_offline_and_quiet()

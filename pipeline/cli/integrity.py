@@ -37,6 +37,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--with-original", action="store_true",
                         help="include the original video, read from its arrival path")
 
+    clean = sub.add_parser("clean", help="remove work folders (extracted audio, checkpoints) that failed runs "
+                           "left and nobody came back to; each removal is logged in custody")
+    clean.add_argument("--out", help=OUT_HELP)
+    clean.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
+                       help="untouched for this many days (default: 7; a run in progress touches its folder "
+                            "every chunk)")
+
 
 def _archive(out: str | None) -> Path:
     archive = config.archive_dir(out)
@@ -111,4 +118,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     archive = _archive(args.out)
     bundle, _video = _resolve(archive, args.video)
     print(export_bundle(archive, bundle, args.output, with_original=args.with_original))
+    return 0
+
+
+@_guarded
+def cmd_clean(args: argparse.Namespace) -> int:
+    """One line per folder removed; the count on standard error."""
+    from pipeline.run.cleanup import clean
+
+    if args.older_than < 0:
+        print("error: --older-than takes a number of days, 0 or more", file=sys.stderr)
+        return 2
+    removed = clean(_archive(args.out), args.older_than)
+    for folder in removed:
+        print(f"removed {folder}")
+    print(f"{len(removed)} abandoned work folder(s) removed", file=sys.stderr)
     return 0

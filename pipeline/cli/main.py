@@ -31,6 +31,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--inbox", type=Path, default=Path("inbox"), help="watch folder (default: inbox/)")
     serve.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
     serve.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1 (default: 4200)")
+    serve.add_argument("--host", default="127.0.0.1", help="address the Prefect server and the workspace bind "
+                       "(default: 127.0.0.1, this machine only; another needs TESTIMONY_AUTH)")
     serve.add_argument("--settle", type=float, default=2.0,
                        help="seconds a dropped file's size must hold still before it is read (default: 2)")
     serve.add_argument("--review-port", type=int, default=4300,
@@ -39,10 +41,14 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
+    from pipeline.errors import TestimonyError
 
     try:
-        return serve(args.inbox, config.archive_dir(args.out), port=args.port, settle_seconds=args.settle,
-                     review_port=args.review_port)
+        return serve(args.inbox, config.archive_dir(args.out), host=args.host, port=args.port,
+                     settle_seconds=args.settle, review_port=args.review_port)
+    except TestimonyError as exc:  # refused before anything listens (an open address without credentials)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except RuntimeError as exc:  # the server would not start: say where its log is
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -192,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
                 "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
                 "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export,
-                "history": review_cli.cmd_history, "review": review_cli.cmd_review}
+                "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -28,6 +28,11 @@ class Credentials:
     def __repr__(self) -> str:  # a stray print or log line never shows the secret
         return f"Credentials(user={self.user!r}, password=***)"
 
+    @property
+    def auth_string(self) -> str:
+        """`user:password`, as Prefect's basic auth takes it."""
+        return f"{self.user}:{self.password}"
+
 
 def credentials_file(archive: Path) -> Path:
     return Path(archive) / FILE
@@ -64,3 +69,16 @@ def matches(expected: Credentials, header: str | None) -> bool:
         return False
     return secrets.compare_digest(user.encode(), expected.user.encode()) & secrets.compare_digest(
         password.encode(), expected.password.encode())
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def credentials_for(archive: Path, host: str) -> Credentials:
+    """The archive's credentials for a server bound to `host`. Another address than this machine's own
+    is served only with credentials a person set (TESTIMONY_AUTH, or a credentials file already in the
+    archive), never with ones made up on the spot that nobody has read."""
+    if host not in LOOPBACK and not os.environ.get("TESTIMONY_AUTH") and not credentials_file(archive).is_file():
+        raise TestimonyError(f"--host {host} would let other machines in: set TESTIMONY_AUTH=user:password first "
+                             f"(or start once on 127.0.0.1 and share the credentials in {credentials_file(archive)})")
+    return workspace_credentials(archive)

@@ -242,7 +242,7 @@ def serve_workspace(archive: Path, *, host: str = "127.0.0.1", port: int = 4300,
     from pipeline.archive.bundle import tidy_after_kill
 
     tidy_after_kill(archive)  # a save killed half way: its one whole bundle is put back before anyone reads
-    credentials = auth.workspace_credentials(archive)
+    credentials = auth.credentials_for(archive, host)
     origin = f"http://{host}:{port}"
     app = build_app(archive, credentials, origin=origin)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
