@@ -203,3 +203,16 @@ def test_segment_review_fields_round_trip():
     seg = Segment(0, 0.0, 1.0, "x", speaker="S1", checked=True, english_source="written")
     data = asdict(seg)
     assert (data["speaker"], data["checked"], data["english_source"]) == ("S1", True, "written")
+
+
+def test_named_speakers_show_in_the_renderings(tmp_path):
+    transcript = _transcript()
+    transcript.sidecar = {"file_name": "witness 1.mp4.json", "sha256": "0" * 64,
+                          "content": {"speaker_names": {"S1": "Interviewer"}}}
+    process.publish_transcript(tmp_path, transcript)
+    saved = _edit(tmp_path, s0={"speaker": "S1"}, s1={"speaker": "Witness <2>"})
+    srt = (saved.bundle / "kk.srt").read_text(encoding="utf-8")
+    assert "Interviewer: Менің әкем лагерьде" in srt and "Witness <2>: Екі жыл болды" in srt
+    vtt = (saved.bundle / "kk-en.vtt").read_text(encoding="utf-8")
+    assert "<v Interviewer>Менің әкем лагерьде" in vtt and "<v Witness 2>Екі жыл болды" in vtt
+    assert "Ол қайтып келмеді" in (saved.bundle / "kk.txt").read_text(encoding="utf-8").splitlines()[2]

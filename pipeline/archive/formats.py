@@ -37,8 +37,25 @@ def bilingual(seg: Segment) -> str:
     return "\n".join(lines)
 
 
-def _cues(transcript: Transcript, line: Line) -> list[tuple[Segment, str]]:
-    return [(seg, text) for seg in transcript.segments if (text := line(seg))]
+def speaker_name(transcript: Transcript, seg: Segment) -> str | None:
+    """Who speaks in `seg`: its label (`S1`) as the sidecar's `speaker_names` names it, else as it is."""
+    if not seg.speaker:
+        return None
+    names = ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
+    return _clean(names.get(seg.speaker, seg.speaker)) or None
+
+
+def _cues(transcript: Transcript, line: Line, *, vtt: bool = False) -> list[tuple[Segment, str]]:
+    """(segment, cue text) with the speaker in front: `Name: ` in SRT and text, a `<v Name>` voice
+    span in WebVTT (whose tag cannot hold `<`, `>` or `&`)."""
+    cues = []
+    for seg in transcript.segments:
+        if not (text := line(seg)):
+            continue
+        if name := speaker_name(transcript, seg):
+            text = f"<v {''.join(c for c in name if c not in '<>&')}>{text}" if vtt else f"{name}: {text}"
+        cues.append((seg, text))
+    return cues
 
 
 def render_srt(transcript: Transcript, line: Line) -> str:
@@ -52,7 +69,7 @@ def render_srt(transcript: Transcript, line: Line) -> str:
 def render_vtt(transcript: Transcript, line: Line) -> str:
     blocks = ["WEBVTT\n"] + [
         f"{_timestamp(seg.start, '.')} --> {_timestamp(seg.end, '.')}\n{text}\n"
-        for seg, text in _cues(transcript, line)
+        for seg, text in _cues(transcript, line, vtt=True)
     ]
     return "\n".join(blocks)
 
