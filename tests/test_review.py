@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -197,12 +196,6 @@ def test_export_carries_the_revisions(archive, tmp_path):
     assert f"{saved.bundle.name}/revisions/0000.json" in names and f"{saved.bundle.name}/revisions/0001.json" in names
     sums = zipfile.ZipFile(out).read("SHA256SUMS").decode()
     assert "revisions/0001.json" in sums
-
-
-def test_segment_review_fields_round_trip():
-    seg = Segment(0, 0.0, 1.0, "x", speaker="S1", checked=True, english_source="written")
-    data = asdict(seg)
-    assert (data["speaker"], data["checked"], data["english_source"]) == ("S1", True, "written")
 
 
 def test_named_speakers_show_in_the_renderings(tmp_path):

@@ -34,6 +34,7 @@ from pipeline.transcript import LOW_CONFIDENCE, Segment, Source, Transcript
 
 from . import media_factory as mf
 from .test_flow import _free_port
+from .test_viewer import wait_js
 
 pytestmark = pytest.mark.slow
 USER, PASSWORD = "reviewer", "correct horse battery"
@@ -193,19 +194,11 @@ def test_keys_play_replay_and_pause_the_video(browser, server, archive):
     start = float(third.locator(".start").input_value())
     third.locator(".original").focus()
     page.keyboard.press("Alt+R")  # replay the segment: from its start
-    _wait(page, "!document.getElementById('player').paused")
+    wait_js(page, "!document.getElementById('player').paused", 10_000)
     assert page.evaluate("document.getElementById('player').currentTime") >= start - 0.05
     page.keyboard.press("Control+Space")
-    _wait(page, "document.getElementById('player').paused")
+    wait_js(page, "document.getElementById('player').paused", 10_000)
     page.context.close()
-
-
-def _wait(page: Page, expression: str, seconds: float = 10) -> None:
-    """Poll from outside the page (its Content-Security-Policy refuses the eval wait_for_function needs)."""
-    deadline = time.monotonic() + seconds
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"still false: {expression}"
-        time.sleep(0.05)
 
 
 def test_two_reviewers_merge_then_conflict(browser, server, archive):

@@ -89,11 +89,11 @@ def revision_problems(archive: Path, bundle: Path, sha256: str) -> list[str]:
     """The review's chain of revisions, and each saved revision against the hash custody logged for it."""
     from pipeline.review import revisions
 
-    problems = revisions.check_chain(bundle)
+    chain, problems = revisions.read_chain(bundle)
     if problems:
         return problems
     logged = custody.revision_hashes(archive, sha256)
-    for revision in revisions.chain(bundle)[1:]:
+    for revision in chain[1:]:
         if logged.get(revision.number) != revision.sha256:
             problems.append(f"{bundle.name}/{revisions.file_name(revision.number)}: not the revision custody "
                             f"logged ({'none logged' if revision.number not in logged else 'another hash'})")

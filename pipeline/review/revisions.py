@@ -100,13 +100,17 @@ def newest(bundle: Path) -> Revision:
     return chain(bundle)[-1]
 
 
-def check_chain(bundle: Path) -> list[str]:
-    """Problems with the bundle's revisions: numbering, parent hashes, and transcript.json's segments."""
-    name = bundle.name
+def read_chain(bundle: Path) -> tuple[list[Revision], list[str]]:
+    """(the revisions, problems with them: numbering, parent hashes, and transcript.json's segments)."""
     try:
         revisions = chain(bundle)
     except (RevisionChainError, OSError, ValueError, KeyError) as exc:
-        return [f"{name}: revisions unreadable ({exc})"]
+        return [], [f"{bundle.name}: revisions unreadable ({exc})"]
+    return revisions, _chain_problems(bundle, revisions)
+
+
+def _chain_problems(bundle: Path, revisions: list[Revision]) -> list[str]:
+    name = bundle.name
     problems, parent = [], None
     for expected, revision in enumerate(revisions):
         where = f"{name}/{file_name(expected)}"

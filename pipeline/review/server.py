@@ -23,10 +23,10 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
-from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.archive.bundle import TRANSCRIPT, reviewed
 from pipeline.review import auth, revisions
 from pipeline.review.revisions import ReviewError
-from pipeline.review.save import ConflictError, save_revision
+from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
 
 STATIC = Path(__file__).resolve().parent / "static"
 ID = re.compile(r"[0-9a-f]{12}")
@@ -53,7 +53,19 @@ def _json(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status, headers=SECURITY_HEADERS)
 
 
-def _bundle(ws: Workspace, key: str) -> Path:
+@dataclass(frozen=True)
+class Opened:
+    """A bundle a request named, with its transcript.json read once for the whole request."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.data["source"]["sha256"]
+
+
+def _bundle(ws: Workspace, key: str) -> Opened:
     """The bundle of an archive id; anything else is a 404 before a path is formed."""
     if not ID.fullmatch(key):
         raise LookupError(key)
@@ -63,58 +75,58 @@ def _bundle(ws: Workspace, key: str) -> Path:
         raise LookupError(key) from None
     if video.bundle is None or not (ws.archive / video.bundle / TRANSCRIPT).is_file():
         raise LookupError(key)
-    return ws.archive / video.bundle
+    return _open(ws.archive / video.bundle)
 
 
-def _summary(bundle: Path) -> dict[str, Any]:
-    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
-    segments = data["segments"]
+def _open(bundle: Path) -> Opened:
+    return Opened(bundle, json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")))
+
+
+def _summary(opened: Opened) -> dict[str, Any]:
+    data, segments = opened.data, opened.data["segments"]
     checked = sum(bool(s.get("checked")) for s in segments)
     flagged = sum(bool(s.get("flags")) for s in segments)
-    saved = (bundle / revisions.DIR / "0001.json").is_file()
     state = ("reviewed" if segments and checked == len(segments) else
-             "in review" if saved or checked else "not started")
-    return {"id": data["source"]["sha256"][:12], "file_name": data["source"]["file_name"],
+             "in review" if reviewed(opened.path) or checked else "not started")
+    return {"id": opened.sha256[:12], "file_name": data["source"]["file_name"],
             "language": data.get("language"), "duration": data["source"].get("duration"),
             "segments": len(segments), "flagged": flagged, "checked": checked, "state": state}
 
 
 def list_bundles(ws: Workspace, _request: Request) -> Response:
     catalog.sync(ws.archive)
-    rows = [_summary(ws.archive / v.bundle) for v in catalog.list_videos(ws.archive)
+    rows = [_summary(_open(ws.archive / v.bundle)) for v in catalog.list_videos(ws.archive)
             if v.bundle and (ws.archive / v.bundle / TRANSCRIPT).is_file()]
     return _json({"bundles": rows})
 
 
 def get_bundle(ws: Workspace, request: Request) -> Response:
-    bundle = _bundle(ws, request.path_params["id"])
-    chain = revisions.chain(bundle)
+    opened = _bundle(ws, request.path_params["id"])
+    chain = revisions.chain(opened.path)
     wanted = request.query_params.get("revision")
     chosen = chain[-1] if wanted is None else next((r for r in chain if r.sha256 == wanted), None)
     if chosen is None:
         return _error(404, "no such revision of this bundle")
-    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
-    has_video = _original(ws, data["source"]["sha256"]) is not None
-    return _json({**_summary(bundle), "revision": chosen.sha256, "number": chosen.number,
+    has_video = _original(ws, opened.sha256) is not None
+    return _json({**_summary(opened), "revision": chosen.sha256, "number": chosen.number,
                   "newest": chain[-1].sha256, "segments": chosen.segments,
-                  "video": f"/media/{data['source']['sha256'][:12]}" if has_video else None})
+                  "video": f"/media/{opened.sha256[:12]}" if has_video else None})
 
 
 def get_revisions(ws: Workspace, request: Request) -> Response:
-    bundle = _bundle(ws, request.path_params["id"])
-    return _json({"revisions": [r.summary() for r in revisions.chain(bundle)]})
+    opened = _bundle(ws, request.path_params["id"])
+    return _json({"revisions": [r.summary() for r in revisions.chain(opened.path)]})
 
 
 async def post_revision(ws: Workspace, request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     body = await _json_body(request)
-    bundle = _bundle(ws, request.path_params["id"])
+    opened = _bundle(ws, request.path_params["id"])
     if not isinstance(body, dict) or not isinstance(body.get("base"), str):
         return _error(400, "expected {\"base\": <revision>, \"author\": NAME, \"segments\": [...]}")
-    sha256 = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
     try:
-        saved = await run_in_threadpool(save_revision, ws.archive, sha256, base=body["base"],
+        saved = await run_in_threadpool(save_revision, ws.archive, opened.sha256, base=body["base"],
                                         author=body.get("author"), segments=body.get("segments"))
     except ConflictError as exc:
         return _error(409, str(exc), newest=exc.newest.sha256, number=exc.newest.number,
@@ -131,11 +143,10 @@ async def post_translate(ws: Workspace, request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     body = await _json_body(request)
-    bundle = _bundle(ws, request.path_params["id"])
-    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > 20_000:
+    opened = _bundle(ws, request.path_params["id"])
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > MAX_TEXT:
         return _error(400, "expected {\"text\": the original of one segment}")
-    language = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")).get("language")
-    return _json(await run_in_threadpool(machine_english, language, body["text"]))
+    return _json(await run_in_threadpool(machine_english, opened.data.get("language"), body["text"]))
 
 
 def machine_english(language: str | None, text: str) -> dict[str, Any]:
@@ -155,9 +166,7 @@ def _original(ws: Workspace, sha256: str) -> Path | None:
 
 
 def media(ws: Workspace, request: Request) -> Response:
-    bundle = _bundle(ws, request.path_params["id"])
-    sha256 = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
-    path = _original(ws, sha256)
+    path = _original(ws, _bundle(ws, request.path_params["id"]).sha256)
     if path is None:
         return _error(404, "the archive keeps no copy of this video")
     return FileResponse(path, headers=SECURITY_HEADERS, media_type="video/mp4")

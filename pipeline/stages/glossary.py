@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.archive.catalog import fold
 from pipeline.errors import TestimonyError
 from pipeline.transcript import Transcript
 
@@ -37,8 +37,8 @@ class Glossary:
 
 
 def _fold(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Mn", "Me", "Cf") and ch != "\u0640")
+    """Search's own folding (`catalog.fold`: NFKC, no marks or tatweel), in one case."""
+    return fold(text).casefold()
 
 
 def read_entries(path: Path) -> list[str]:
