@@ -67,9 +67,14 @@ def render_viewer(transcript: Transcript, video_href: str | None) -> str:
     """
     data = transcript.to_dict()
     data["segments"] = [{k: v for k, v in seg.items() if k != "words"} for seg in data["segments"]]
-    payload = _script_safe_json({"transcript": data, "video": video_href, "review": review_link(transcript.id)})
+    return render_page(data, video_href, review_link(transcript.id), transcript.source.file_name)
+
+
+def render_page(data: dict[str, Any], video_href: str | None, review: str | None, title: str) -> str:
+    """The viewer over a transcript already in its JSON form (a bundle's, or a public redacted one)."""
+    payload = _script_safe_json({"transcript": data, "video": video_href, "review": review})
     values = {"CSP": html.escape(CSP, quote=True), "DATA": payload,
-              "TITLE": html.escape(f"{transcript.source.file_name} — transcript", quote=True)}
+              "TITLE": html.escape(f"{title} — transcript", quote=True)}
     # One pass: text that was filled in (a file name, a segment) is never searched for placeholders.
     return re.sub(r"\{\{(CSP|TITLE|DATA)\}\}", lambda m: values[m.group(1)], _TEMPLATE)
 

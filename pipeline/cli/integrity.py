@@ -28,6 +28,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                              "and options, and compare it segment by segment (takes as long as the run)")
     verify.add_argument("--original", type=Path, help="the original video to re-hash (default: its arrival "
                         "path in the custody log, when it is still there)")
+    verify.add_argument("--public", type=Path, metavar="FOLDER",
+                        help="check a public folder `export --redact` wrote: its files, and that the archive's "
+                             "custody log recorded it")
 
     export = sub.add_parser("export", help="one bundle, its custody log and SHA256SUMS (optionally the "
                             "original) in a zip another party can check with `sha256sum -c`")
@@ -36,6 +39,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", help=OUT_HELP)
     export.add_argument("--with-original", action="store_true",
                         help="include the original video, read from its arrival path")
+    export.add_argument("--redact", type=Path, metavar="LIST",
+                        help="write a public folder at --output instead: every name or phrase of LIST (one a line, "
+                             "any script, inflected forms included) replaced by [REDACTED]; no custody log, original "
+                             "name or hash; the archive logs what was removed")
+    export.add_argument("--media", choices=("audio", "video"),
+                        help="with --redact: also the audio or the video, the redacted words muted, no metadata tags")
 
     clean = sub.add_parser("clean", help="remove work folders (extracted audio, checkpoints) that failed runs "
                            "left and nobody came back to; each removal is logged in custody")
@@ -90,10 +99,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not targets:
             print(f"no bundles in {archive}", file=sys.stderr)
             return 0
+    if args.public and not args.video:
+        print("error: --public needs the video it was made from: testimony verify ID --public FOLDER",
+              file=sys.stderr)
+        return 2
     failed = 0
     for bundle, original in targets:
         report = verify_bundle(archive, bundle, original)
         problems = list(report.problems)
+        if args.public and report.sha256:
+            from pipeline.archive.public import verify_public
+
+            problems += verify_public(archive, report.sha256, args.public)
         if args.reproduce:
             from pipeline.archive.reproduce import reproduce
 
@@ -114,10 +131,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the zip; print its path."""
+    """Write the zip (or, with --redact, the public folder); print its path."""
+    if args.redact is None and args.media:
+        print("error: --media goes with --redact (an evidence export can hold the original: --with-original)",
+              file=sys.stderr)
+        return 2
+    if args.redact is not None and args.with_original:
+        print("error: a redacted export never holds the original; use --media audio|video for muted media",
+              file=sys.stderr)
+        return 2
     archive = _archive(args.out)
     bundle, _video = _resolve(archive, args.video)
+    if args.redact is not None:
+        return _export_public(archive, bundle, args)
     print(export_bundle(archive, bundle, args.output, with_original=args.with_original))
+    return 0
+
+
+def _export_public(archive: Path, bundle: Path, args: argparse.Namespace) -> int:
+    from pipeline.archive.public import export_public
+    from pipeline.archive.redact import RedactList
+
+    done = export_public(archive, bundle, args.output, RedactList.read(args.redact), media=args.media)
+    print(done.folder)
+    print(f"{len(done.changed)} segment(s) redacted, {len(done.muted)} span(s) muted; public id {done.public_id}",
+          file=sys.stderr)
     return 0
 
 

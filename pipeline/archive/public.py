@@ -1,0 +1,190 @@
+"""A redacted public bundle of one testimony, and the private record that links it to the original.
+
+The public folder holds the renderings, a viewer and `transcript.json` with every listed name replaced
+by `[REDACTED]`, and optionally the video or audio with those words muted. It holds nothing that
+leads back to the witness: no custody log, no original file name or SHA-256, no sidecar, no model
+paths, no word list, and media without the original's metadata tags. Its id is a hash of the source's
+SHA-256 and the list's, so the same export is the same folder, yet nobody without both can link it.
+
+The archive keeps the link: a custody `export` event (kind `redacted`) with the list's SHA-256, the
+segments changed, the muted spans and the public manifest's SHA-256; `verify_public` checks a public
+folder against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from pipeline import __version__, atomic
+from pipeline.archive import custody, originals
+from pipeline.archive.bundle import MANIFEST, TRANSCRIPT
+from pipeline.archive.formats import renderings
+from pipeline.archive.integrity import IntegrityError, verify_bundle
+from pipeline.archive.redact import MARK, Redacted, RedactList, redact_transcript
+from pipeline.archive.viewer import INDEX, render_page
+from pipeline.hashing import file_sha256
+from pipeline.stages.media import ffmpeg_binary
+from pipeline.transcript import Transcript
+
+SCHEMA = "testimony.public/1"
+MEDIA = {"audio": "audio.m4a", "video": "video.mp4"}  # what --media writes, under these plain names
+KIND = "redacted"  # the custody export event's kind
+_PRIVATE_MODEL_KEYS = ("path", "origin", "options_key")  # where the archive machine keeps things
+
+
+@dataclass(frozen=True)
+class PublicExport:
+    folder: Path
+    public_id: str
+    changed: list[int]
+    muted: list[tuple[float, float]]
+    manifest_sha256: str
+
+
+def public_id(source_sha256: str, list_sha256: str) -> str:
+    return hashlib.sha256(f"{source_sha256}:{list_sha256}".encode()).hexdigest()[:12]
+
+
+def _scrub(value: Any) -> Any:
+    """Model records without local paths and origins (they can name the team's machine and folders)."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in _PRIVATE_MODEL_KEYS}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def public_json(redacted: Redacted, pid: str) -> dict[str, Any]:
+    """The public transcript: what a reader needs, nothing that identifies the source."""
+    t = redacted.transcript
+    segments = [{k: v for k, v in seg.items() if k not in ("words", "suggestions")}
+                for seg in t.to_dict()["segments"]]
+    return {"schema": SCHEMA, "public_id": pid, "title": f"Testimony {pid}", "language": t.language,
+            "detected_language": t.detected_language, "language_probability": t.language_probability,
+            "source": {"duration": t.source.duration}, "models": _scrub(t.models), "flags": t.flags,
+            "redaction": {"mark": MARK, "segments_changed": len(redacted.changed)},
+            "sidecar": t.sidecar, "segments": segments}
+
+
+def mute_filter(spans: list[tuple[float, float]]) -> str:
+    """An ffmpeg audio filter that silences `spans` (seconds) and passes the rest unchanged.
+
+    The expression is quoted for ffmpeg's filter parser (its commas would otherwise split filters),
+    so it goes in as `-af` text rather than through ffmpeg-python's filter nodes, which do not quote.
+    """
+    if not spans:
+        return "anull"
+    enable = "+".join(f"between(t,{start:.3f},{end:.3f})" for start, end in spans)
+    return f"volume=enable='{enable}':volume=0"
+
+
+def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, float]]) -> None:
+    """The original's first audio (and, for `video`, video) stream with `spans` muted and no metadata.
+
+    Global, stream and chapter tags are dropped: a title or comment tag can name the witness.
+    """
+    source = ffmpeg.input(str(original))
+    streams = [source["v:0"], source["a:0"]] if kind == "video" else [source["a:0"]]
+    args = {"af": mute_filter(spans), "acodec": "aac", "audio_bitrate": "128k", "map_metadata": "-1",
+            "map_chapters": "-1", "fflags": "+bitexact", "metadata:s:a:0": "language=und"}
+    if kind == "video":
+        args["vcodec"] = "copy"
+    try:
+        ffmpeg.output(*streams, str(dest), **args).global_args("-nostdin", "-hide_banner", "-loglevel", "error") \
+            .overwrite_output().run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
+    except ffmpeg.Error as exc:
+        detail = exc.stderr.decode("utf-8", "replace").strip()[-400:]
+        raise IntegrityError(f"ffmpeg could not write the public {kind} ({detail}); the archive is unchanged")
+
+
+def _files(redacted: Redacted, pid: str, media: str | None) -> dict[str, str]:
+    data = public_json(redacted, pid)
+    href = MEDIA[media] if media else None
+    return {TRANSCRIPT: json.dumps(data, ensure_ascii=False, indent=2) + "\n", **renderings(redacted.transcript),
+            INDEX: render_page(data, href, None, data["title"])}
+
+
+def _original(archive: Path, sha256: str) -> Path:
+    kept = originals.find_kept(archive, sha256)
+    reachable = [p for p in custody.arrival_paths(archive, sha256) if p.is_file() and file_sha256(p) == sha256]
+    if kept is None and not reachable:
+        raise IntegrityError("the original is needed to write muted media, and neither the archive's copy nor "
+                             "its arrival path holds it: restore it, or export without --media")
+    return kept or reachable[0]
+
+
+def _stage(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        atomic.write_text(folder / name, text, mode=0o644)
+
+
+def export_public(archive: str | Path, bundle: str | Path, dest: str | Path, redact: RedactList, *,
+                  media: str | None = None) -> PublicExport:
+    """Write the public folder `dest` (which must not exist) from a verified bundle; log it in custody."""
+    archive, bundle, dest = Path(archive), Path(bundle), Path(dest)
+    if dest.exists():
+        raise IntegrityError(f"{dest} already exists: choose another folder or remove it first")
+    report = verify_bundle(archive, bundle, record=False)
+    if not report.ok or report.sha256 is None:
+        raise IntegrityError(f"{bundle.name} does not verify, not exported: " + "; ".join(report.problems))
+    sha256 = report.sha256
+    redacted = redact_transcript(Transcript.load(bundle / TRANSCRIPT), redact)
+    pid = public_id(sha256, redact.sha256)
+    staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+    staging.mkdir(parents=True, mode=0o755)
+    try:
+        _stage(staging, _files(redacted, pid, media))
+        if media:
+            write_media(_original(archive, sha256), staging / MEDIA[media], media, redacted.muted)
+        manifest = {"public_id": pid, "files": {p.name: file_sha256(p) for p in sorted(staging.iterdir())}}
+        atomic.write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode=0o644)
+        atomic.publish(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    done = PublicExport(dest, pid, redacted.changed, redacted.muted, file_sha256(dest / MANIFEST))
+    _record(archive, sha256, bundle, redact, done, media)
+    return done
+
+
+def _record(archive: Path, sha256: str, bundle: Path, redact: RedactList, done: PublicExport,
+            media: str | None) -> None:
+    """The private half of the link: what was removed, from which list, and which public folder it made."""
+    custody.append(archive, sha256, "export", kind=KIND, tool="testimony", version=__version__,
+                   bundle=bundle.name, path=str(done.folder.resolve()), public_id=done.public_id,
+                   redact_list_sha256=redact.sha256, changed_segments=done.changed,
+                   muted=[[round(s, 3), round(e, 3)] for s, e in done.muted], media=media,
+                   public_manifest_sha256=done.manifest_sha256, transcript_sha256=file_sha256(bundle / TRANSCRIPT))
+
+
+def public_records(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
+    """The redacted exports custody logged for this video, oldest first."""
+    return [e for e in custody.read(archive, sha256) if e.get("event") == "export" and e.get("kind") == KIND]
+
+
+def verify_public(archive: str | Path, sha256: str, folder: str | Path) -> list[str]:
+    """Problems of a public folder: its files against its manifest, and its manifest against the record."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        listed: dict[str, str] = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{folder}/{MANIFEST}: unreadable ({exc})"]
+    problems = [f"{folder.name}/{name}: changed or missing" for name, digest in sorted(listed.items())
+                if not (folder / name).is_file() or file_sha256(folder / name) != digest]
+    problems += [f"{folder.name}/{p.name}: extra file, not in the manifest" for p in sorted(folder.iterdir())
+                 if p.name not in listed and p.name != MANIFEST]
+    digest = file_sha256(folder / MANIFEST)
+    if not any(r.get("public_manifest_sha256") == digest for r in public_records(archive, sha256)):
+        problems.append(f"{folder.name}/{MANIFEST}: no redacted export of this video in the archive's custody "
+                        "log has this manifest")
+    problems += [f"custody: {p}" for p in custody.check_chain(archive, sha256)]
+    return problems
