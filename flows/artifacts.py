@@ -1,7 +1,14 @@
-"""What a finished run leaves in the Prefect UI: the bilingual transcript, and a table of the archive."""
+"""What a finished run leaves in the Prefect UI: the bilingual transcript, and a table of the archive.
+
+Artifacts live in the Prefect server's database. The server `testimony serve` starts keeps it inside
+the archive, so there they carry the text and file names (`TESTIMONY_UI_TEXT=1`, which serve sets).
+Against any other server (a shared one for workers on several machines, someone's own) they carry only
+ids, counts and where to look, unless the team sets `TESTIMONY_UI_TEXT=1` knowing where that database is.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -22,6 +29,26 @@ def _cell(text: str | None) -> str:
 def _clock(seconds: float) -> str:
     whole = int(seconds)
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}.{int(seconds * 10) % 10}"
+
+
+UI_TEXT = "TESTIMONY_UI_TEXT"
+
+
+def carries_text() -> bool:
+    """Whether artifacts may hold witnesses' words and file names (see the module's docstring)."""
+    return os.environ.get(UI_TEXT, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def summary_markdown(transcript: Transcript) -> str:
+    """The transcript without its words: the id, counts and the commands that open it on the archive."""
+    flagged = sum(bool(seg.flags) for seg in transcript.segments)
+    return "\n".join([f"# Transcript {transcript.id}", "",
+                      f"- Language: {transcript.language or 'unknown'}",
+                      f"- Segments: {len(transcript.segments)} ({flagged} flagged)",
+                      f"- Open it on the archive machine: `testimony get {transcript.id}`",
+                      f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+                      f"_The text stays in the archive: this server's database is not known to be inside "
+                      f"it (set {UI_TEXT}=1 to show it here)._", ""])
 
 
 def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
@@ -57,9 +84,11 @@ def artifact_key(sha256: str) -> str:
 
 
 def publish_transcript(transcript: Transcript, bundle: Path) -> None:
-    create_markdown_artifact(markdown=transcript_markdown(transcript, bundle),
-                             key=artifact_key(transcript.source.sha256),
-                             description=f"Linked transcript of {transcript.source.file_name}")
+    text = carries_text()
+    create_markdown_artifact(
+        markdown=transcript_markdown(transcript, bundle) if text else summary_markdown(transcript),
+        key=artifact_key(transcript.source.sha256),
+        description=f"Linked transcript of {transcript.source.file_name if text else transcript.id}")
 
 
 def refresh_archive_table(archive: Path) -> None:
@@ -70,10 +99,16 @@ def refresh_archive_table(archive: Path) -> None:
     """
     from pipeline.archive import catalog
 
-    rows = [{"id": v.id, "file": v.file_name, "language": v.language or "", "duration_s": round(v.duration or 0, 1),
-             "segments": v.segments, "status": v.status, "bundle": v.bundle or ""}
+    named = carries_text()
+    rows = [{"id": v.id, **({"file": v.file_name} if named else {}), "language": v.language or "",
+             "duration_s": round(v.duration or 0, 1), "segments": v.segments,
+             "status": v.status if named else v.status.split(":")[0],  # a reason can name the file
+             **({"bundle": v.bundle or ""} if named else {})}
             for v in catalog.recent_videos(archive, RECENT_ROWS)]
-    counts = catalog.status_counts(archive)
+    counts: dict[str, int] = {}
+    for status, n in catalog.status_counts(archive).items():
+        key = status if named else status.split(":")[0]
+        counts[key] = counts.get(key, 0) + n
     publish_archive_table(rows, sum(counts.values()), counts)
 
 

@@ -25,6 +25,7 @@ from pipeline.run.process import RunOptions, RunResult, Stages
 from pipeline.transcript import Transcript
 
 from .scale_out import gpu_slot
+from .server import results_dir
 
 config.apply_privacy_defaults()
 
@@ -67,11 +68,13 @@ TASKS: dict[str, dict[str, Any]] = {  # Prefect's settings for each stage `pipel
 }
 
 
-def prefect_stages(*, force: bool = False) -> Stages:
+def prefect_stages(archive: Path, *, force: bool = False) -> Stages:
     """The pipeline's stages as Prefect tasks; `force` recomputes instead of reading the cache."""
+    storage = results_dir(archive).resolve()  # a Path: Prefect makes it a local file system of its own
 
     def wrap(name: str, fn: Callable) -> Callable:
-        made = task(fn, name=name, **TASKS[name])
+        settings = {**TASKS[name], **({"result_storage": storage} if TASKS[name].get("persist_result") else {})}
+        made = task(fn, name=name, **settings)
         if force:
             made = made.with_options(refresh_cache=True)
         if name == "transcribe":
@@ -96,7 +99,7 @@ def process_video(video: str, out: str | None = None, force: bool = False, **set
     """
     options = RunOptions.from_flat(**settings)
     archive = config.archive_dir(out)
-    result = process.process_video(video, archive, options, force=force, stages=prefect_stages(force=force))
+    result = process.process_video(video, archive, options, force=force, stages=prefect_stages(archive, force=force))
     if result.status == "done":
         show_in_ui(archive, result.bundle)
     return result

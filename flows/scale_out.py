@@ -21,8 +21,9 @@ from uuid import UUID
 from pipeline import config
 from pipeline.errors import TestimonyError
 
+from .server import results_dir
+
 LIMIT_ENV = "TESTIMONY_CONCURRENCY_LIMIT"  # set on a worker: the global limit its transcriptions take
-RESULTS_DIR = ".prefect-results"  # cached stage results, inside the shared archive
 # (entrypoint importable from the repository root, deployment name, description)
 DEPLOYMENTS = (
     ("flows.process_video.process_video_flow", "process-video",
@@ -79,7 +80,7 @@ def job_env(out: Path, models: Path) -> dict[str, str]:
     and cached stage results on the shared archive, so a video run again after a crash, on any
     machine, reuses its finished stages."""
     return {**config.PRIVACY_ENV, "TESTIMONY_MODELS": str(models),
-            "PREFECT_LOCAL_STORAGE_PATH": str(out / RESULTS_DIR)}
+            "PREFECT_LOCAL_STORAGE_PATH": str(results_dir(out))}
 
 
 def ensure_pool(pool: str) -> bool:

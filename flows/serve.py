@@ -62,6 +62,8 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ["PREFECT_API_AUTH_STRING"] = credentials.auth_string
     os.environ.setdefault("PREFECT_HOME", str(server.home))
+    if server.process is not None and server.home.resolve().is_relative_to(out):
+        os.environ.setdefault("TESTIMONY_UI_TEXT", "1")  # its database is inside the archive: artifacts may name
 
     from .executor import InProcessExecutor
     from .watch import InboxWatcher

@@ -41,6 +41,14 @@ class Server:
 PREFECT_DIR = ".prefect"  # Prefect's home inside the archive serve works on
 
 
+def results_dir(archive: Path) -> Path:
+    """Where the transcribe and translate tasks persist their results (segments, English): inside the
+    archive whatever Prefect's home is (a `testimony` flow run against another server, a worker on
+    another machine), so witness text never lands in `~/.prefect` or a shared home. Serve's own home
+    is `<archive>/.prefect`, whose default results folder this is."""
+    return Path(archive) / PREFECT_DIR / "storage"
+
+
 def prefect_home(archive: Path | None = None) -> Path:
     """`PREFECT_HOME` when the user set it; else `<archive>/.prefect` for an archive's server (its
     database holds run parameters, artifacts and logs that name witnesses: they stay in the one folder

@@ -154,6 +154,6 @@ def process_folder(folder: str, out: str | None = None, language: str = "auto",
 def retranslate(video: str, out: str | None = None) -> str:
     """Translate an existing transcript again (after a better package was imported); ASR is kept."""
     archive = config.archive_dir(out)
-    result = process.retranslate(archive, video, stages=prefect_stages())
+    result = process.retranslate(archive, video, stages=prefect_stages(archive))
     show_in_ui(archive, result.bundle)
     return str(result.bundle)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from flows.server import results_dir
 
 from . import media_factory as mf
 
@@ -83,23 +87,35 @@ def test_cli_runs_the_flow_on_a_configured_server(prefect_server, media, tiny_wh
     bundle = Path(first.stdout.splitlines()[0].split("\t")[0])
     assert (bundle / "transcript.json").is_file()
 
-    other_archive = [*args, "--out", str(tmp_path / "second-archive")]  # last --out wins
-    again = _testimony(other_archive, prefect_server["env"])
+    shutil.rmtree(bundle)  # the bundle goes; the stage results cached inside the archive stay
+    again = _testimony(args, prefect_server["env"])
     assert again.returncode == 0, again.stdout + again.stderr
+    other_archive = [*args, "--out", str(tmp_path / "second-archive")]  # last --out wins
+    other = _testimony(other_archive, prefect_server["env"])
+    assert other.returncode == 0, other.stdout + other.stderr
     forced = _testimony([*args, "--force"], prefect_server["env"])
     assert forced.returncode == 0, forced.stdout + forced.stderr
 
     api = prefect_server["api"]
     flow_runs = httpx.post(f"{api}/flow_runs/filter", json={"sort": "EXPECTED_START_TIME_ASC"},
                            timeout=10).json()
-    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED"] * 3
+    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED"] * 4
     assert flow_runs[0]["parameters"]["video"] == str(video)
-    first, second, third = (_task_states(api, run["id"]) for run in flow_runs)
+    first, second, third, fourth = (_task_states(api, run["id"]) for run in flow_runs)
     assert first["transcribe"] == "Completed"
     assert second["transcribe"] == "Cached", "same SHA-256 and options: the stage is reused"
-    assert second["write-bundle"] == "Completed"
+    assert second["write-bundle"] == "Completed" and (bundle / "transcript.json").is_file()
+    assert any(results_dir(archive).iterdir()), "results persist inside the archive, not in Prefect's home"
+    assert third["transcribe"] == "Completed", "another archive never reads this one's results"
     assert (tmp_path / "second-archive" / bundle.name / "transcript.json").is_file()
-    assert third["transcribe"] == "Completed", "--force recomputes instead of reading the cache"
+    assert fourth["transcribe"] == "Completed", "--force recomputes instead of reading the cache"
+
+    # This server's database is not the archive's: the UI's artifact names neither the file nor the words.
+    artifact = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": [
+        f"transcript-{bundle.name[:12]}"]}}}, timeout=10).json()[0]
+    text = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))["segments"][0]["text"]
+    assert "witness" not in json.dumps(artifact) and (not text.strip() or text not in artifact["data"])
+    assert f"testimony get {bundle.name[:12]}" in artifact["data"]
 
 
 def test_bad_input_fails_without_retry(prefect_server, tmp_path):

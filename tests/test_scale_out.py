@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.server import results_dir
 from pipeline.archive import catalog
 
 from . import media_factory as mf
@@ -220,7 +221,7 @@ def test_two_workers_share_eight_videos_on_postgres(cluster, shared, media):
         assert manifest["source_sha256"] == sha
         assert {name: _sha(bundles[0] / name) for name in manifest["files"]} == manifest["files"]
     assert {v.sha256 for v in catalog.list_videos(archive)} == {_sha(v) for v in videos}
-    assert any((archive / ".prefect-results").iterdir()), "cached stage results on the shared storage"
+    assert any(results_dir(archive).iterdir()), "cached stage results on the shared storage"
 
     run_ids = {r["id"] for r in runs}
     events = _poll(lambda: httpx.post(f"{api}/events/filter", json={"filter": {

@@ -48,7 +48,8 @@ def service(tmp_path_factory, converted_base):
     inbox.mkdir()
     port = _free_port()
     env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
-           "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV}
+           "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV,
+           "TESTIMONY_UI_TEXT": "1"}  # Prefect's home is set outside the archive: show the text anyway
     env.pop("PREFECT_API_URL", None)
     log_path = root / "serve.log"
     log = open(log_path, "w")
@@ -243,3 +244,30 @@ def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service
     assert len(artifact) == 1 and artifact[0]["flow_run_id"] == run_id
     assert cell.inner_text().strip() in artifact[0]["data"]
     ui.check_offline_and_quiet()
+
+
+def test_without_credentials_the_ui_asks_for_them_and_shows_nothing(browser, service):
+    """A browser that was never given user:password: the UI's own data calls are refused (401) and it
+    shows its login form, no file name and no count; once the password is typed, the same calls answer."""
+    context = browser.new_context()
+    page = context.new_page()
+    calls: list[tuple[str, int]] = []
+    page.on("response", lambda r: urlsplit(r.url).path.startswith("/api/")
+            and calls.append((urlsplit(r.url).path, r.status)))
+    page.goto(service["ui"] + "/runs")
+    login = page.get_by_placeholder("admin:pass")
+    expect(login).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    refused = [path for path, status in calls if path != "/api/health"]
+    assert refused and all(status == 401 for path, status in calls if path != "/api/health"), calls
+    shown = page.inner_text("body")
+    assert ".mp4" not in shown and "testimony" not in shown.lower() and not re.search(r"\b[0-9a-f]{12}\b", shown)
+
+    calls.clear()
+    login.fill(":".join(API_AUTH))
+    page.get_by_role("button", name="Login").click()
+    expect(login).to_be_hidden()
+    page.goto(service["ui"] + "/runs")
+    page.wait_for_load_state("networkidle")
+    assert any(status == 200 and "flow_runs" in path for path, status in calls), calls
+    context.close()
