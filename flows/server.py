@@ -85,6 +85,9 @@ def start_or_reuse(host: str = "127.0.0.1", port: int = 4200, *, timeout: float 
     env.pop("PREFECT_API_URL", None)  # the server must not try to talk to itself as a client
     if auth_string:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    # Browsers may call the API only from the UI's own page: a page elsewhere that guessed or borrowed
+    # the credentials still fails the preflight a JSON request with an Authorization header needs.
+    env["PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS"] = f"http://{host}:{port}"
     log = open(home / "server.log", "ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],

@@ -227,6 +227,15 @@ def test_without_credentials_the_prefect_api_reveals_nothing(service, clips):
             assert response.status_code == 401, (path, response.text)
             assert "mp4" not in response.text and "inbox" not in response.text
     assert httpx.get(f"{api}/health", timeout=10).status_code == 200, "only the health check answers anyone"
+    # A page on another origin never gets to send the request a run needs (JSON with credentials).
+    preflight = {"Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    path = f"{api}/deployments/{deployment['id']}/create_flow_run"
+    evil = httpx.options(path, headers={**preflight, "Origin": "http://evil.example"}, timeout=10)
+    assert evil.headers.get("access-control-allow-origin") not in ("*", "http://evil.example")
+    own = api.removesuffix("/api")
+    assert httpx.options(path, headers={**preflight, "Origin": own}, timeout=10).headers.get(
+        "access-control-allow-origin") == own, "the UI's own page still may"
     assert "tester-secret" not in service["log"].read_text(), "the password never reaches the log"
 
 

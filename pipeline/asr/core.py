@@ -23,13 +23,14 @@ import hashlib
 import json
 import math
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from pipeline.asr.languages import languages
+from pipeline.asr.prompt import leaked
 from pipeline.errors import ModelMissingError
 from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
 from pipeline.stages.checkpoint import Checkpoint
@@ -57,6 +58,7 @@ class AsrOptions:
     vad: bool = True
     word_timestamps: bool = True
     engine: str = "whisper"  # "whisper" (openai-whisper, the reference) or "faster-whisper" (fw_engine)
+    prompt: str | None = None  # glossary names put before every window (`asr.prompt`); None: no prompt
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -74,6 +76,7 @@ class AsrResult:
     language_probability: float | None
     whisper_token: str | None
     speech: list[SpeechRegion]
+    unprompted_chunks: int = 0  # chunks decoded again without the glossary prompt, which had leaked
 
 
 def whisper_token(language: str, override: str | None = None) -> str:
@@ -153,10 +156,21 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
     raw: list[dict] = []
     for index, chunk in enumerate(tqdm(chunks, disable=not progress, unit="chunk", leave=False)):
         if index not in done:  # a chunk is reused only if the checkpoint holds exactly this stretch
-            done[index] = _decode_chunk(source, chunk, lambda piece, clips: decode(model, piece, clips, token, options))
+            done[index] = _decode_chunk(source, chunk, lambda piece, clips: _decode_guarded(
+                decode, model, piece, clips, token, options))
             checkpoint.add("group", index=index, start=chunk.start, end=chunk.end, segments=done[index])
         raw += done[index]
-    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech)
+    unprompted = sum(any(item.get("unprompted") for item in segments) for segments in done.values())
+    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech, unprompted)
+
+
+def _decode_guarded(decode: Decode, model: Any, piece: np.ndarray, clips: list[float], token: str,
+                    options: AsrOptions) -> list[dict]:
+    """Decode with the glossary prompt; if the prompt leaked into the text, decode again without it."""
+    raw = decode(model, piece, clips, token, options)
+    if not options.prompt or not leaked(raw, options.prompt):
+        return raw
+    return [{**item, "unprompted": True} for item in decode(model, piece, clips, token, replace(options, prompt=None))]
 
 
 def _decode_chunk(source: AudioSource, chunk: SpeechRegion,
@@ -179,6 +193,8 @@ def _shifted(item: dict, offset: float) -> dict:
            "compression_ratio": float(item["compression_ratio"])}
     if item.get("temperature") is not None:
         out["temperature"] = float(item["temperature"])
+    if item.get("unprompted"):
+        out["unprompted"] = True
     if item.get("words") is not None:
         out["words"] = [{"start": float(w["start"]) + offset, "end": float(w["end"]) + offset,
                          "word": w["word"], "probability": float(w["probability"])} for w in item["words"]]

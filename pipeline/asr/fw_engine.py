@@ -147,7 +147,7 @@ def _decode_seeded(model: Any, audio: np.ndarray, clips: list[float], token: str
     pieces, _info = model.transcribe(
         audio, **guards(options, token, clips), temperature=list(options.temperatures),
         beam_size=options.beam_size or 1, best_of=1,  # 1: greedy, as the reference engine's default
-        log_prob_threshold=LOGPROB_THRESHOLD,
+        log_prob_threshold=LOGPROB_THRESHOLD, hotwords=options.prompt,  # before every window, unlike initial_prompt
         vad_filter=False)  # our regions are already in clip_timestamps
     return [_as_dict(piece) for piece in pieces]  # the generator decodes lazily: this runs the model
 

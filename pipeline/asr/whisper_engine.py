@@ -68,7 +68,8 @@ def seeded_torch(model: whisper.Whisper, seed: int) -> Iterator[None]:
 
 def _whisper_transcribe(*, model: whisper.Whisper, audio: np.ndarray, token: str, options: AsrOptions,
                         clips: list[float], temperatures: tuple[float, ...]) -> dict:
-    return whisper.transcribe(model, audio, **guards(options, token, clips), temperature=temperatures,
+    prompt = {"initial_prompt": options.prompt, "carry_initial_prompt": True} if options.prompt else {}
+    return whisper.transcribe(model, audio, **guards(options, token, clips), **prompt, temperature=temperatures,
                               beam_size=options.beam_size, best_of=None if options.beam_size else 1,
                               logprob_threshold=LOGPROB_THRESHOLD, fp16=model.device.type == "cuda", verbose=None)
 

@@ -89,8 +89,11 @@ OPTIONS: tuple[Option, ...] = (
            "decode at temperature 0 only: fastest, no retry of repetitive or unsure windows", bool),
     Option("device", "--device", None, "default: CUDA when present", choices=DEVICES),
     Option("glossary", "--glossary", None, "a text file of names as the team spells them, one a line (with "
-           "<archive>/glossary.txt and the sidecar's): near-misses are flagged glossary_match with the spelling",
+           "<archive>/glossary.txt and the sidecar's): the decoder is prompted with them, and near-misses are "
+           "flagged glossary_match with the spelling",
            commands=("run",)),
+    Option("glossary_prompt", "--no-glossary-prompt", True, "do not give the glossary's names to the decoder "
+           "(Whisper's prompt before each window); they still flag near-misses", bool, commands=("run",)),
     Option("engine", "--engine", "whisper", "whisper: openai-whisper, the reference (default); "
            "faster-whisper: CTranslate2, several times faster on CPU (int8), same regions, flags and "
            "transcript format", str, choices=ENGINES),
@@ -131,14 +134,16 @@ class RunOptions:
     translate: bool = True
     device: str | None = None  # None: CUDA when present, else CPU
     follow_routes: bool = True  # an auto-detected language is decoded with its route's model
-    glossary: str | None = None  # a glossary file for this run (`stages.glossary`); flags only, not decoding
+    glossary: str | None = None  # a glossary file for this run (`stages.glossary`)
+    glossary_prompt: bool = True  # the glossary also steers the decoder (`asr.prompt`), not only flags
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
                   audio_track: int | None = None, translate_to_english: bool = True,
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
                   temperature_fallback: bool = True, device: str | None = None,
-                  engine: str = "whisper", glossary: str | None = None) -> "RunOptions":
+                  engine: str = "whisper", glossary: str | None = None,
+                  glossary_prompt: bool = True) -> "RunOptions":
         """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
 
         An unnamed model or token comes from the language's route (`testimony models`); a language no
@@ -153,13 +158,15 @@ class RunOptions:
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
                          engine=engine)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
-                   follow_routes=follow_routes, glossary=glossary or None)
+                   follow_routes=follow_routes, glossary=glossary or None, glossary_prompt=glossary_prompt)
 
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""
         data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
         if data["asr"]["engine"] == "whisper":  # the default engine keeps the keys bundles had before engines
             del data["asr"]["engine"]
+        if data["asr"]["prompt"] is None:  # no glossary: the keys bundles had before the prompt
+            del data["asr"]["prompt"]
         if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
             from pipeline.store.routes import load_routes
 

@@ -13,13 +13,14 @@ video and options from the last finished piece; the folder goes once the bundle 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from pipeline import config
 from pipeline.archive import catalog, custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, refuse_if_reviewed, reviewed
+from pipeline.asr.prompt import glossary_prompt
 from pipeline.errors import BadInputError
 from pipeline.run.options import RunOptions
 from pipeline.run.sidecar import Sidecar, read_sidecar
@@ -102,6 +103,7 @@ class Prepared:
     source: Path | None = None  # what the tools read: the archive's read-only copy, or `video` itself
     options: RunOptions | None = None  # the run's options with the sidecar's language, when it gave one
     sidecar: Sidecar | None = None
+    glossary: glossary.Glossary | None = None  # the archive's, the run's and the sidecar's names
 
     def discard(self) -> None:
         """Remove the work folder (audio, checkpoints): the bundle is out."""
@@ -111,6 +113,16 @@ class Prepared:
         """A prefetched video that will not be finished in this run: its audio goes, unless an earlier
         interrupted run left decoding progress beside it, which the next run resumes from."""
         drop_audio(work_dir(self.archive, self.sha256))
+
+
+def steered(options: RunOptions, names: glossary.Glossary | None) -> RunOptions:
+    """The options with the glossary's names as the decoder's prompt, unless the run turned that off.
+
+    The prompt is an ASR option, so it is in the options key: a changed glossary makes a bundle stale.
+    """
+    if names is None or not options.glossary_prompt:
+        return options
+    return replace(options, asr=replace(options.asr, prompt=glossary_prompt(names.entries)))
 
 
 class _Failure:
@@ -138,7 +150,8 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
     video, archive = Path(video), Path(archive)
     say = progress or (lambda _msg: None)
     notes = read_sidecar(video)
-    options = apply_sidecar(options, notes)
+    names = glossary.load(archive, options.glossary, notes.content.get("glossary") if notes else None)
+    options = steered(apply_sidecar(options, notes), names)
     if sha256 is None:
         say("hashing")
         sha256 = stages["hash"](video)
@@ -153,7 +166,8 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
         custody.record_unlogged_publish(archive, sha256, existing)
         custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
         discard_work(archive, sha256)  # left by a run killed after publishing
-        return Prepared(video, archive, sha256, reused=existing, source=source, options=options, sidecar=notes)
+        return Prepared(video, archive, sha256, reused=existing, source=source, options=options, sidecar=notes,
+                        glossary=names)
     if previous := find_bundle(archive, sha256):
         with _Failure(archive, sha256, "publish"):
             refuse_if_reviewed(previous)  # before any work: a person's corrections are never replaced
@@ -163,7 +177,7 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
     except BaseException:
         drop_audio(work_dir(archive, sha256))
         raise
-    return Prepared(video, archive, sha256, audio, source=source, options=options, sidecar=notes)
+    return Prepared(video, archive, sha256, audio, source=source, options=options, sidecar=notes, glossary=names)
 
 
 def _extract(video: Path, source: Path, archive: Path, sha256: str, options: RunOptions, say: Progress,
@@ -199,8 +213,7 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options,
                                       source=job.source)
         transcript.sidecar = job.sidecar.record() if job.sidecar else None
-        words = job.sidecar.content.get("glossary") if job.sidecar else None
-        glossary.flag(transcript, glossary.load(job.archive, options.glossary, words))
+        glossary.flag(transcript, job.glossary)
     if options.translate:
         say("translating")
         translate_transcript(job.archive, transcript, stages)

@@ -232,6 +232,9 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
             "long (all of it was transcribed); the header may have been edited or damaged")
     if not asr.speech:
         transcript.warnings.append("no speech found in the audio")
+    if asr.unprompted_chunks:
+        transcript.warnings.append(f"the glossary prompt leaked into the text of {asr.unprompted_chunks} chunk(s) "
+                                   "(names copied or repeated): those were decoded again without it")
     if asr.detected_language and (warning := routing_warning(asr.detected_language)):
         transcript.warnings.append(warning)
     return transcript
