@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,11 +16,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="the model store: what is installed and which language uses what")
     verbs = models.add_subparsers(dest="verb")
     verbs.add_parser("list", help="routes per language, installed models, known models (the default)")
-    install = verbs.add_parser("install", help="download a known model by name (needs a network)")
-    install.add_argument("name", help="a Whisper name (tiny, base, small, medium, large-v3, turbo) or a "
-                                      "translation model from the manifest (pipeline/store/defaults/manifest.toml)")
-    install.add_argument("--language", action="append", default=[], help="source language(s) for a "
-                         "translation model (repeatable)")
+    install = verbs.add_parser("install", help="download known models by name, or a language's recommended set "
+                               "(needs a network: the hub is HF_ENDPOINT, else huggingface.co)")
+    install.add_argument("name", nargs="?", help="a Whisper name (tiny, base, small, medium, large-v3, turbo) or a "
+                                                 "model from the manifest (pipeline/store/defaults/manifest.toml)")
+    install.add_argument("--for", dest="for_languages", type=_codes, default=[], metavar="LANGS",
+                         help="the recommended ASR and translation models of these languages, e.g. kk,ug")
+    install.add_argument("--language", action="append", default=[], type=_code, help="source language(s) for a "
+                         "translation model, or the language a Whisper fine-tune is routed for (repeatable)")
+    pack = verbs.add_parser("pack", help="write the models of some languages (or names) into one file to carry "
+                            "to an offline machine")
+    pack.add_argument("file", type=Path, help="the pack to write")
+    pack.add_argument("names", nargs="*", help="installed model names to pack")
+    pack.add_argument("--for", dest="for_languages", type=_codes, default=[], metavar="LANGS",
+                      help="the models these languages' routes use, and the routes, e.g. kk,ug")
+    unpack = verbs.add_parser("unpack", help="check every hash of a pack, then install it and set its routes")
+    unpack.add_argument("file", type=Path, help="a pack `testimony models pack` wrote")
     imp = verbs.add_parser("import", help="add a model from a file or folder (offline)")
     imp.add_argument("path", type=Path, help=".pt, .argosmodel, or a CTranslate2 / Hugging Face / Marian folder")
     imp.add_argument("--language", action="append", default=[], type=_code,
@@ -40,10 +49,15 @@ def _code(value: str) -> str:
     return value.strip().lower()
 
 
+def _codes(value: str) -> list[str]:
+    return [_code(v) for v in value.split(",") if v.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
     verb = args.verb or "list"
-    command = {"list": _list, "install": _install, "import": _import, "verify": _verify, "remove": _remove}[verb]
-    subject = "path" if getattr(args, "path", None) else "name"  # named once, not twice
+    command = {"list": _list, "install": _install, "import": _import, "verify": _verify, "remove": _remove,
+               "pack": _pack, "unpack": _unpack}[verb]
+    subject = "path" if getattr(args, "path", None) else "file" if getattr(args, "file", None) else "name"
     return guarded(command, status=FAILED, subject=subject)(args)
 
 
@@ -101,57 +115,76 @@ def _list(args: argparse.Namespace) -> int:
     for item in installed.values():
         print(f"  {item.name:28} {item.kind:8} {item.languages:16} {_mib(item.size):>10}  "
               f"{item.record.get('licence') or 'licence unknown'}")
-    print(f"\nKnown ({model_registry.MANIFEST}):")
+    _recommended()
+    print(f"\nKnown ({model_registry.MANIFEST}, and {model_registry.LOCAL_MANIFEST} in the store):")
     for known in model_registry.known_models().values():
-        figures = "; ".join(f"{q['language']} {q['test_set']} {q['metric']} {q['value']}% ({q['source']})"
-                            for q in known.quality)
+        figures = _figures(known)
         print(f"  {known.name:28} {known.kind:11} {known.licence:40} ~{known.size_mb or '?'} MB"
               + (f"\n      published: {figures}" if figures else ""))
     return 0
 
 
+def _figures(known: model_registry.KnownModel, language: str | None = None) -> str:
+    return "; ".join(f"{q['language']} {q['test_set']} {q['metric']} {q['value']}"
+                     f"{'%' if q['metric'] in ('WER', 'CER') else ''} ({q['source']})"
+                     for q in known.quality if language in (None, q.get("language")))
+
+
+def _recommended() -> None:
+    """Each language's recommended set, with what the store holds and what it lacks."""
+    from pipeline.store.install import is_installed
+
+    sets, known = model_registry.recommended_sets(), model_registry.known_models()
+    print("\nRecommended sets (testimony models install --for " + ",".join(sets) + "):")
+    for language, chosen in sets.items():
+        print(f"  {language}" + (f"  ({chosen.note})" if chosen.note else ""))
+        for role, name in (("ASR", chosen.asr), ("English", chosen.translation)):
+            entry = known.get(name) if name else None
+            if entry is None:
+                print(f"       {role}: {name or 'none recommended'}")
+                continue
+            state = "installed" if is_installed(entry, language) else "MISSING"
+            print(f"       {role}: {name} [{state}] {entry.licence}, ~{entry.size_mb or '?'} MB, {entry.source}")
+            if figures := _figures(entry, language):
+                print(f"            published: {figures}")
+
+
 def _install(args: argparse.Namespace) -> int:
-    import whisper
+    from pipeline.store import install
 
-    known = model_registry.known_models()
-    if args.name in whisper.available_models():
-        from pipeline.store.whisper_store import resolve_whisper
-
-        record = resolve_whisper(args.name)  # downloads with Whisper's SHA-256 check, or converts base
-        print(f"installed Whisper {args.name}: {record.path} (sha256 {record.sha256[:12]}, {record.origin})")
-        return 0
-    if args.name not in known or known[args.name].kind != "translation":
-        names = ", ".join(sorted(set(whisper.available_models()) | set(known)))
-        print(f"error: unknown model '{args.name}'; known: {names}", file=sys.stderr)
+    if bool(args.name) == bool(args.for_languages):
+        print("error: name one model, or give --for LANGS for the recommended sets "
+              "(testimony models install --for kk,ug)", file=sys.stderr)
         return 2
-    return _install_hub_model(known[args.name], args.language)
-
-
-def _install_hub_model(known: model_registry.KnownModel, languages: list[str]) -> int:
-    """Fetch a Hugging Face folder the user asked for by name, then import it like a copied folder."""
-    from pipeline.store.importer import import_model
-
-    if not languages:
-        print(f"error: name the source language(s): testimony models install {known.name} --language kk",
-              file=sys.stderr)
-        return 2
-    repo_id = known.source.removeprefix("https://huggingface.co/")
-    staging = config.models_dir() / f".download-{os.getpid()}"
-    os.environ["HF_HUB_OFFLINE"] = "0"  # the user asked for this download; nothing else goes online
     try:
-        from huggingface_hub import snapshot_download
+        done = install.install_for(args.for_languages) if args.for_languages else install.install(
+            args.name, args.language)
+    except install.UnknownModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for item in done:
+        print(item.note)
+    return 0
 
-        folder = Path(snapshot_download(repo_id, local_dir=staging))
-        for item in import_model(folder, languages=languages, name=known.name, licence=known.licence):
-            print(item.note)
-    except Exception as exc:  # no network, hub refused, disk full
-        print(f"error: could not download {known.name} from {known.source} ({type(exc).__name__}: {exc}). "
-              f"On a machine with a network, download that folder and copy it here, then: {known.hint}",
-              file=sys.stderr)
-        return 1
-    finally:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        shutil.rmtree(staging, ignore_errors=True)
+
+def _pack(args: argparse.Namespace) -> int:
+    from pipeline.store.packs import pack
+
+    if not args.for_languages and not args.names:
+        print("error: say what to pack: --for kk,ug, or installed model names", file=sys.stderr)
+        return 2
+    print(pack(args.file, args.for_languages, args.names))
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from pipeline.store.packs import unpack
+
+    placed, carried = unpack(args.file)
+    for item in placed:
+        print(f"installed {item}")
+    for language, fields in carried.items():
+        print(f"route {language}: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
 
 

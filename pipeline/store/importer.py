@@ -185,7 +185,7 @@ def _import_translation(path: Path, languages: list[str], name: str | None, lice
         model_registry.write_record(package, name=package.name, origin=f"converted from {path}",
                                     licence=((meta.get("licence") or meta.get("license")) or licence
                                              or "unknown: check the source"),
-                                    languages=[meta.get("from_code", "")])
+                                    languages=[meta.get("from_code", "")], model=meta.get("name", ""))
         done.append(Imported(package.name, "argos", package,
                              f"built Argos package {package.name} ({meta.get('from_code')} -> en) from {path.name}"))
     return done

@@ -20,12 +20,23 @@ from pipeline import atomic, config
 from pipeline.hashing import file_sha256
 
 MANIFEST = config.DEFAULTS / "manifest.toml"
+LOCAL_MANIFEST = "manifest.local.toml"  # in the store: a team's own entries and sets, over the shipped ones
+HUB = "https://huggingface.co/"
+RECOMMENDED = "recommended"  # the manifest's table of sets per language, not a kind of model
 
 
 @dataclass(frozen=True)
 class KnownModel:
+    """One model the manifest names.
+
+    kind: "whisper" (ASR) or "translation".
+    source: an official Whisper URL, or `https://huggingface.co/OWNER/NAME` for a hub repository.
+    language, whisper_token: for a hub Whisper fine-tune, the language it is routed for and the token
+    it was trained over (a Uyghur model over `uz`, say).
+    """
+
     name: str
-    kind: str  # "whisper" or "translation"
+    kind: str
     languages: str
     source: str
     licence: str
@@ -33,18 +44,53 @@ class KnownModel:
     sha256: str | None = None
     quality: list[dict] = field(default_factory=list)
     hint: str = ""  # how to get it without a network
+    language: str | None = None
+    whisper_token: str | None = None
+
+    @property
+    def repo_id(self) -> str | None:
+        """The hub repository, for a model installed through the hub."""
+        return self.source.removeprefix(HUB).strip("/") if self.source.startswith(HUB) else None
+
+
+@dataclass(frozen=True)
+class Recommended:
+    """A language's set: the ASR model and the translation model that published results rank best."""
+
+    language: str
+    asr: str | None
+    translation: str | None
+    note: str = ""
+
+
+def _manifest() -> dict:
+    """The shipped manifest with the store's local one laid over it, entry by entry."""
+    data = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    local = config.models_dir() / LOCAL_MANIFEST
+    if local.is_file():
+        for table, entries in tomllib.loads(local.read_text(encoding="utf-8")).items():
+            data.setdefault(table, {}).update(entries)
+    return data
 
 
 def known_models() -> dict[str, KnownModel]:
-    data = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
     known = {}
-    for kind, table in data.items():
+    for kind, table in _manifest().items():
+        if kind == RECOMMENDED:
+            continue
         for name, entry in table.items():
             known[name] = KnownModel(
                 name=name, kind=kind, languages=entry.get("languages", ""), source=entry.get("source", ""),
                 licence=entry.get("licence", ""), size_mb=entry.get("size_mb"), sha256=entry.get("sha256"),
-                quality=list(entry.get("quality", [])), hint=entry.get("offline") or entry.get("import", ""))
+                quality=list(entry.get("quality", [])), hint=entry.get("offline") or entry.get("import", ""),
+                language=entry.get("language"), whisper_token=entry.get("whisper_token"))
     return known
+
+
+def recommended_sets() -> dict[str, Recommended]:
+    """Language -> its recommended set, from the manifest's `[recommended.LANG]` tables."""
+    return {lang: Recommended(lang, entry.get("asr"), entry.get("translation"), entry.get("note", ""))
+            for lang, entry in _manifest().get(RECOMMENDED, {}).items()}
 
 
 @dataclass

@@ -1,0 +1,126 @@
+"""Installing the models the manifest knows, by name or as a language's recommended set.
+
+An official Whisper checkpoint comes from OpenAI's URL and is checked against the SHA-256 in it; a
+hub repository (a Whisper fine-tune, an NLLB or Marian model) comes through `store.hub`, every file
+checked against the hash the hub publishes, and is then converted and routed exactly as
+`testimony models import` does with a copied folder. Either way the model is installed whole or
+not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import TestimonyError
+from pipeline.store import hub
+from pipeline.store import registry as model_registry
+from pipeline.store.registry import KnownModel, Recommended
+
+
+class UnknownModelError(TestimonyError):
+    """A name that is neither an official Whisper model nor in the manifest."""
+
+
+@dataclass(frozen=True)
+class Done:
+    name: str
+    note: str
+
+
+def official_whisper_names() -> list[str]:
+    import whisper
+
+    return whisper.available_models()
+
+
+def is_installed(known: KnownModel, language: str | None = None) -> bool:
+    """Whether the store holds `known` (for `language`, when it is a translation model)."""
+    for model in model_registry.installed_models():
+        if known.kind == "whisper" and model.kind == "whisper" and model.name == known.name:
+            return True
+        if known.kind == "translation" and model.kind == "argos" and model.record.get("model") == known.name \
+                and language in (None, model.record.get("from_code")):
+            return True
+    return known.kind == "whisper" and known.name == "base" and _packaged_base()
+
+
+def _packaged_base() -> bool:
+    from pipeline.store.ct2_to_openai import packaged_base_parts
+
+    return packaged_base_parts() is not None
+
+
+def install(name: str, languages: list[str] | None = None) -> list[Done]:
+    """Install one model by name; `languages` route a Whisper fine-tune or pick a translation model's sources."""
+    known = model_registry.known_models().get(name)
+    if known is None or known.repo_id is None:
+        if name in official_whisper_names():
+            return [_official(name, languages or [])]
+        if known is None:
+            raise UnknownModelError(f"unknown model '{name}'; known: {', '.join(_names())}")
+    return _from_hub(known, languages or ([known.language] if known.language else []))
+
+
+def _names() -> list[str]:
+    return sorted(set(official_whisper_names()) | set(model_registry.known_models()))
+
+
+def _official(name: str, languages: list[str]) -> Done:
+    """An official checkpoint (its own tokens: each language decodes as itself), routed for `languages`."""
+    from pipeline.store import routes
+    from pipeline.store.whisper_store import resolve_whisper
+
+    record = resolve_whisper(name)  # downloads with Whisper's SHA-256 check, or converts base
+    for language in languages:
+        routes.set_route(language, asr_model=name, whisper_token=language)
+    routed = f"; route {', '.join(languages)} -> {name}" if languages else ""
+    return Done(name, f"installed Whisper {name}: {record.path} (sha256 {record.sha256[:12]}, {record.origin}){routed}")
+
+
+def _from_hub(known: KnownModel, languages: list[str]) -> list[Done]:
+    """Download, check, then import as a copied folder would be; the staging folder goes afterwards."""
+    from pipeline.store.importer import import_model
+
+    if known.kind == "translation" and not languages:
+        raise TestimonyError(f"name the source language(s): testimony models install {known.name} --language kk")
+    folder, commit = hub.download(known.repo_id)
+    imported = import_model(folder, languages=languages, whisper_token=known.whisper_token, name=known.name,
+                            licence=known.licence or None)
+    hub.discard(known.repo_id)
+    return [Done(item.name, f"{item.note} (from {hub.endpoint()}/{known.repo_id} at {commit[:12]})")
+            for item in imported]
+
+
+def sets_for(languages: list[str]) -> list[Recommended]:
+    sets = model_registry.recommended_sets()
+    missing = [lang for lang in languages if lang not in sets]
+    if missing:
+        raise TestimonyError(f"no recommended set for {', '.join(missing)} (sets: {', '.join(sorted(sets)) or 'none'})")
+    return [sets[lang] for lang in languages]
+
+
+def install_for(languages: list[str]) -> list[Done]:
+    """Each language's recommended ASR and translation models that the store does not hold yet; a model
+    two languages share (NLLB for kk and ug) is downloaded once, with both."""
+    known, done, wanted = model_registry.known_models(), [], {}
+    for chosen in sets_for(languages):
+        for name in filter(None, (chosen.asr, chosen.translation)):
+            if name not in known and name not in official_whisper_names():
+                raise UnknownModelError(f"the recommended set for {chosen.language} names '{name}', which the "
+                                        "manifest does not list")
+            if name in known and is_installed(known[name], chosen.language):
+                done.append(_keep(known[name], chosen.language))
+            else:
+                wanted.setdefault(name, []).append(chosen.language)
+    for name, langs in wanted.items():
+        done += install(name, langs)
+    return done
+
+
+def _keep(known: KnownModel, language: str) -> Done:
+    """An installed model of the set: an ASR model is routed for the language all the same."""
+    if known.kind == "whisper":
+        from pipeline.store import routes
+
+        routes.set_route(language, asr_model=known.name, whisper_token=known.whisper_token or language)
+    return Done(known.name, f"{known.name} is installed already ({language})")
