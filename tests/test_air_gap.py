@@ -91,16 +91,18 @@ def test_install_for_a_language_through_the_hub_resumes_a_dropped_transfer(hub, 
 
 
 def test_a_file_unlike_its_published_hash_is_refused_and_nothing_installed(hub, capsys):
-    hub.tamper.add(f"{WHISPER_REPO}/config.json")
+    hub.tamper.add(f"{WHISPER_REPO}/model.safetensors")
     assert main(["models", "install", "tiny-kk-hub"]) == 1
     err = capsys.readouterr().err
-    assert "config.json is not the file the hub publishes" in err and "nothing was installed" in err
+    assert "model.safetensors is not the file the hub publishes" in err and "nothing was installed" in err
     assert "tiny-kk-hub" not in _installed() and routes.route_for("kk").asr_model != "tiny-kk-hub"
     capsys.readouterr()
     assert main(["models"]) == 0 and "ASR: tiny-kk-hub [MISSING]" in capsys.readouterr().out
     hub.tamper.clear()
     assert main(["models", "install", "tiny-kk-hub"]) == 0, "the same command again, with the hub mended"
     assert "tiny-kk-hub" in _installed()
+    fetched = [r[1] for r in hub.requests if r[0] == "GET" and r[1].endswith("/config.json")]
+    assert len(fetched) == 1, "files checked in the first attempt are kept, not fetched again"
 
 
 def _repack(pack: Path, out: Path, change) -> Path:
