@@ -1,5 +1,5 @@
 """Witness data stays in the archive: a testimony goes through every path a team uses (`testimony run`,
-serve's inbox, serve's Prefect form, one review save in the workspace), then every file on this
+serve's inbox, the Prefect UI's form in Chromium, one review save in the workspace), then every file on this
 machine written since the test began, outside the archive root and the inbox, is searched for the
 words it says and the name it was filed under: SQLite databases through SQLite, compressed files
 decompressed. There must be no hit.
@@ -30,8 +30,10 @@ import httpx
 import pytest
 
 from . import media_factory as mf
+from .conftest import CHROMIUM
 from .test_flow import _free_port
 from .test_serve import _arrivals
+from .test_ui import form_field, open_run_form
 
 pytestmark = pytest.mark.slow
 SAID = "purple giraffe"  # in the speech
@@ -138,18 +140,29 @@ class Serve:
         assert self.proc.wait(timeout=60) == 0
 
 
-def _run_form(serve: Serve, video: Path, archive: Path) -> None:
-    """What the Prefect UI's form does for the process-video deployment; waits for the run to finish."""
-    auth = (USER, PASSWORD)
-    deployment = httpx.get(f"{serve.api}/deployments/name/process-video/process-video", timeout=10, auth=auth).json()
-    run = httpx.post(f"{serve.api}/deployments/{deployment['id']}/create_flow_run", timeout=10, auth=auth,
-                     json={"parameters": {"video": str(video), "out": str(archive)}}).json()
+def _run_form(serve: Serve, video: Path) -> None:
+    """The Prefect UI's Custom run form in real Chromium (its own browser, closed afterwards as a person
+    closes theirs); waits for the run to finish."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        context = browser.new_context()
+        context.add_init_script(f"localStorage.setItem('prefect-password', btoa({f'{USER}:{PASSWORD}'!r}))")
+        page = context.new_page()
+        open_run_form(page, serve.api.removesuffix("/api"))
+        form_field(page, "video").locator("textarea").fill(str(video))
+        run_name = page.locator("input[type=text]").first.input_value()
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_url("**/deployments/deployment/*")
+        browser.close()
     deadline = time.monotonic() + 300
-    while (state := httpx.get(f"{serve.api}/flow_runs/{run['id']}", timeout=10, auth=auth).json()["state_type"]) \
-            not in ("COMPLETED", "FAILED", "CRASHED"):
+    while not (runs := [r for r in httpx.post(f"{serve.api}/flow_runs/filter", json={"limit": 50}, timeout=10,
+                                               auth=(USER, PASSWORD)).json() if r["name"] == run_name]) \
+            or runs[0]["state_type"] not in ("COMPLETED", "FAILED", "CRASHED"):
         assert time.monotonic() < deadline, "the form's run did not finish"
         time.sleep(1)
-    assert state == "COMPLETED", "".join(serve.lines[-40:])
+    assert runs[0]["state_type"] == "COMPLETED", "".join(serve.lines[-40:])
 
 
 def _review_once(serve: Serve) -> None:
@@ -171,6 +184,8 @@ def _heard(archive: Path) -> list[str]:
 
 
 def test_witness_words_and_names_stay_inside_the_archive(tmp_path_factory, converted_base):
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (bin/setup installs Debian's `chromium`)")
     root = tmp_path_factory.mktemp("leaks")
     speech = mf.speak(f"My cousin was taken away in the night. The password is {SAID}.", "en", root / "speech.wav")
     uploads = root / "uploads"
@@ -195,7 +210,7 @@ def test_witness_words_and_names_stay_inside_the_archive(tmp_path_factory, conve
         while not any(a["path"].endswith(videos["inbox"].name) for a in _arrivals(archive)):
             assert time.monotonic() < deadline, "".join(serve.lines[-40:])
             time.sleep(1)
-        _run_form(serve, videos["form"], archive)
+        _run_form(serve, videos["form"])
         _review_once(serve)
     finally:
         serve.stop()

@@ -152,24 +152,31 @@ def test_deployments_are_listed(ui, service):
     ui.check_offline_and_quiet()
 
 
-def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service, english_video):
-    page, api = ui.page, service["api"]
-    page.goto(service["ui"] + "/deployments")
+def open_run_form(page: Page, base: str) -> None:
+    """The process-video deployment's page, then Run -> Custom run: its form, one field per parameter."""
+    page.goto(base + "/deployments")
     page.locator('a[href^="/deployments/deployment/"]', has_text=re.compile(r"^process-video$")).click()
     page.wait_for_url("**/deployments/deployment/*")
     page.get_by_role("tablist").get_by_text("Description", exact=True).click()
     expect(page.get_by_text("Transcribe and translate one video")).to_be_visible()
-
-    # Run -> Custom run: the deployment's parameter form, one field per flow parameter.
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("button", name="Custom run").click()
     page.wait_for_url("**/run?**")
 
-    def field(name: str):
-        return page.locator(".schema-form-property").filter(
-            has=page.locator(".schema-form-property__label").get_by_text(name, exact=True))
 
-    # The labels' `for` points at no element, so the fields are found by their label's text.
+def form_field(page: Page, name: str):
+    """A form field by its label's text (the labels' `for` points at no element)."""
+    return page.locator(".schema-form-property").filter(
+        has=page.locator(".schema-form-property__label").get_by_text(name, exact=True))
+
+
+def test_custom_run_from_the_form_completes_and_shows_the_transcript(ui, service, english_video):
+    page, api = ui.page, service["api"]
+    open_run_form(page, service["ui"])
+
+    def field(name: str):
+        return form_field(page, name)
+
     video = field("video").locator("textarea")
     expect(video).to_be_empty()
     expect(field("out (Optional)").locator("textarea")).to_have_value(str(service["archive"]))  # deployment default
