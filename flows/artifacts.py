@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipeline.archive.documents import offers
 from pipeline.archive.viewer import review_link
 from pipeline.transcript import Transcript
 
@@ -47,6 +48,7 @@ def summary_markdown(transcript: Transcript) -> str:
                       f"- Segments: {len(transcript.segments)} ({flagged} flagged)",
                       f"- Open it on the archive machine: `testimony get {transcript.id}`",
                       f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+                      "Documents (made on the archive machine, never stored here):", *offers(transcript.id), "",
                       f"_The text stays in the archive: this server's database is not known to be inside "
                       f"it (set {UI_TEXT}=1 to show it here)._", ""])
 
@@ -59,7 +61,8 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
              f"- Language: {transcript.language or 'unknown'}"
              + (f" (detected {transcript.detected_language})" if transcript.detected_language else ""),
              f"- Bundle: `{bundle}` (open `index.html` there for the viewer)",
-             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", ""]
+             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+             "Documents (made on the archive machine, never stored here):", *offers(transcript.id), ""]
     lines += [f"> {_cell(w)}" for w in transcript.warnings]
     lines += ["", "| # | start | end | original | English | flags |", "|---|---|---|---|---|---|"]
     size = sum(len(line) + 1 for line in lines)

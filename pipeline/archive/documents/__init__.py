@@ -61,6 +61,20 @@ def file_name(record_or_id: Record | str, fmt: str) -> str:
     return f"{key}.{check_format(fmt).extension}"
 
 
+def workspace_link(bundle_id: str, fmt: str) -> str:
+    """The document's download from the review workspace serve runs on this machine (it asks for credentials)."""
+    check_format(fmt)
+    from pipeline.archive.viewer import REVIEW_PORT
+
+    return f"http://127.0.0.1:{REVIEW_PORT}/api/bundles/{bundle_id}/document?format={fmt}"
+
+
+def offers(bundle_id: str) -> list[str]:
+    """Markdown lines naming every document: the command that writes it, and its workspace download."""
+    return [f"- {fmt.upper()}: `testimony get {bundle_id} --format {fmt} -o {file_name(bundle_id, fmt)}` or "
+            f"[download]({workspace_link(bundle_id, fmt)})" for fmt in FORMATS]
+
+
 def document(bundle: Path, fmt: str) -> bytes:
     """The document of a published bundle in `fmt`."""
     make = writer(fmt)
