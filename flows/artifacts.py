@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline.archive.documents import offers
+from pipeline.archive.documents.record import clock as _clock
 from pipeline.archive.viewer import review_link
 from pipeline.transcript import Transcript
 
@@ -27,9 +28,6 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}.{int(seconds * 10) % 10}"
 
 
 UI_TEXT = "TESTIMONY_UI_TEXT"

@@ -218,3 +218,16 @@ def test_workspace_serves_documents_behind_its_credentials(server, archive):
     assert bad.status_code == 400 and "no document format" in bad.json()["error"]
     assert httpx.get(f"{server}/api/bundles/{'0' * 12}/document?format=docx", headers=_auth(),
                      timeout=30).status_code == 404
+
+
+def test_the_process_video_artifact_offers_every_document(archive):
+    """Both forms of the artifact (with the text, and ids only) name the commands and the downloads."""
+    from flows import artifacts
+
+    bundle = _bundle(archive)
+    transcript = Transcript.load(bundle / "transcript.json")
+    key = transcript.id
+    for text in (artifacts.summary_markdown(transcript), artifacts.transcript_markdown(transcript, bundle)):
+        for fmt in documents.FORMATS:
+            assert f"`testimony get {key} --format {fmt} -o {documents.file_name(key, fmt)}`" in text
+            assert f"(http://127.0.0.1:4300/api/bundles/{key}/document?format={fmt})" in text

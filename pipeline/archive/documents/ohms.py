@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from pipeline.archive.documents.record import Record, Row
+from pipeline.archive.documents.record import Record, Row, clock
 
 NS = "https://www.weareavp.com/nunncenter/ohms"
 VERSION = "5.4"
@@ -61,8 +61,8 @@ def sync(rows: list[Row], duration: float | None) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    whole = int(seconds or 0)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    """H:MM:SS, OHMS's duration (no tenths)."""
+    return clock(seconds or 0.0).rsplit(".", 1)[0]
 
 
 def _metadata(record_el: ET.Element, record: Record) -> None:
