@@ -34,7 +34,7 @@ from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment,
 
 from . import test_viewer, test_workspace
 from .test_viewer import Opened, wait_js
-from .test_workspace import _auth
+from .test_workspace import _auth, _page
 
 video = test_viewer.video  # the viewer's real H.264 video (module scope: made once here)
 server = test_workspace.server  # a real `testimony review` over this module's `archive`
@@ -135,6 +135,11 @@ def test_xlsx_in_libreoffice(archive, tmp_path):
     _pdf_path, text = _pdf(path, tmp_path)
     _in_order(text, MARKERS)
     assert "index.html#t=1.2" in text and "=1+1 деді ол" in text, "an original is text, never a formula"
+    assert "low_confidence" in text and documents.record.read(_bundle(archive)).sha256 in text
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(path)["segments"]
+    assert [sheet.cell(n, 10).hyperlink.target for n in (2, 3)] == ["index.html#t=0", "index.html#t=1.2"]
 
 
 def test_csv_round_trips(archive):
@@ -206,7 +211,7 @@ def test_export_adds_documents_beside_the_unchanged_bundle(archive, tmp_path, ca
 
 
 @pytest.mark.slow
-def test_workspace_serves_documents_behind_its_credentials(server, archive):
+def test_workspace_serves_documents_behind_its_credentials(browser, server, archive):
     key = _bundle(archive).name[:12]
     url = f"{server}/api/bundles/{key}/document"
     assert httpx.get(url, params={"format": "docx"}, timeout=30).status_code == 401
@@ -218,6 +223,17 @@ def test_workspace_serves_documents_behind_its_credentials(server, archive):
     assert bad.status_code == 400 and "no document format" in bad.json()["error"]
     assert httpx.get(f"{server}/api/bundles/{'0' * 12}/document?format=docx", headers=_auth(),
                      timeout=30).status_code == 404
+
+    page = _page(browser, server, f"/edit/{key}")
+    page.wait_for_selector("#segments .seg")
+    with page.expect_download() as download:
+        page.click("#documents a[data-format=xlsx]")
+    assert download.value.suggested_filename == f"{key}.xlsx"
+    page.goto(server + "/")
+    page.wait_for_selector("#bundles tbody tr")
+    assert page.get_attribute("#bundles a.document[data-format=docx]", "href") == \
+        f"/api/bundles/{key}/document?format=docx"
+    page.context.close()
 
 
 def test_the_process_video_artifact_offers_every_document(archive):
