@@ -33,6 +33,7 @@ from pipeline.stages.media import probe
 from pipeline.transcript import LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, Segment, Source, Transcript
 
 from . import test_viewer, test_workspace
+from .test_integrity import _unzip_and_check
 from .test_viewer import Opened, wait_js
 from .test_workspace import _auth, _page
 
@@ -198,11 +199,11 @@ def test_export_adds_documents_beside_the_unchanged_bundle(archive, tmp_path, ca
     manifest = (bundle / MANIFEST).read_bytes()
     dest = tmp_path / "evidence.zip"
     assert main(["export", bundle.name[:12], "--out", str(archive), "-o", str(dest), "--formats", "docx,xlsx"]) == 0
-    with zipfile.ZipFile(dest) as zf:
-        sums = dict(line.split("  ")[::-1] for line in zf.read("SHA256SUMS").decode().splitlines())
-        for name in (f"documents/{bundle.name[:12]}.docx", f"documents/{bundle.name[:12]}.xlsx"):
-            assert hashlib.sha256(zf.read(name)).hexdigest() == sums[name]
-        assert not any(n.startswith(f"{bundle.name}/documents") for n in zf.namelist())
+    checked = _unzip_and_check(dest, tmp_path / "x")  # sha256sum -c SHA256SUMS: every line OK
+    key = bundle.name[:12]
+    assert f"documents/{key}.docx: OK" in checked and f"documents/{key}.xlsx: OK" in checked
+    assert "word/document.xml" in zipfile.ZipFile(tmp_path / "x" / "documents" / f"{key}.docx").namelist()
+    assert "documents/ holds docx, xlsx" in (tmp_path / "x" / "VERIFY.txt").read_text(encoding="utf-8")
     assert (bundle / MANIFEST).read_bytes() == manifest and verify_bundle(archive, bundle, record=False).ok
     assert custody.read(archive, documents.record.read(bundle).sha256)[-1]["documents"] == ["docx", "xlsx"]
     with pytest.raises(SystemExit) as refused:
