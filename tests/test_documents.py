@@ -91,9 +91,10 @@ def _pdf(document: Path, tmp_path: Path) -> tuple[Path, str]:
                     "--convert-to", "pdf", "--outdir", str(out), str(document)],
                    check=True, capture_output=True, timeout=180)
     pdf = out / f"{document.stem}.pdf"
-    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True).stdout.decode("utf-8")
-    text = re.sub("[\u200e\u200f\u202a-\u202e]", "", text)  # the bidi controls pdftotext puts around RTL
-    return pdf, " ".join(text.split())  # a cell's text wraps where its column ends
+    # -layout keeps the page's rows in order (its reading-order guess can move a right-to-left cell).
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True).stdout
+    text = re.sub("[\u200e\u200f\u202a-\u202e]", "", text.decode("utf-8"))  # bidi controls around RTL
+    return pdf, " ".join(text.split())
 
 
 def _in_order(text: str, words: list[str]) -> None:
@@ -120,7 +121,7 @@ def test_docx_in_libreoffice(archive, tmp_path):
     assert record.sha256 in text and f"0, sha256 {record.revision_sha256}" in text
     assert "ab" * 32 in text and "kk → en" in text and "arrived 20" in text
     assert text.count("⚑") == 1 + 3, "the legend and the flagged or unchecked segments"
-    assert "⚑ low confidence" in text and "⚑ unchecked" in text and "⚑ possible hallucination" in text
+    assert "⚑ low" in text and "⚑ unchecked" in text and "⚑ possible" in text  # the rest wraps in its cell
     assert "Айгүл" in text and "Interviewer" in text and "S1" not in text, "speakers by name"
     assert _page_png(pdf, tmp_path).stat().st_size > 5000
     with zipfile.ZipFile(path) as docx:

@@ -78,7 +78,7 @@ def _metadata(record_el: ET.Element, record: Record) -> None:
 
 
 def ohms_xml(record: Record) -> bytes:
-    """The OHMS XML document, UTF-8."""
+    """The OHMS XML document, UTF-8, in OHMS's namespace as the default one (no `ns0:` prefixes)."""
     ET.register_namespace("", NS)
     root = ET.Element(f"{{{NS}}}ROOT")
     record_el = _add(root, "record", id=record.bundle_id, dt=record.custody.arrival or "")

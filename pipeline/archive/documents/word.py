@@ -21,7 +21,7 @@ from pipeline.archive.documents.record import Record, Row, clock, right_to_left
 FONT = "DejaVu Sans"
 MARK = "⚑"  # a marked segment: flagged by the machine, or not yet checked by a person
 SHADE = "FFF3C4"  # the viewer's highlight yellow
-COLUMNS = (("", 3.2), ("Time", 3.6), ("Speaker", 2.5), ("Original", 8.7), ("English", 8.7))  # cm, 26.7 in all
+COLUMNS = (("", 3.0), ("Time", 4.0), ("Speaker", 2.5), ("Original", 8.6), ("English", 8.6))  # cm, 26.7 in all
 LANGS = {"kk": "kk-KZ", "ug": "ug-CN", "en": "en-GB"}
 
 
