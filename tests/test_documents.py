@@ -190,6 +190,8 @@ def test_get_writes_documents_and_refuses_an_unknown_format(archive, tmp_path, c
     out = tmp_path / "t.docx"
     assert main(["get", key, "--out", str(archive), "--format", "docx", "-o", str(out)]) == 0
     assert "word/document.xml" in zipfile.ZipFile(out).namelist()
+    assert main(["get", key, "--out", str(archive), "--format", "csv"]) == 0  # a text document: to a pipe
+    assert UG_1 in capsys.readouterr().out
     with pytest.raises(SystemExit) as refused:
         main(["get", key, "--out", str(archive), "--format", "pdf"])
     assert refused.value.code == 2 and "invalid choice: 'pdf'" in capsys.readouterr().err
