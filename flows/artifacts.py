@@ -13,6 +13,8 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from pipeline.archive.documents import offers
+from pipeline.archive.documents.record import clock as _clock
 from pipeline.archive.viewer import review_link
 from pipeline.transcript import Transcript
 
@@ -26,9 +28,6 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}.{int(seconds * 10) % 10}"
 
 
 UI_TEXT = "TESTIMONY_UI_TEXT"
@@ -47,6 +46,7 @@ def summary_markdown(transcript: Transcript) -> str:
                       f"- Segments: {len(transcript.segments)} ({flagged} flagged)",
                       f"- Open it on the archive machine: `testimony get {transcript.id}`",
                       f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+                      "Documents (made on the archive machine, never stored here):", *offers(transcript.id), "",
                       f"_The text stays in the archive: this server's database is not known to be inside "
                       f"it (set {UI_TEXT}=1 to show it here)._", ""])
 
@@ -59,7 +59,8 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
              f"- Language: {transcript.language or 'unknown'}"
              + (f" (detected {transcript.detected_language})" if transcript.detected_language else ""),
              f"- Bundle: `{bundle}` (open `index.html` there for the viewer)",
-             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", ""]
+             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+             "Documents (made on the archive machine, never stored here):", *offers(transcript.id), ""]
     lines += [f"> {_cell(w)}" for w in transcript.warnings]
     lines += ["", "| # | start | end | original | English | flags |", "|---|---|---|---|---|---|"]
     size = sum(len(line) + 1 for line in lines)

@@ -74,7 +74,7 @@ def bundle(video, tmp_path_factory) -> Path:
 class Opened:
     """A page opened from a file:// URL, with every console error and every non-file request kept."""
 
-    def __init__(self, browser: Browser, index: Path):
+    def __init__(self, browser: Browser, index: Path, fragment: str = ""):
         self.context = browser.new_context()
         self.errors: list[str] = []
         self.outside: list[str] = []
@@ -84,7 +84,7 @@ class Opened:
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("request", self._request)
         self.page.on("dialog", lambda dialog: (self.errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-        self.page.goto(index.as_uri())
+        self.page.goto(index.as_uri() + fragment)
         self.page.wait_for_selector("body[data-ready=true]")
 
     def _request(self, request) -> None:

@@ -14,6 +14,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from pipeline import __version__, atomic
 from pipeline.archive import custody, originals
@@ -160,7 +161,7 @@ def _arcname(name: str) -> str:
     return safe if safe not in ("", ".", "..") else "original"
 
 
-def _verify_text(bundle: str, sha256: str, original: str | None) -> str:
+def _verify_text(bundle: str, sha256: str, original: str | None, formats: list[str]) -> str:
     lines = [
         f"Evidence export of transcript bundle {bundle}",
         f"Source video SHA-256: {sha256}",
@@ -181,6 +182,9 @@ def _verify_text(bundle: str, sha256: str, original: str | None) -> str:
         lines.append(f"- {original} is the original video; its SHA-256 must equal the one above.")
     else:
         lines.append("- The original video is not included: hash your copy (sha256sum FILE) and compare.")
+    if formats:
+        lines.append(f"- documents/ holds {', '.join(formats)} renderings of the newest revision, made at export "
+                     f"from {bundle}/{TRANSCRIPT}: readable copies, not part of the bundle or its manifest.")
     lines += ["", "Ask the sender for the SHA-256 of the zip or of SHA256SUMS over a separate channel:",
               "anyone able to change the files could also rewrite SHA256SUMS.", ""]
     return "\n".join(lines)
@@ -194,9 +198,21 @@ def _received_name(bundle: Path, original: Path) -> str:
         return display_name(original)
 
 
+def _add_documents(zf: zipfile.ZipFile, bundle: Path, formats: list[str], sums: list[tuple[str, str]]) -> None:
+    """The documents asked for, made from the verified bundle, beside it in the zip (never into it)."""
+    from pipeline.archive import documents
+
+    for fmt in formats:
+        arc = f"documents/{documents.file_name(bundle.name[:12], fmt)}"
+        data = documents.document(bundle, fmt)
+        zf.writestr(arc, data)
+        sums.append((hashlib.sha256(data).hexdigest(), arc))
+
+
 def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
-                  with_original: bool = False) -> Path:
-    """Write a zip of the verified bundle, its custody log, SHA256SUMS and VERIFY.txt (and the original).
+                  with_original: bool = False, formats: Sequence[str] = ()) -> Path:
+    """Write a zip of the verified bundle, its custody log, SHA256SUMS and VERIFY.txt (and the original,
+    and the documents of `formats`: `documents/<id>.docx`, ...).
 
     Refuses (IntegrityError) a bundle that does not verify, or an unreachable original. The zip is
     written under a temporary name and renamed into place; an `export` event is logged.
@@ -231,7 +247,8 @@ def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
                 original_arc = "original/" + _arcname(_received_name(bundle, report.original))
                 zf.write(report.original, original_arc, compress_type=zipfile.ZIP_STORED)
                 sums.append((sha256, original_arc))  # just re-hashed and matched
-            text = _verify_text(bundle.name, sha256, original_arc).encode("utf-8")
+            _add_documents(zf, bundle, list(formats), sums)
+            text = _verify_text(bundle.name, sha256, original_arc, list(formats)).encode("utf-8")
             zf.writestr(README, text)
             sums.append((hashlib.sha256(text).hexdigest(), README))
             sums_text = "".join(f"{digest}  {arc}\n" for digest, arc in sums).encode("utf-8")
@@ -242,5 +259,6 @@ def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
         raise
     custody.append(archive, sha256, "export", tool="testimony", version=__version__, bundle=bundle.name,
                    path=str(dest.resolve()), zip_sha256=file_sha256(dest),
-                   sums_sha256=hashlib.sha256(sums_text).hexdigest(), with_original=with_original)
+                   sums_sha256=hashlib.sha256(sums_text).hexdigest(), with_original=with_original,
+                   documents=list(formats))
     return dest

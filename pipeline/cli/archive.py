@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 from pipeline import config
-from pipeline.archive import catalog
+from pipeline.archive import catalog, documents
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.archive.formats import bilingual, english, original, render_srt, render_txt, render_vtt
 from pipeline.cli.errors import guarded
 from pipeline.transcript import Transcript
 
-FORMATS = ("txt", "srt", "vtt", "json")
+FORMATS = ("txt", "srt", "vtt", "json", *documents.FORMATS)
 RENDER = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt}
 
 
@@ -29,7 +29,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     get = sub.add_parser("get", help="print (or save) one video's transcript in a format and language")
     get.add_argument("video", help="id (first 12 hex digits of the SHA-256, or fewer), full SHA-256, or file name")
     get.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
-    get.add_argument("--format", choices=FORMATS, default="txt", help="default: txt")
+    get.add_argument("--format", choices=FORMATS, default="txt", help="default: txt; docx (bilingual table), "
+                     "csv and xlsx (a row per segment), ohms (OHMS XML) are documents of the whole testimony")
     get.add_argument("--lang", help="kk, ug, en, or bilingual as kk-en, ug-en (default: bilingual when "
                      "translated, else the original)")
     get.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
@@ -122,6 +123,8 @@ def cmd_get(args: argparse.Namespace) -> int:
         raise catalog.CatalogError(f"{video.id} ({_one_line(video.file_name)}) has no transcript: its "
                                    f"processing {video.status}")
     bundle = archive / video.bundle
+    if args.format in documents.FORMATS:
+        return _get_document(bundle, args)
     transcript = Transcript.load(bundle / TRANSCRIPT)
     langs = renderings_of(transcript)
     lang = (args.lang or langs[0]).lower()
@@ -139,6 +142,20 @@ def cmd_get(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
+    return 0
+
+
+def _get_document(bundle: Path, args: argparse.Namespace) -> int:
+    """A document to a file, or to a pipe; a binary one is never poured onto a terminal."""
+    if args.output:
+        print(documents.write_document(bundle, args.format, args.output), file=sys.stderr)
+        return 0
+    if args.format in ("docx", "xlsx") and sys.stdout.isatty():
+        raise catalog.CatalogError(f"{args.format} is a binary file: save it with -o FILE "
+                                   f"(e.g. -o {documents.file_name(bundle.name[:12], args.format)})")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(documents.document(bundle, args.format))
+    sys.stdout.buffer.flush()
     return 0
 
 

@@ -39,6 +39,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", help=OUT_HELP)
     export.add_argument("--with-original", action="store_true",
                         help="include the original video, read from its arrival path")
+    export.add_argument("--formats", type=_formats, default=[], metavar="LIST",
+                        help="also documents of the testimony in the zip, comma-separated: docx,csv,xlsx,ohms "
+                             "(under documents/, listed in SHA256SUMS; the bundle is unchanged)")
     export.add_argument("--redact", type=Path, metavar="LIST",
                         help="write a public folder at --output instead: every name or phrase of LIST (one a line, "
                              "any script, inflected forms included) replaced by [REDACTED]; no custody log, original "
@@ -52,6 +55,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     clean.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
                        help="untouched for this many days (default: 7; a run in progress touches its folder "
                             "every chunk)")
+
+
+def _formats(text: str) -> list[str]:
+    """`docx,xlsx` -> ["docx", "xlsx"]; an unknown name is a usage error (exit 2) that lists the known."""
+    from pipeline.archive.documents import DocumentFormatError, check_format
+
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    try:
+        for name in names:
+            check_format(name)
+    except DocumentFormatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return list(dict.fromkeys(names))
 
 
 def _archive(out: str | None) -> Path:
@@ -136,6 +152,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print("error: --media goes with --redact (an evidence export can hold the original: --with-original)",
               file=sys.stderr)
         return 2
+    if args.redact is not None and args.formats:
+        print("error: --formats goes with an evidence export (documents name the source; a public folder must not)",
+              file=sys.stderr)
+        return 2
     if args.redact is not None and args.with_original:
         print("error: a redacted export never holds the original; use --media audio|video for muted media",
               file=sys.stderr)
@@ -144,7 +164,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     bundle, _video = _resolve(archive, args.video)
     if args.redact is not None:
         return _export_public(archive, bundle, args)
-    print(export_bundle(archive, bundle, args.output, with_original=args.with_original))
+    print(export_bundle(archive, bundle, args.output, with_original=args.with_original, formats=args.formats))
     return 0
 
 

@@ -160,6 +160,24 @@ def machine_english(language: str | None, text: str) -> dict[str, Any]:
     return {"translation": result.english[0], "route": result.route}
 
 
+async def get_document(ws: Workspace, request: Request) -> Response:
+    """The testimony as a document (`?format=docx|csv|xlsx|ohms`), made from the newest revision."""
+    from starlette.concurrency import run_in_threadpool
+
+    from pipeline.archive import documents
+
+    opened = _bundle(ws, request.path_params["id"])
+    fmt = request.query_params.get("format", "")
+    try:
+        spec = documents.check_format(fmt)
+    except documents.DocumentFormatError as exc:
+        return _error(400, str(exc))
+    data = await run_in_threadpool(documents.document, opened.path, fmt)
+    name = documents.file_name(opened.sha256[:12], fmt)
+    return Response(data, media_type=spec.media_type,
+                    headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
 def _original(ws: Workspace, sha256: str) -> Path | None:
     kept = originals.find_kept(ws.archive, sha256)
     return kept if kept is not None and kept.is_file() else None
@@ -239,7 +257,8 @@ def build_app(archive: Path, credentials: auth.Credentials, *, origin: str) -> S
               ("/api/bundles", list_bundles, "GET"), ("/api/bundles/{id}", get_bundle, "GET"),
               ("/api/bundles/{id}/revisions", get_revisions, "GET"),
               ("/api/bundles/{id}/revisions", post_revision, "POST"),
-              ("/api/bundles/{id}/translate", post_translate, "POST"), ("/media/{id}", media, "GET")]
+              ("/api/bundles/{id}/translate", post_translate, "POST"),
+              ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET")]
     return Starlette(routes=[Route(path, bound(handler), methods=[method]) for path, handler, method in routes])
 
 

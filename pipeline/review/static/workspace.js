@@ -15,6 +15,16 @@ async function api(path, body) {
   return {status: response.status, data};
 }
 
+// A testimony's documents (DOCX, spreadsheets, OHMS XML), made by the server from the newest revision.
+function documentLink(id, format, label) {
+  const link = document.createElement("a");
+  link.href = `/api/bundles/${id}/document?format=${format}`;
+  link.textContent = label || format.toUpperCase();
+  link.className = "document";
+  link.dataset.format = format;
+  return link;
+}
+
 function clock(seconds) {
   if (seconds === null || seconds === undefined) return "";
   const s = Math.floor(seconds);
@@ -55,8 +65,10 @@ function drawArchive() {
     const link = document.createElement("a");
     link.href = `/edit/${r.id}`;
     link.textContent = r.file_name;
+    const docs = document.createElement("span");
+    docs.append(documentLink(r.id, "docx"), " ", documentLink(r.id, "xlsx"));
     const cells = [link, r.language || "?", clock(r.duration), r.state, String(r.flagged),
-                   `${r.checked} / ${r.segments}`];
+                   `${r.checked} / ${r.segments}`, docs];
     for (const value of cells) {
       const td = document.createElement("td");
       if (typeof value === "string") td.textContent = value; else td.append(value);
@@ -90,6 +102,9 @@ async function load() {
   $("#where").textContent = data.file_name;
   if (data.video && !$("#player").src) $("#player").src = data.video;
   $("#revision").textContent = `revision ${data.number}`;
+  for (const link of document.querySelectorAll("#documents a[data-format]")) {
+    link.href = `/api/bundles/${ed.id}/document?format=${link.dataset.format}`;
+  }
   draw();
 }
 
