@@ -28,8 +28,6 @@ def _cell(text: str | None) -> str:
     return (text or "").replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip()
 
 
-
-
 UI_TEXT = "TESTIMONY_UI_TEXT"
 
 

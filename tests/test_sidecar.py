@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline import config
 from pipeline.archive import custody
 from pipeline.run.sidecar import SidecarError, read_sidecar
 from pipeline.run.stages import routing_warning
@@ -74,6 +76,24 @@ def test_a_neighbour_of_a_routed_language_is_not_taken_silently():
     assert "inbox/ug/" in warning and "--language ug" in warning and "'uz'" in warning
     assert "inbox/kk/" in routing_warning("ky")
     assert routing_warning("kk") is None and routing_warning("ru") is None and routing_warning("fr") is None
+
+
+def test_uyghur_detected_as_something_else_is_not_taken_silently(media, tiny_whisper, converted_base, tmp_path,
+                                                                 capsys):
+    """Real base on the Uyghur clip under auto, with a Uyghur model installed: Whisper answers some other
+    language (it has no Uyghur class), and the transcript says how to route it instead."""
+    from pipeline.cli.main import main
+
+    assert main(["models", "import", str(tiny_whisper), "--language", "ug", "--whisper-token", "uz",
+                 "--name", "ug-tiny"]) == 0
+    shutil.copy(converted_base, config.whisper_dir() / "base.pt")  # the auto route's detector
+    video = mf.video_from_audio(media / "ug.wav", tmp_path / "uyghur in the inbox.mp4", lead_silence=0.5)
+    capsys.readouterr()
+    assert main(["run", str(video), "--out", str(tmp_path / "archive"), "--no-translate", *TINY_FLAGS]) == 0
+    data = json.loads(next((tmp_path / "archive").glob("*/transcript.json")).read_text(encoding="utf-8"))
+    assert data["detected_language"] not in ("ug", "kk", "en", "ru") and data["models"]["asr"]["name"] != "ug-tiny"
+    warning = " ".join(data["warnings"])
+    assert f"detected as {data['detected_language']!r}" in warning and "inbox/ug/" in warning
 
 
 def test_a_uyghur_sidecar_takes_the_uyghur_route(media, tiny_whisper, tmp_path, capsys):

@@ -243,16 +243,19 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
 # Languages Whisper answers for speech of a routed language it has no class for, or often confuses
 # with it: Uyghur comes out as Uzbek, Turkish, Arabic or Persian; Kazakh sometimes as Kyrgyz or Tatar.
 NEIGHBOURS = {"ug": ("uz", "tr", "ar", "fa", "ky", "az", "tk", "ur"), "kk": ("ky", "tt", "ba", "uz")}
+UNDETECTABLE = ("ug",)  # no Whisper class: its speech can come out as any language (espeak's as Thai)
 
 
 def routing_warning(detected: str) -> str | None:
-    """Say so when detection answered a language this archive has no route for, next to one it has."""
+    """Say so when detection answered a language this archive has no route for, next to one it has,
+    or any unrouted language while the archive has a model for one Whisper cannot detect."""
     from pipeline.store.routes import load_routes
 
     routes = load_routes()
     if detected in routes:
         return None
     close = [code for code, near in NEIGHBOURS.items() if detected in near and code in routes]
+    close += [code for code in UNDETECTABLE if code not in close and code in routes and routes[code].asr_model]
     if not close:
         return None
     names = " or ".join(f"{routes[c].name or c} (drop it into inbox/{c}/, or run with --language {c})"
