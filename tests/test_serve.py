@@ -207,11 +207,27 @@ def test_a_language_folder_states_the_language_and_a_broken_sidecar_waits(servic
     assert told["sidecar"]["content"] == {"language": "en", "place": "Almaty"} and told["language"] == "en"
 
 
-def _clip_audio(clips, tmp_path) -> Path:
-    """The English clip's audio (a new file, so the video's hash is its own)."""
-    out = tmp_path / "clip.wav"
-    mf.ffmpeg("-i", str(clips["en"]), "-vn", "-ac", "1", "-ar", "16000", str(out))
+def _clip_audio(clips, tmp_path, which: str = "en") -> Path:
+    """A clip's audio (a new file, so a video made from it has a hash of its own)."""
+    out = tmp_path / f"clip-{which}.wav"
+    mf.ffmpeg("-i", str(clips[which]), "-vn", "-ac", "1", "-ar", "16000", str(out))
     return out
+
+
+def test_a_uyghur_video_in_the_uyghur_folder_takes_the_uyghur_route(service, clips, tiny_whisper, tmp_path):
+    """A tiny Uyghur model imported into serve's store while it runs; a file in inbox/ug/ is decoded
+    with it over the uz token, never detected (Whisper cannot)."""
+    store = service["archive"].parent / "models"
+    subprocess.run([sys.executable, "-m", "pipeline.cli.main", "models", "import", str(tiny_whisper), "--language",
+                    "ug", "--whisper-token", "uz", "--name", "ug-tiny"], check=True, capture_output=True,
+                   env={**os.environ, "TESTIMONY_MODELS": str(store)})
+    video = mf.video_from_audio(_clip_audio(clips, tmp_path, "ug"), tmp_path / "uyghur stated.mp4", lead_silence=0.9)
+    shutil.copy(video, service["inbox"] / "ug" / video.name)
+    assert _wait_for(service, {video.name})[video.name]["outcome"] == "processed"
+    bundle = next(service["archive"].glob(f"{_sha(video)[:12]}-*"))
+    data = json.loads((bundle / "transcript.json").read_text(encoding="utf-8"))
+    assert data["language"] == "ug" and data["detected_language"] is None
+    assert data["models"]["asr"]["name"] == "ug-tiny" and data["models"]["asr"]["whisper_token"] == "uz"
 
 
 def test_without_credentials_the_prefect_api_reveals_nothing(service, clips):
