@@ -38,10 +38,11 @@ def bilingual(seg: Segment) -> str:
 
 
 def speaker_name(transcript: Transcript, seg: Segment) -> str | None:
-    """Who speaks in `seg`: its label (`S1`) as the sidecar's `speaker_names` names it, else as it is."""
+    """Who speaks in `seg`: its label (`S1`) as the run's names (`--speaker-names` over the sidecar's)
+    name it, else as the sidecar alone does (a transcript made before runs kept names), else as it is."""
     if not seg.speaker:
         return None
-    names = ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
+    names = transcript.speaker_names or ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
     return _clean(names.get(seg.speaker, seg.speaker)) or None
 
 
