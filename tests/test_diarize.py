@@ -123,6 +123,8 @@ def test_one_voice_is_one_speaker(voices, converted_base, tmp_path, capsys):
     video, _truth = _video([("A", clip) for clip in voices["librivox"][2:5]], tmp_path / "reader.mp4")
     data = _run(capsys, video, tmp_path / "archive", converted_base)
     assert data["segments"] and {s["speaker"] for s in data["segments"]} == {"S1"}
+    srt = (Path(data["_bundle"]) / "en.srt").read_text(encoding="utf-8")
+    assert "S1:" not in srt, "one unnamed voice: no label in front of every line"
 
 
 def test_a_segment_spanning_a_speaker_change_is_split_at_it(converted_base, tmp_path, capsys):
@@ -192,7 +194,9 @@ def test_names_and_count_from_the_sidecar_merge_under_the_run(tmp_path):
     assert RunOptions.from_flat(language="en", diarize=False).key() != options.key()
 
 
-def test_a_malformed_speaker_names_flag_fails_before_any_work(tmp_path, capsys):
+def test_a_malformed_speaker_flag_fails_before_any_work(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["run", str(tmp_path / "v.mp4"), "--speaker-names", "S1 Interviewer"])
     assert stop.value.code == 2 and "LABEL=Name" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "v.mp4"), "--speaker-encoder", str(tmp_path / "none.onnx")]) == 2
+    assert "no such ONNX speaker model" in capsys.readouterr().err

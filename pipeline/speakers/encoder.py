@@ -52,12 +52,21 @@ def _window(audio: AudioSource, start: float, size: int) -> np.ndarray:
     return np.pad(samples, (0, size - len(samples))).astype(np.float32)
 
 
+def check(spec: str) -> None:
+    """Fail now, before any audio is decoded, when `spec` names no encoder that could load."""
+    if spec == DEFAULT:
+        import_module("pipeline.speakers.resemblyzer_encoder").weights_path()
+    elif not spec.endswith(".onnx"):
+        raise ModelMissingError(f"unknown speaker encoder {spec!r}: use {DEFAULT} (shipped) or the path of an "
+                                "ONNX speaker model (a file ending .onnx)")
+    elif not Path(spec).is_file():
+        raise ModelMissingError(f"{spec}: no such ONNX speaker model")
+
+
 @lru_cache(maxsize=4)
 def encoder_for(spec: str) -> SpeakerEncoder:
     """`resemblyzer` (the encoder inside its wheel) or the path of an ONNX speaker model; loaded once."""
+    check(spec)
     if spec == DEFAULT:
         return import_module("pipeline.speakers.resemblyzer_encoder").load()
-    if spec.endswith(".onnx"):
-        return import_module("pipeline.speakers.onnx_encoder").load(Path(spec))
-    raise ModelMissingError(f"unknown speaker encoder {spec!r}: use {DEFAULT} (shipped) or the path of an "
-                            "ONNX speaker model (a file ending .onnx)")
+    return import_module("pipeline.speakers.onnx_encoder").OnnxEncoder(Path(spec))

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ModelMissingError
 from pipeline.hashing import file_sha256
 from pipeline.speakers.encoder import SpeakerEncoder
 from pipeline.store.record import ModelRecord
@@ -28,8 +27,3 @@ class OnnxEncoder(SpeakerEncoder):
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input: windows.astype(np.float32)})[0])
 
-
-def load(path: Path) -> OnnxEncoder:
-    if not path.is_file():
-        raise ModelMissingError(f"{path}: no such ONNX speaker model")
-    return OnnxEncoder(path)

@@ -24,10 +24,11 @@ LICENCE = "Apache-2.0"
 def weights_path() -> Path:
     """`pretrained.pt` inside the installed package, found without importing it (librosa is slow to load)."""
     spec = find_spec("resemblyzer")
-    if spec is None or spec.origin is None:
+    path = Path(spec.origin).parent / "pretrained.pt" if spec is not None and spec.origin else None
+    if path is None or not path.is_file():
         raise ModelMissingError("the speaker encoder needs the resemblyzer package: run bin/setup, or "
                                 "`pip install --no-deps resemblyzer==0.1.4` (or run with --no-diarize)")
-    return Path(spec.origin).parent / "pretrained.pt"
+    return path
 
 
 class ResemblyzerEncoder(SpeakerEncoder):
