@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ModelMissingError
+from pipeline.hardware import configure_torch
 from pipeline.hashing import file_sha256
 from pipeline.speakers.encoder import SpeakerEncoder
 from pipeline.store.record import ModelRecord
@@ -35,6 +36,7 @@ class ResemblyzerEncoder(SpeakerEncoder):
     def __init__(self, path: Path) -> None:
         from resemblyzer import VoiceEncoder
 
+        configure_torch()  # the threads Whisper gets (TESTIMONY_THREADS), whichever model loads first
         self.record = ModelRecord("resemblyzer", path, file_sha256(path),
                                   f"resemblyzer {version('resemblyzer')} wheel on PyPI (its pretrained.pt)", LICENCE)
         self.model = VoiceEncoder("cpu", verbose=False, weights_fpath=path)
