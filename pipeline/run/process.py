@@ -205,8 +205,9 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         say("finding speakers")
         find_speakers(job, transcript, options, stages)
     transcript.speaker_names = dict(options.speaker_names) or None
-    words = job.sidecar.content.get("glossary") if job.sidecar else None
-    glossary.flag(transcript, glossary.load(job.archive, options.glossary, words))  # on the split segments
+    with _Failure(job.archive, job.sha256, "transcribe"):  # the glossary's flags belong to the draft
+        words = job.sidecar.content.get("glossary") if job.sidecar else None
+        glossary.flag(transcript, glossary.load(job.archive, options.glossary, words))  # on the split segments
     if options.translate:
         say("translating")
         translate_transcript(job.archive, transcript, stages)
@@ -219,7 +220,8 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
 def find_speakers(job: Prepared, transcript: Transcript, options: RunOptions, stages: Stages = PLAIN) -> None:
     """Label every segment S1, S2, … (split where the speaker changes), logged in custody.
 
-    Not checkpointed: it costs a few hundredths of the audio's length, so a resumed run does it again.
+    Not checkpointed: it costs a small fraction of decoding (bench/results-diarization.md), so a resumed
+    run does it again.
     """
     with _Failure(job.archive, job.sha256, "diarize"):
         found = stages["diarize"](job.audio, job.sha256, options)
