@@ -146,6 +146,8 @@ def test_a_segment_spanning_a_speaker_change_is_split_at_it(converted_base, tmp_
     assert "cousin" in first_part["text"] and "uncle" in second_part["text"]
     for seg in data["segments"]:
         assert seg["start"] == seg["words"][0]["start"] and seg["end"] == seg["words"][-1]["end"], "word times kept"
+    sha12 = data["source"]["sha256"][:12]
+    assert main(["verify", sha12, "--out", str(archive), "--reproduce"]) == 0, capsys.readouterr().out
 
 
 def _custody(archive: Path, data: dict) -> list[dict]:
