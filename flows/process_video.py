@@ -47,6 +47,10 @@ def _asr_key(_ctx: Any, params: dict[str, Any]) -> str:
     return f"asr-{params['sha256']}-{params['options'].key()}"
 
 
+def _diarize_key(_ctx: Any, params: dict[str, Any]) -> str:
+    return f"diarize-{params['sha256']}-{params['options'].key()}"
+
+
 def _translate_key(_ctx: Any, params: dict[str, Any]) -> str:
     """A newly installed package or another pinned pivot must invalidate an earlier result."""
     route = process.translation_record(params["language"])
@@ -63,6 +67,7 @@ TASKS: dict[str, dict[str, Any]] = {  # Prefect's settings for each stage `pipel
     # stage_extract reuses a finished WAV itself, after checking its hash
     "extract-audio": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
     "transcribe": {**_RETRY, "retries": 1, "cache_key_fn": _asr_key, "persist_result": True},
+    "diarize": {**_RETRY, "retries": 1, "cache_key_fn": _diarize_key, "persist_result": True},
     "translate": {**_RETRY, "retries": 1, "cache_key_fn": _translate_key, "persist_result": True},
     "write-bundle": {**_RETRY, "retries": 2, "retry_delay_seconds": 2, "cache_policy": NO_CACHE},
 }

@@ -38,8 +38,8 @@ class Segment:
     flags: list[str] = field(default_factory=list)
     words: list[Word] | None = None
     temperature: float | None = None  # the decoding temperature kept (above 0: a seeded fallback sample)
-    # Set by review (`pipeline.review`); a machine draft leaves them as they are here.
-    speaker: str | None = None
+    # Set by review (`pipeline.review`); a machine draft leaves them as they are here, but for `speaker`.
+    speaker: str | None = None  # S1, S2, … in order of first appearance (`pipeline.speakers`), or a reviewer's
     checked: bool = False  # a person who speaks the language checked this segment
     english_source: str | None = None  # "machine", "edited" (a person changed it) or "written" (from scratch)
     suggestions: list[dict[str, str]] | None = None  # glossary near-misses: {"heard": ..., "glossary": ...}
@@ -73,6 +73,7 @@ class Transcript:
     schema: str = SCHEMA
     sidecar: dict[str, Any] | None = None  # the video's sidecar: its file name, SHA-256 and content
     glossary: dict[str, Any] | None = None  # the glossary the run flagged near-misses of: entries, SHA-256
+    speaker_names: dict[str, str] | None = None  # label -> name from --speaker-names and the sidecar (these win)
 
     @property
     def id(self) -> str:

@@ -24,9 +24,11 @@ def ffmpeg(*args: str) -> None:
                    check=True)
 
 
-def speak(text: str, voice: str, out: Path) -> Path:
-    """Synthetic speech with espeak-ng (robotic, but real audio whose words we know)."""
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(out), text], check=True)
+def speak(text: str, voice: str, out: Path, *, pitch: int | None = None) -> Path:
+    """Synthetic speech with espeak-ng (robotic, but real audio whose words we know); `voice` may name
+    a variant (`en+f4`) and `pitch` (0-99) moves it further from another voice."""
+    extra = ["-p", str(pitch)] if pitch is not None else []
+    subprocess.run(["espeak-ng", "-v", voice, *extra, "-s", "150", "-w", str(out), text], check=True)
     return out
 
 
@@ -56,6 +58,51 @@ def interview_video(clips: list[Path], out: Path, *, lead_silence: float, pause:
     ffmpeg(*inputs, "-filter_complex", ";".join(labels) + f";{joined}concat=n={len(clips)}:v=0:a=1[a]",
            "-map", "[a]", str(audio))
     return video_from_audio(audio, out, tail_silence=1.0)
+
+
+# Voices a speaker encoder tells apart (a low male and a high female espeak-ng variant) and a real one:
+# the LibriVox clips of Debian's pocketsphinx-testdata are all one reader of "Sense and Sensibility".
+VOICES = {"low": ("en+m3", 30), "high": ("en+f4", 80)}
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def voice_lines(voice: str, lines: list[str], folder: Path) -> list[Path]:
+    """Each line spoken by one of `VOICES`, or, for `librivox`, the reader's clips in order (text unused)."""
+    if voice == "librivox":
+        return sorted(LIBRIVOX.glob("*.wav"))[:len(lines)]
+    variant, pitch = VOICES[voice]
+    return [speak(text, variant, folder / f"{voice}-{n}.wav", pitch=pitch) for n, text in enumerate(lines)]
+
+
+def conversation(clips: list[tuple[str, Path]], out: Path, *, lead: float = 1.0, pause: float = 0.8,
+                 overlap: float = 0.0) -> tuple[Path, list[tuple[float, float, str]]]:
+    """Speakers' clips taking turns on one 16 kHz mono WAV, with the turns as they really are.
+
+    `clips` is (speaker, WAV) in speaking order; each starts `pause` seconds after the previous one
+    ends, or, with `overlap`, that long before it ends whenever the speaker changes (both talk at once).
+    The turns (start, end, speaker) span each clip's voiced part, found by the pipeline's own VAD.
+    """
+    from pipeline.stages.vad import speech_regions
+
+    inputs, chains, truth, at = [], [], [], lead
+    for n, (speaker, clip) in enumerate(clips):
+        if n and overlap and speaker != clips[n - 1][0]:
+            at -= pause + overlap
+        inputs += ["-i", str(clip)]
+        chains.append(f"[{n}:a]aresample=16000,aformat=channel_layouts=mono,adelay={int(at * 1000)}:all=1[c{n}]")
+        voiced = speech_regions(_as_16k(clip, out.parent / f".{out.stem}-{n}.wav"), pad_s=0.0)
+        truth.append((round(at + voiced[0].start, 3), round(at + voiced[-1].end, 3), speaker))
+        at += wav_duration(clip) + pause
+    mix = "".join(f"[c{n}]" for n in range(len(clips))) + f"amix=inputs={len(clips)}:normalize=0:duration=longest[a]"
+    ffmpeg(*inputs, "-filter_complex", ";".join(chains + [mix]), "-map", "[a]", "-ar", "16000", str(out))
+    return out, truth
+
+
+def _as_16k(clip: Path, out: Path):
+    from pipeline.stages.media import load_wav
+
+    ffmpeg("-i", str(clip), "-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le", str(out))
+    return load_wav(out)
 
 
 def silence_video(out: Path, seconds: float) -> Path:

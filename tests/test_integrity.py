@@ -49,12 +49,12 @@ def test_run_writes_custody_log_with_a_valid_chain(run_archive, tiny_whisper, ca
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
     events = custody.read(archive, sha)
-    assert [e["event"] for e in events] == ["arrival", "stage", "stage", "stage", "stage", "stage"]
+    assert [e["event"] for e in events] == ["arrival", "stage", "stage", "stage", "stage", "stage", "stage"]
     arrival = events[0]
     assert arrival["path"] == str(video.resolve()) and arrival["file_name"] == "Куә сөзі.mp4"
     assert arrival["size"] == video.stat().st_size and arrival["sha256"] == sha
     stages = {e["name"]: e for e in events[1:]}
-    assert list(stages) == ["preserve", "extract", "transcribe", "translate", "publish"]
+    assert list(stages) == ["preserve", "extract", "transcribe", "diarize", "translate", "publish"]
     kept = Path(stages["preserve"]["path"])
     assert kept.parent == archive / "originals" and stages["preserve"]["mode"] == "0o400"
     assert _sha(kept) == sha and kept.read_bytes() == video.read_bytes()
@@ -62,6 +62,7 @@ def test_run_writes_custody_log_with_a_valid_chain(run_archive, tiny_whisper, ca
     assert stages["extract"]["tool"] == "ffmpeg" and stages["extract"]["input_sha256"] == sha
     assert len(stages["extract"]["output_sha256"]) == 64
     assert stages["transcribe"]["tool"] == "openai-whisper" and stages["transcribe"]["version"]
+    assert stages["diarize"]["model"]["name"] == "resemblyzer" and len(stages["diarize"]["model"]["sha256"]) == 64
     assert stages["publish"]["manifest_sha256"] == _sha(bundle / "manifest.json")
     assert all(e["time"].endswith("+00:00") for e in events)
     assert events[0]["prev"] == "0" * 64

@@ -27,12 +27,13 @@ from typing import Callable, Iterator
 
 from pipeline import config
 from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.archive.formats import speaker_name
 from pipeline.errors import TestimonyError
 from pipeline.names import display_path
 from pipeline.transcript import Transcript
 
 CATALOG = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: segments.speaker and speaker_name
 BUSY_TIMEOUT_S = 60.0  # a worker waits this long for another's write before giving up
 TOKENIZER = "unicode61 remove_diacritics 2"
 
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS arrivals (
 CREATE INDEX IF NOT EXISTS arrivals_sha ON arrivals(sha256);
 CREATE TABLE IF NOT EXISTS segments (
     n INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, segment INTEGER NOT NULL, start REAL, "end" REAL,
-    language TEXT, text TEXT, translation TEXT, original TEXT, english TEXT);
+    language TEXT, text TEXT, translation TEXT, original TEXT, english TEXT, speaker TEXT, speaker_name TEXT);
 CREATE INDEX IF NOT EXISTS segments_sha ON segments(sha256);
 CREATE VIRTUAL TABLE IF NOT EXISTS segments_fts USING fts5(
     original, english, content='segments', content_rowid='n', tokenize='{TOKENIZER}');
@@ -62,6 +63,10 @@ CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN
 END;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+# From version 1: the speaker columns, and every bundle indexed again on the next sync to fill them.
+_MIGRATE = {1: "ALTER TABLE segments ADD COLUMN speaker TEXT; ALTER TABLE segments ADD COLUMN speaker_name TEXT; "
+               "UPDATE videos SET transcript_mtime = NULL;"}
 
 
 class CatalogError(TestimonyError):
@@ -96,6 +101,7 @@ class Hit:
     english: str | None
     snippet: str  # the matching text, cut short around the match, match marked
     bundle: str | None
+    speaker: str | None = None  # the segment's speaker as the transcript names it (S1, or a name)
 
 
 def catalog_path(archive: str | Path) -> Path:
@@ -114,9 +120,9 @@ def _setup(con: sqlite3.Connection) -> None:
     while True:
         try:
             con.execute("PRAGMA journal_mode=WAL")
-            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            if (version := con.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
                 try:  # executescript commits any open transaction first, so the script holds its own
-                    con.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
+                    con.executescript(f"BEGIN IMMEDIATE;{_MIGRATE.get(version, '')}{_SCHEMA}COMMIT;")
                 except BaseException:
                     if con.in_transaction:
                         con.execute("ROLLBACK")
@@ -176,10 +182,11 @@ def _index(con: sqlite3.Connection, archive: Path, bundle: Path) -> None:
                     (sha, sha[:12], t.source.file_name, t.language, t.detected_language, t.source.duration,
                      "done", _relative(archive, bundle), t.created, len(t.segments), json.dumps(t.flags), mtime))
         con.executemany(
-            "INSERT INTO segments (sha256, segment, start, \"end\", language, text, translation, original, english)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO segments (sha256, segment, start, \"end\", language, text, translation, original, english,"
+            " speaker, speaker_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
-              fold(s.translation or (s.text if t.language == "en" else "") or "")) for s in t.segments])
+              fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
+              speaker_name(t, s)) for s in t.segments])
 
 
 def index_bundle(archive: str | Path, bundle: str | Path) -> None:
@@ -323,11 +330,12 @@ def fts_query(query: str) -> str:
 
 
 def search(archive: str | Path, query: str, lang: str | None = None, *, limit: int | None = 100,
-           mark: tuple[str, str] = ("**", "**")) -> list[Hit]:
+           mark: tuple[str, str] = ("**", "**"), speaker: str | None = None) -> list[Hit]:
     """Segments whose text holds every word of `query`, best first.
 
     `lang` "en" searches English (translations, and the speech of English videos); a source language
     code (kk, ug, ...) searches the original text of videos in that language; None searches both.
+    `speaker` keeps the segments of one speaker, by label (S1) or name (Witness), in any case.
     """
     terms = fts_query(query)
     if not terms:
@@ -337,10 +345,12 @@ def search(archive: str | Path, query: str, lang: str | None = None, *, limit: i
     match = {-1: terms, 1: f"english : ({terms})", 0: f"original : ({terms})"}[column]
     sql = ("SELECT v.id, v.sha256, v.file_name, s.language, s.segment, s.start, s.\"end\", s.text AS original, "
            "COALESCE(s.translation, CASE WHEN s.language = 'en' THEN s.text END) AS english, "
-           "snippet(segments_fts, ?, ?, ?, '…', 16) AS snippet, v.bundle "
+           "snippet(segments_fts, ?, ?, ?, '…', 16) AS snippet, v.bundle, s.speaker_name AS speaker "
            "FROM segments_fts JOIN segments s ON s.n = segments_fts.rowid JOIN videos v ON v.sha256 = s.sha256 "
            "WHERE segments_fts MATCH ?" + (" AND s.language = ?" if column == 0 else "") +
+           (" AND ? IN (lower(s.speaker), lower(s.speaker_name))" if speaker else "") +
            " ORDER BY rank, v.file_name, s.start LIMIT ?")
-    params = [column, mark[0], mark[1], match] + ([lang] if column == 0 else []) + [limit or -1]
+    params = ([column, mark[0], mark[1], match] + ([lang] if column == 0 else [])
+              + ([speaker.strip().lower()] if speaker else []) + [limit or -1])
     with connect(archive) as con:
         return [Hit(**dict(row)) for row in con.execute(sql, params)]

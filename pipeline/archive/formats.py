@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from pipeline.transcript import Segment, Transcript
@@ -37,22 +38,36 @@ def bilingual(seg: Segment) -> str:
     return "\n".join(lines)
 
 
+def _names(transcript: Transcript) -> dict[str, str]:
+    """The run's names (`--speaker-names` over the sidecar's), else the sidecar's alone (a transcript
+    made before runs kept names)."""
+    return transcript.speaker_names or ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
+
+
 def speaker_name(transcript: Transcript, seg: Segment) -> str | None:
-    """Who speaks in `seg`: its label (`S1`) as the sidecar's `speaker_names` names it, else as it is."""
+    """Who speaks in `seg`: its label (`S1`) as the transcript names it, else as it is."""
     if not seg.speaker:
         return None
-    names = ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
-    return _clean(names.get(seg.speaker, seg.speaker)) or None
+    return _clean(_names(transcript).get(seg.speaker, seg.speaker)) or None
+
+
+def lone_voice(transcript: Transcript) -> bool:
+    """One unnamed machine label (`S1`) throughout: an `S1:` in front of every line would say nothing."""
+    labels = {seg.speaker for seg in transcript.segments if seg.speaker}
+    if len(labels) != 1:
+        return False
+    label = labels.pop()
+    return re.fullmatch(r"S\d+", label) is not None and label not in _names(transcript)
 
 
 def _cues(transcript: Transcript, line: Line, *, vtt: bool = False) -> list[tuple[Segment, str]]:
     """(segment, cue text) with the speaker in front: `Name: ` in SRT and text, a `<v Name>` voice
-    span in WebVTT (whose tag cannot hold `<`, `>` or `&`)."""
-    cues = []
+    span in WebVTT (whose tag cannot hold `<`, `>` or `&`); none where one unnamed voice speaks."""
+    cues, named = [], not lone_voice(transcript)
     for seg in transcript.segments:
         if not (text := line(seg)):
             continue
-        if name := speaker_name(transcript, seg):
+        if named and (name := speaker_name(transcript, seg)):
             text = f"<v {''.join(c for c in name if c not in '<>&')}>{text}" if vtt else f"{name}: {text}"
         cues.append((seg, text))
     return cues

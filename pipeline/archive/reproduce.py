@@ -3,15 +3,17 @@
 Evidence must be checkable by anyone: the same original, options and model weights give the same
 segments (fallback sampling is seeded per chunk, see `asr.chunk_seed`). This re-extracts the audio
 and decodes it again with the models and options the transcript records, then compares segment by
-segment what the machine made (text, times, words, confidence; never the translation or a flag a
-reviewer may add). Scratch files live in the archive's work folder and go afterwards.
+segment what the machine made (text, times, words, confidence, speaker; never the translation or a flag
+a reviewer may add). A transcript whose speakers were found has them found again, with the encoder and
+count it records, and its segments split as the run split them. Scratch files live in the archive's
+work folder and go afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,12 @@ from pipeline.asr.core import AsrOptions
 from pipeline.errors import TestimonyError
 from pipeline.run.process import RunOptions, stage_extract, stage_transcribe
 from pipeline.stages.glossary import GLOSSARY_MATCH
-from pipeline.transcript import UNTRANSLATED, Transcript
+from pipeline.transcript import UNTRANSLATED, Segment, Transcript
 
 LATER_FLAGS = {UNTRANSLATED, GLOSSARY_MATCH}  # set after decoding (translation, glossary), not by the ASR
 
 MACHINE_FIELDS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "compression_ratio", "words",
-                  "temperature")
+                  "temperature", "speaker")
 
 
 def recorded_options(transcript: Transcript) -> RunOptions:
@@ -50,17 +52,35 @@ def reproduce(archive: str | Path, bundle: str | Path, original: str | Path | No
     try:
         audio = stage_extract(source, scratch, transcript.source.sha256, None)
         asr, model_info = stage_transcribe(audio, options)
+        segments, speaker_problems = _with_speakers(transcript, audio, asr.segments, bundle.name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             scratch.parent.rmdir()  # .work/ itself, unless a run is using it
         except OSError:
             pass
-    problems = _model_problems(transcript.models.get("asr", {}), model_info, bundle.name)
+    problems = _model_problems(transcript.models.get("asr", {}), model_info, bundle.name) + speaker_problems
     from pipeline.review import revisions  # a reviewed transcript is reproduced as the machine drafted it
 
     draft = revisions.chain(bundle)[0].segments
-    return problems + compare_segments(transcript, [asdict(s) for s in asr.segments], bundle.name, draft)
+    return problems + compare_segments(transcript, [asdict(s) for s in segments], bundle.name, draft)
+
+
+def _with_speakers(transcript: Transcript, audio: Any, segments: list[Segment],
+                   name: str) -> tuple[list[Segment], list[str]]:
+    """`segments` labelled and split as the run did it, when it found speakers; and any encoder mismatch."""
+    recorded = transcript.models.get("speakers")
+    if not recorded:
+        return segments, []
+    from pipeline.run.stages import diarize_audio
+    from pipeline.speakers.assign import apply_speakers
+    from pipeline.speakers.encoder import DEFAULT
+
+    encoder = DEFAULT if recorded.get("name") == DEFAULT else recorded.get("path", "")
+    found = diarize_audio(audio, transcript.source.sha256,
+                          RunOptions(speakers=recorded.get("speakers"), speaker_encoder=encoder))
+    draft = apply_speakers(replace(transcript, segments=segments, models={}), found.turns, found.record)
+    return draft.segments, _model_problems(recorded, found.record, name)
 
 
 def _model_problems(recorded: dict[str, Any], now: dict[str, Any], name: str) -> list[str]:

@@ -42,6 +42,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "text of videos in that language (default: both)")
     search.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
     search.add_argument("--limit", type=int, default=50, help="most hits to show, best first (default: 50)")
+    search.add_argument("--speaker", help="only what one speaker says: a label (S1, S2, ...) or the name "
+                        "given with --speaker-names, the sidecar or review")
 
 
 def _one_line(text: str | None) -> str:
@@ -166,10 +168,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not catalog.fts_query(args.query):
         print(f"error: nothing to search for in {args.query!r}: give at least one word", file=sys.stderr)
         return 2
-    hits = catalog.search(archive, args.query, args.lang, limit=args.limit)
+    hits = catalog.search(archive, args.query, args.lang, limit=args.limit, speaker=args.speaker)
     for hit in hits:
+        who = f"{_one_line(hit.speaker)}: " if hit.speaker else ""
         print(f"{hit.id}  {_one_line(hit.file_name)}  [{_clock(hit.start, True)}-{_clock(hit.end, True)}]  "
-              f"{_one_line(hit.snippet)}")
+              f"{who}{_one_line(hit.snippet)}")
     if not hits and "*" not in args.query:
         print("no match. Kazakh and Uyghur words take suffixes: end a word with * to find its other "
               "forms too (e.g. лагерь* finds лагерьде)", file=sys.stderr)

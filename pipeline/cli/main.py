@@ -156,6 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not Path(options.glossary).is_file():
                 raise TestimonyError(f"{options.glossary}: no such glossary file (a text file, one name a line)")
             read_entries(Path(options.glossary))
+        if options.diarize:  # so does a speaker encoder that cannot load
+            from pipeline.speakers.encoder import check
+
+            check(options.speaker_encoder)
         if args.language != "auto":
             whisper_token(args.language, options.asr.whisper_token)
     except TestimonyError as exc:

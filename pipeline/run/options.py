@@ -11,7 +11,7 @@ import argparse
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from pipeline.asr.core import AsrOptions
@@ -40,6 +40,30 @@ def whisper_token(value: str) -> str:
 
     if value not in languages():
         raise argparse.ArgumentTypeError(f"{value!r} is not a Whisper language token (e.g. kk, uz, ru)")
+    return value
+
+
+def speaker_count(value: str) -> int:
+    """How many people speak: 1 to 20, as the sidecar's `speakers` allows."""
+    if not value.strip().isdigit() or not 1 <= int(value) <= 20:
+        raise argparse.ArgumentTypeError(f"{value!r}: give the number of speakers, 1 to 20")
+    return int(value)
+
+
+def parse_speaker_names(value: str | None) -> dict[str, str]:
+    """`S1=Interviewer,S2=Witness` as {"S1": "Interviewer", "S2": "Witness"}; a malformed pair is an error."""
+    names = {}
+    for pair in filter(str.strip, (value or "").split(",")):
+        label, sep, name = pair.partition("=")
+        if not sep or not label.strip() or not name.strip():
+            raise argparse.ArgumentTypeError(f"{pair.strip()!r}: give LABEL=Name pairs, e.g. S1=Interviewer,S2=Witness")
+        names[label.strip()] = name.strip()
+    return names
+
+
+def speaker_names_text(value: str) -> str:
+    """The flag's text, checked now (a typo fails before any work) and kept flat for the Prefect form."""
+    parse_speaker_names(value)
     return value
 
 
@@ -94,10 +118,23 @@ OPTIONS: tuple[Option, ...] = (
            commands=("run",)),
     Option("glossary_prompt", "--no-glossary-prompt", True, "do not give the glossary's names to the decoder "
            "(Whisper's prompt before each window); they still flag near-misses", bool, commands=("run",)),
+    Option("diarize", "--no-diarize", True, "no speaker labels: skip finding who speaks (S1, S2, ...)", bool),
+    Option("speakers", "--speakers", None, "how many people speak (default: found from the voices, or the "
+           "sidecar's speakers)", int | None, parse=speaker_count, commands=("run",)),
+    Option("speaker_names", "--speaker-names", None, "names for the speaker labels, e.g. "
+           "\"S1=Interviewer,S2=Witness\" (merged with the sidecar's speaker_names; these win)",
+           parse=speaker_names_text, commands=("run",)),
+    Option("speaker_encoder", "--speaker-encoder", "resemblyzer", "resemblyzer: the speaker encoder shipped in "
+           "its wheel (default, Apache-2.0); or the path of an ONNX speaker model (16 kHz audio in, "
+           "embeddings out)", str),
     Option("engine", "--engine", "whisper", "whisper: openai-whisper, the reference (default); "
            "faster-whisper: CTranslate2, several times faster on CPU (int8), same regions, flags and "
            "transcript format", str, choices=ENGINES),
 )
+
+
+def named(names: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(names.items()))
 
 
 def options_for(command: str) -> list[Option]:
@@ -136,6 +173,10 @@ class RunOptions:
     follow_routes: bool = True  # an auto-detected language is decoded with its route's model
     glossary: str | None = None  # a glossary file for this run (`stages.glossary`)
     glossary_prompt: bool = True  # the glossary also steers the decoder (`asr.prompt`), not only flags
+    diarize: bool = True  # label segments with speakers (`pipeline.speakers`)
+    speakers: int | None = None  # how many; None: found from the voices
+    speaker_names: tuple[tuple[str, str], ...] = ()  # (label, name) pairs, sorted: hashable and keyed alike
+    speaker_encoder: str = "resemblyzer"  # or the path of an ONNX speaker model
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
@@ -143,7 +184,9 @@ class RunOptions:
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
                   temperature_fallback: bool = True, device: str | None = None,
                   engine: str = "whisper", glossary: str | None = None,
-                  glossary_prompt: bool = True) -> "RunOptions":
+                  glossary_prompt: bool = True, diarize: bool = True,
+                  speakers: int | None = None, speaker_names: str | None = None,
+                  speaker_encoder: str = "resemblyzer") -> "RunOptions":
         """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
 
         An unnamed model or token comes from the language's route (`testimony models`); a language no
@@ -158,11 +201,23 @@ class RunOptions:
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
                          engine=engine)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
-                   follow_routes=follow_routes, glossary=glossary or None, glossary_prompt=glossary_prompt)
+                   follow_routes=follow_routes, glossary=glossary or None,
+                   glossary_prompt=glossary_prompt, diarize=diarize, speakers=speakers,
+                   speaker_names=named(parse_speaker_names(speaker_names)),
+                   speaker_encoder=speaker_encoder or "resemblyzer")
+
+    def with_speakers(self, speakers: int | None, names: dict[str, str]) -> "RunOptions":
+        """These options with a speaker count where they had none, and `names` under their own."""
+        merged = named({**names, **dict(self.speaker_names)})
+        return replace(self, speakers=self.speakers or speakers, speaker_names=merged)
 
     def key(self) -> str:
         """Digest of every option that changes the output; part of the cache key with the SHA-256."""
         data = {"asr": self.asr.to_dict(), "audio_track": self.audio_track, "translate": self.translate}
+        if self.diarize:  # off, the key stays what bundles had before speakers
+            data["speakers"] = {"speakers": self.speakers, "encoder": self.speaker_encoder}
+        if self.speaker_names:
+            data["speaker_names"] = self.speaker_names
         if data["asr"]["engine"] == "whisper":  # the default engine keeps the keys bundles had before engines
             del data["asr"]["engine"]
         if data["asr"]["prompt"] is None:  # no glossary: the keys bundles had before the prompt

@@ -43,6 +43,7 @@ from pipeline.run.stages import (
     wav_sha256,
     work_dir,
 )
+from pipeline.speakers.assign import apply_speakers
 from pipeline.stages import glossary
 from pipeline.stages.media import ExtractedAudio
 from pipeline.transcript import Transcript
@@ -197,7 +198,8 @@ def _extract(video: Path, source: Path, archive: Path, sha256: str, options: Run
 
 def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
                  progress: Progress | None = None, stages: Stages = PLAIN) -> RunResult:
-    """Transcribe, translate and publish a prepared video's bundle; its work folder goes once it is out.
+    """Transcribe, find who speaks, translate and publish a prepared video's bundle; its work folder goes
+    once it is out.
 
     On failure the work folder stays, so the next run resumes from the last finished chunk or batch.
     """
@@ -213,7 +215,11 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
         transcript = build_transcript(job.video, job.sha256, job.audio, asr, model_info, options,
                                       source=job.source)
         transcript.sidecar = job.sidecar.record() if job.sidecar else None
-        glossary.flag(transcript, job.glossary)
+    if options.diarize:
+        say("finding speakers")
+        find_speakers(job, transcript, options, stages)
+    transcript.speaker_names = dict(options.speaker_names) or None
+    glossary.flag(transcript, job.glossary)  # on the split segments
     if options.translate:
         say("translating")
         translate_transcript(job.archive, transcript, stages)
@@ -221,6 +227,19 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     bundle = publish_transcript(job.archive, transcript, job.source or job.video, stages)
     job.discard()  # the bundle is out: extracted witness audio and checkpoints go
     return RunResult(job.video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(job.archive, bundle))
+
+
+def find_speakers(job: Prepared, transcript: Transcript, options: RunOptions, stages: Stages = PLAIN) -> None:
+    """Label every segment S1, S2, … (split where the speaker changes), logged in custody.
+
+    Not checkpointed: it costs a small fraction of decoding (bench/results-diarization.md), so a resumed
+    run does it again.
+    """
+    with _Failure(job.archive, job.sha256, "diarize"):
+        found = stages["diarize"](job.audio, job.sha256, options)
+        apply_speakers(transcript, found.turns, found.record)
+        custody.append(job.archive, job.sha256, "stage", name="diarize", tool="testimony", model=found.record,
+                       speakers=found.record["found"], segments=len(transcript.segments))
 
 
 def translate_transcript(archive: Path, transcript: Transcript, stages: Stages = PLAIN) -> Transcript:

@@ -90,9 +90,13 @@ def _check(path: Path, content: dict[str, Any]) -> None:
 
 
 def apply(options: Any, sidecar: Sidecar | None) -> Any:
-    """`options` with the sidecar's language where the run left it to detection: the model and token
-    are then that language's route's, unless the run named a model."""
-    if sidecar is None or sidecar.language is None or options.asr.language != "auto":
+    """`options` with the sidecar's language where the run left it to detection (the model and token
+    are then that language's route's, unless the run named a model), its number of speakers where the
+    run gave none, and its speaker names under the run's own."""
+    if sidecar is None:
+        return options
+    options = options.with_speakers(sidecar.content.get("speakers"), sidecar.content.get("speaker_names", {}))
+    if sidecar.language is None or options.asr.language != "auto":
         return options
     from pipeline.store.routes import resolve_asr
 

@@ -1,6 +1,6 @@
 """The stages of one video as plain functions, and `Stages`, the table of them a run calls by name.
 
-Each stage does one thing to one video (hash, extract, transcribe, translate, write the bundle) and
+Each stage does one thing to one video (hash, extract, transcribe, find speakers, translate, write the bundle) and
 knows nothing of custody or reuse: `run.process` puts them in order. The work folder, where derived
 files live until the bundle is out, is defined here too.
 """
@@ -24,6 +24,7 @@ from pipeline.asr.engine import engine_for
 from pipeline.hashing import file_sha256
 from pipeline.names import display_name
 from pipeline.run.options import RunOptions
+from pipeline.speakers.diarize import Diarization
 from pipeline.stages.audio_source import WavAudio
 from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.media import AudioStream, ExtractedAudio, check_readable, extract_audio, ffmpeg_version, probe
@@ -302,6 +303,14 @@ def transcribe_audio(audio: ExtractedAudio, sha256: str, options: RunOptions, *,
     return stage_transcribe(audio, options, progress=progress)
 
 
+def diarize_audio(audio: ExtractedAudio, sha256: str, options: RunOptions) -> Diarization:
+    """Who speaks when in the extracted WAV (`pipeline.speakers`); the SHA-256 is for whoever caches it."""
+    from pipeline.speakers.diarize import diarize
+    from pipeline.speakers.encoder import encoder_for
+
+    return diarize(WavAudio(audio.wav_path), encoder_for(options.speaker_encoder), options.speakers)
+
+
 def translate_segments(language: str, texts: list[str], checkpoint: str | None = None) -> Translation:
     """`translate_english` with the checkpoint named by path (a plain value a cache key can read)."""
     return translate_english(language, texts, checkpoint=Checkpoint(checkpoint) if checkpoint else None)
@@ -320,7 +329,7 @@ class Stages:
     """
 
     NAMES = {"hash": hash_video, "extract-audio": stage_extract, "transcribe": transcribe_audio,
-             "translate": translate_segments, "write-bundle": publish_bundle}
+             "diarize": diarize_audio, "translate": translate_segments, "write-bundle": publish_bundle}
 
     def __init__(self, wrap: Wrap | None = None) -> None:
         self._stages = {name: (wrap(name, fn) if wrap else fn) for name, fn in self.NAMES.items()}

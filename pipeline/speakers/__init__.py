@@ -1,0 +1,1 @@
+"""Who speaks: speaker embeddings of the voiced audio, clustered into speakers `S1`, `S2`, …"""
