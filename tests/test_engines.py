@@ -210,8 +210,9 @@ def test_default_engine_keeps_existing_cache_keys():
                       "audio_track": None,
                       "translate": True}
     expected = hashlib.sha256(json.dumps(before_engines, sort_keys=True).encode()).hexdigest()[:16]
-    assert RunOptions(asr=asr).key() == expected
-    fw = RunOptions(asr=AsrOptions(model="base", language="kk", engine="faster-whisper"))
+    assert RunOptions(asr=asr, diarize=False).key() == expected
+    assert RunOptions(asr=asr).key() != expected, "speaker labels are new output: bundles without them are stale"
+    fw = RunOptions(asr=AsrOptions(model="base", language="kk", engine="faster-whisper"), diarize=False)
     assert fw.key() != expected
     with pytest.raises(ValueError):
         AsrOptions(engine="whisperx")
@@ -274,11 +275,15 @@ def test_many_files_overlap_extraction_and_match_sequential(media, tiny_whisper,
 
 
 def test_the_faster_whisper_path_never_imports_torch(media, ct2_base, tmp_path):
-    """`testimony run --engine faster-whisper` pays neither torch's import time nor its memory."""
+    """`testimony run --engine faster-whisper` pays neither torch's import time nor its memory, speakers
+    included when they are found with an ONNX encoder (the shipped Resemblyzer one runs on torch)."""
+    from .speaker_onnx import export_resemblyzer
+
     script = ("import sys; from pipeline.cli.main import main; code = main(sys.argv[1:]); "
               "print('torch' in sys.modules, 'whisper' in sys.modules); sys.exit(code)")
     args = ["run", str(media / "en.wav"), "--engine", "faster-whisper", "--asr-model", str(ct2_base),
-            "--language", "en", "--out", str(tmp_path / "archive")]
+            "--language", "en", "--out", str(tmp_path / "archive"),
+            "--speaker-encoder", str(export_resemblyzer(tmp_path / "speaker.onnx"))]
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1] == "False False"

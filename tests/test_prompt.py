@@ -35,6 +35,7 @@ def test_a_leaked_prompt_is_recognised():
     assert leaked([{"text": " ghulja, тұрсынай, and so on"}], prompt)  # the prompt's own list, copied
     assert leaked([{"text": "Тұрсынай Тұрсынай Тұрсынай"}], prompt)  # a loop on one name
     assert leaked([{"text": "Seirandol, Ghulja, Toldus, Attila, Kamp, Тұрсынай, Heiwa"}], prompt)  # imitated
+    assert leaked([{"text": "Seirandol, Ghulja, Toldus,"}, {"text": "Kamp, Тұрсынай, Heiwa,"}], prompt)  # in pieces
     assert not leaked([{"text": "My sister Тұрсынай lived in Ghulja."}], prompt)
     assert not leaked([{"text": "Тұрсынай, her son, and the neighbours from Ghulja left."}], prompt)
 

@@ -55,14 +55,12 @@ def leaked(segments: list[dict], prompt: str) -> bool:
     and separator, a list like it, or one entry repeated `REPEATS` times in a segment."""
     entries = [_fold(e) for e in prompt.split(SEPARATOR) if e.strip()]
     pairs = [f"{a}{SEPARATOR}{b}" for a, b in zip(entries, entries[1:])]
-    for segment in segments:
-        text = _fold(segment.get("text", ""))
-        counts = [len(re.findall(re.escape(entry), text)) for entry in entries]
-        if any(pair in text for pair in pairs) or max(counts, default=0) >= REPEATS:
-            return True
-        if _list_like(text) and sum(n > 0 for n in counts) >= 2:
-            return True
-    return False
+    texts = [_fold(segment.get("text", "")) for segment in segments]
+    if any(len(re.findall(re.escape(entry), text)) >= REPEATS for text in texts for entry in entries):
+        return True
+    whole = " ".join(texts)  # Whisper may cut a copied list into several segments
+    return any(pair in whole for pair in pairs) or (
+        _list_like(whole) and sum(entry in whole for entry in entries) >= 2)
 
 
 def _list_like(text: str) -> bool:
