@@ -24,7 +24,7 @@ from typing import Any
 import ffmpeg
 
 from pipeline import __version__, atomic
-from pipeline.archive import custody, originals
+from pipeline.archive import custody
 from pipeline.archive.bundle import MANIFEST, TRANSCRIPT
 from pipeline.archive.formats import renderings
 from pipeline.archive.integrity import IntegrityError, verify_bundle
@@ -112,15 +112,6 @@ def _files(redacted: Redacted, pid: str, media: str | None) -> dict[str, str]:
             INDEX: render_page(data, href, None, data["title"])}
 
 
-def _original(archive: Path, sha256: str) -> Path:
-    kept = originals.find_kept(archive, sha256)
-    reachable = [p for p in custody.arrival_paths(archive, sha256) if p.is_file() and file_sha256(p) == sha256]
-    if kept is None and not reachable:
-        raise IntegrityError("the original is needed to write muted media, and neither the archive's copy nor "
-                             "its arrival path holds it: restore it, or export without --media")
-    return kept or reachable[0]
-
-
 def _stage(folder: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         atomic.write_text(folder / name, text, mode=0o644)
@@ -136,6 +127,9 @@ def export_public(archive: str | Path, bundle: str | Path, dest: str | Path, red
     if not report.ok or report.sha256 is None:
         raise IntegrityError(f"{bundle.name} does not verify, not exported: " + "; ".join(report.problems))
     sha256 = report.sha256
+    if media and report.original is None:  # verify found and re-hashed it, when it can be reached
+        raise IntegrityError("the original is needed to write muted media, and neither the archive's copy nor "
+                             "its arrival path holds it: restore it, or export without --media")
     redacted = redact_transcript(Transcript.load(bundle / TRANSCRIPT), redact)
     pid = public_id(sha256, redact.sha256)
     staging = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
@@ -143,7 +137,7 @@ def export_public(archive: str | Path, bundle: str | Path, dest: str | Path, red
     try:
         _stage(staging, _files(redacted, pid, media))
         if media:
-            write_media(_original(archive, sha256), staging / MEDIA[media], media, redacted.muted)
+            write_media(report.original, staging / MEDIA[media], media, redacted.muted)
         manifest = {"public_id": pid, "files": {p.name: file_sha256(p) for p in sorted(staging.iterdir())}}
         atomic.write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode=0o644)
         atomic.publish(staging, dest)

@@ -93,9 +93,6 @@ def published_files(repo_id: str, revision: str | None = None) -> tuple[str, lis
 def _fetch(repo_id: str, commit: str, file: Published, folder: Path) -> Path:
     from huggingface_hub import hf_hub_download
 
-    local = folder / file.path
-    if local.is_file() and file.matches(local)[0]:
-        return local  # finished by an earlier attempt
     return Path(hf_hub_download(repo_id, file.path, revision=commit, local_dir=folder, endpoint=endpoint()))
 
 
@@ -108,7 +105,9 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
         with online():
             commit, files = published_files(repo_id, revision)
             for file in files:
-                _check(file, _fetch(repo_id, commit, file, folder), where)
+                local = folder / file.path
+                if not (local.is_file() and file.matches(local)[0]):  # else finished by an earlier attempt
+                    _check(file, _fetch(repo_id, commit, file, folder), where)
     except HubError:
         raise
     except Exception as exc:  # no route to the hub, refused, dropped past the client's retries, disk full

@@ -53,12 +53,11 @@ def _packaged_base() -> bool:
 def install(name: str, languages: list[str] | None = None) -> list[Done]:
     """Install one model by name; `languages` route a Whisper fine-tune or pick a translation model's sources."""
     known = model_registry.known_models().get(name)
-    if known is None or known.repo_id is None:
-        if name in official_whisper_names():
-            return [_official(name, languages or [])]
-        if known is None:
-            raise UnknownModelError(f"unknown model '{name}'; known: {', '.join(_names())}")
-    return _from_hub(known, languages or ([known.language] if known.language else []))
+    if known is not None and known.repo_id:
+        return _from_hub(known, languages or ([known.language] if known.language else []))
+    if name in official_whisper_names():
+        return [_official(name, languages or [])]
+    raise UnknownModelError(f"unknown model '{name}'; known: {', '.join(_names())}")
 
 
 def _names() -> list[str]:
