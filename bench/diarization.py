@@ -129,7 +129,7 @@ def main() -> int:
     args = parser.parse_args()
     import numpy as np
 
-    from pipeline.speakers.encoder import encoder_for
+    from pipeline.speakers.choice import encoder_for
 
     began = time.perf_counter()
     encoder = encoder_for("resemblyzer")

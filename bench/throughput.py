@@ -29,12 +29,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
+from pipeline.asr.core import ENGINES  # noqa: E402  (after the path above)
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 DEFAULT_OUT = REPO / "bench" / "results-throughput.md"
 LEAD, TAIL = 3.0, 1.0
 PAUSES = (2.0, 3.5, 5.0, 2.5, 4.0, 3.0)
-ENGINES = ("whisper", "faster-whisper")
 
 
 # ---------------------------------------------------------------------------------------------- audio

@@ -21,7 +21,7 @@ _PUBLIC = {
     "AsrOptions": "pipeline.asr.core", "Transcript": "pipeline.transcript", "Segment": "pipeline.transcript",
     "Word": "pipeline.transcript", "Source": "pipeline.transcript",
     # the archive
-    "verify_bundle": "pipeline.archive.integrity", "reproduce": "pipeline.archive.reproduce",
+    "verify_bundle": "pipeline.archive.integrity", "reproduce": "pipeline.run.reproduce",
     # errors a caller can act on
     "TestimonyError": "pipeline.errors", "BadInputError": "pipeline.errors",
     "ModelMissingError": "pipeline.errors",

@@ -19,8 +19,8 @@ from pipeline.hashing import file_sha256
 from pipeline.run.options import RunOptions
 from pipeline.run.sidecar import Sidecar, apply
 from pipeline.speakers.assign import split
+from pipeline.speakers.choice import encoder_for
 from pipeline.speakers.diarize import Turn, diarize
-from pipeline.speakers.encoder import encoder_for
 from pipeline.speakers.resemblyzer_encoder import weights_path
 from pipeline.stages.audio_source import WavAudio
 from pipeline.transcript import Segment, Word

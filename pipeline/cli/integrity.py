@@ -128,7 +128,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
             problems += verify_public(archive, report.sha256, args.public)
         if args.reproduce:
-            from pipeline.archive.reproduce import reproduce
+            from pipeline.run.reproduce import reproduce
 
             found = reproduce(archive, bundle, original)
             problems += found

@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise TestimonyError(f"{options.glossary}: no such glossary file (a text file, one name a line)")
             read_entries(Path(options.glossary))
         if options.diarize:  # so does a speaker encoder that cannot load
-            from pipeline.speakers.encoder import check
+            from pipeline.speakers.choice import check
 
             check(options.speaker_encoder)
         if args.language != "auto":

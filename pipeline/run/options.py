@@ -14,9 +14,8 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from pipeline.asr.core import AsrOptions
+from pipeline.asr.core import ENGINES, AsrOptions
 
-ENGINES = ("whisper", "faster-whisper")
 DEVICES = ("cpu", "cuda")
 
 

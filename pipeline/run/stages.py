@@ -305,8 +305,8 @@ def transcribe_audio(audio: ExtractedAudio, sha256: str, options: RunOptions, *,
 
 def diarize_audio(audio: ExtractedAudio, sha256: str, options: RunOptions) -> Diarization:
     """Who speaks when in the extracted WAV (`pipeline.speakers`); the SHA-256 is for whoever caches it."""
+    from pipeline.speakers.choice import encoder_for
     from pipeline.speakers.diarize import diarize
-    from pipeline.speakers.encoder import encoder_for
 
     return diarize(WavAudio(audio.wav_path), encoder_for(options.speaker_encoder), options.speakers)
 

@@ -1,27 +1,21 @@
-"""The interface every speaker encoder fills in, and the one place that picks an encoder by name.
+"""The interface every speaker encoder fills in; `choice` picks one by name.
 
 An encoder turns equal-length windows of 16 kHz speech into unit vectors that lie close together for
 one voice and apart for two. Reading the windows from the recording, batching them and normalising the
-vectors is done here once, so the shipped encoder (`resemblyzer_encoder`) and one a user brings
-(`onnx_encoder`) cannot drift apart. Each lives in its own module, imported only when asked for.
+vectors is done here once, so the shipped encoder and one a user brings cannot drift apart.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from functools import lru_cache
-from importlib import import_module
-from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ModelMissingError
 from pipeline.stages.audio_source import AudioSource
 from pipeline.stages.media import SAMPLE_RATE
 from pipeline.stages.vad import SpeechRegion
 from pipeline.store.record import ModelRecord
 
-DEFAULT = "resemblyzer"
 BATCH = 64  # windows per forward pass: memory stays flat however long the recording is
 
 
@@ -50,23 +44,3 @@ def _window(audio: AudioSource, start: float, size: int) -> np.ndarray:
     first = round(start * SAMPLE_RATE)
     samples = audio.read_samples(first, first + size)
     return np.pad(samples, (0, size - len(samples))).astype(np.float32)
-
-
-def check(spec: str) -> None:
-    """Fail now, before any audio is decoded, when `spec` names no encoder that could load."""
-    if spec == DEFAULT:
-        import_module("pipeline.speakers.resemblyzer_encoder").weights_path()
-    elif not spec.endswith(".onnx"):
-        raise ModelMissingError(f"unknown speaker encoder {spec!r}: use {DEFAULT} (shipped) or the path of an "
-                                "ONNX speaker model (a file ending .onnx)")
-    elif not Path(spec).is_file():
-        raise ModelMissingError(f"{spec}: no such ONNX speaker model")
-
-
-@lru_cache(maxsize=4)
-def encoder_for(spec: str) -> SpeakerEncoder:
-    """`resemblyzer` (the encoder inside its wheel) or the path of an ONNX speaker model; loaded once."""
-    check(spec)
-    if spec == DEFAULT:
-        return import_module("pipeline.speakers.resemblyzer_encoder").load()
-    return import_module("pipeline.speakers.onnx_encoder").OnnxEncoder(Path(spec))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import ModelMissingError
 from pipeline.hashing import file_sha256
 from pipeline.speakers.encoder import SpeakerEncoder
 from pipeline.store.record import ModelRecord
@@ -27,3 +28,13 @@ class OnnxEncoder(SpeakerEncoder):
     def embed_batch(self, windows: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input: windows.astype(np.float32)})[0])
 
+
+
+def check(spec: str) -> None:
+    """A path that is not a file fails before any audio is decoded."""
+    if not Path(spec).is_file():
+        raise ModelMissingError(f"{spec}: no such ONNX speaker model")
+
+
+def load(spec: str) -> OnnxEncoder:
+    return OnnxEncoder(Path(spec))

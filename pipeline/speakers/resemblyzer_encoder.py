@@ -50,5 +50,10 @@ class ResemblyzerEncoder(SpeakerEncoder):
             return self.model(torch.from_numpy(mels)).numpy()
 
 
-def load() -> ResemblyzerEncoder:
+def check(_spec: str = "resemblyzer") -> None:
+    """Raise the clear error when the package (and so its weights) is missing."""
+    weights_path()
+
+
+def load(_spec: str = "resemblyzer") -> ResemblyzerEncoder:
     return ResemblyzerEncoder(weights_path())

@@ -74,7 +74,7 @@ def _with_speakers(transcript: Transcript, audio: Any, segments: list[Segment],
         return segments, []
     from pipeline.run.stages import diarize_audio
     from pipeline.speakers.assign import apply_speakers
-    from pipeline.speakers.encoder import DEFAULT
+    from pipeline.speakers.choice import DEFAULT
 
     encoder = DEFAULT if recorded.get("name") == DEFAULT else recorded.get("path", "")
     found = diarize_audio(audio, transcript.source.sha256,
