@@ -1,0 +1,126 @@
+"""Accounts (issue 21, first part): people with roles and languages, passwords kept only as scrypt hashes,
+one-time passwords printed alone for scripts, a growing wait then a lock after bad passwords, and an
+archive's old shared `.credentials` converted and removed."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.review import accounts
+from pipeline.review.accounts import SignInRefused
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _every_byte(root) -> bytes:
+    return b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+
+
+def test_add_prints_the_password_alone_and_keeps_only_a_hash(tmp_path, capsys):
+    archive = tmp_path / "archive"
+    code, out, err = _cli(capsys, "users", "--out", str(archive), "add", "aigerim", "--role", "reviewer",
+                          "--languages", "kk")
+    assert code == 0, err
+    password = out.strip()
+    assert out == password + "\n" and len(password) >= 16
+    assert accounts.authenticate(archive, "aigerim", password).languages == ("kk",)
+    assert password.encode() not in _every_byte(archive), "no password in any file of the archive"
+    assert (archive / accounts.FILE).stat().st_mode & 0o777 == 0o600
+    code, out, _ = _cli(capsys, "users", "--out", str(archive), "list")
+    assert code == 0 and out == "aigerim\treviewer\tkk\tmust change password\n"
+
+
+def test_password_from_stdin_and_clear_refusals(tmp_path, capsys, monkeypatch):
+    archive = tmp_path / "archive"
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert _cli(capsys, "users", "--out", str(archive), "add", "nurlan", "--role", "admin",
+                "--password-stdin") == (0, "correct horse battery\n", "")
+    assert accounts.authenticate(archive, "nurlan", "correct horse battery").role == "admin"
+    code, out, err = _cli(capsys, "users", "--out", str(archive), "add", "nurlan", "--role", "reader")
+    assert (code, out) == (2, "") and "exists already" in err and err.count("\n") == 1
+    code, _, err = _cli(capsys, "users", "--out", str(archive), "add", "ayse", "--role", "reviewer")
+    assert code == 2 and "--languages" in err
+    code, _, err = _cli(capsys, "users", "--out", str(archive), "reset", "nobody")
+    assert code == 2 and "no account called 'nobody'" in err
+    code, _, err = _cli(capsys, "users", "--out", str(archive), "add", "../x", "--role", "reader")
+    assert code == 2 and "not a usable account name" in err
+    assert [a.name for a in accounts.accounts(archive)] == ["nurlan"], "a refusal changes nothing"
+
+
+def test_bad_passwords_wait_longer_then_lock_until_reset(tmp_path, capsys):
+    archive = tmp_path / "archive"
+    password = accounts.add(archive, "reader1", "reader")
+    now = 1000.0
+    waits = []
+    for _ in range(accounts.LOCK_AFTER):
+        with pytest.raises(SignInRefused) as refused:
+            accounts.authenticate(archive, "reader1", "guess", now=now)
+        wait = refused.value.retry_after
+        waits.append(wait)
+        if wait:  # inside the wait even the right password is refused, unchecked
+            with pytest.raises(SignInRefused, match="wait"):
+                accounts.authenticate(archive, "reader1", password, now=now)
+        now += wait + 0.001
+    assert waits[:accounts.FREE_TRIES - 1] == [0.0] * (accounts.FREE_TRIES - 1)
+    growing = waits[accounts.FREE_TRIES - 1:-1]
+    assert growing == sorted(growing) and growing[0] > 0 and growing[-1] > growing[0]
+    assert waits[-1] == 0.0, "locked: waiting no longer helps"
+    with pytest.raises(SignInRefused, match="disabled or locked"):
+        accounts.authenticate(archive, "reader1", password, now=now + 10_000)
+    assert _cli(capsys, "users", "--out", str(archive), "list")[1].endswith("\tlocked\n")
+    new = _cli(capsys, "users", "--out", str(archive), "reset", "reader1")[1].strip()
+    assert new != password
+    assert accounts.authenticate(archive, "reader1", new, now=now).name == "reader1"
+    with pytest.raises(SignInRefused, match="wrong account name or password"):
+        accounts.authenticate(archive, "reader1", password, now=now)
+
+
+def test_an_unknown_name_and_a_wrong_password_read_the_same(tmp_path):
+    archive = tmp_path / "archive"
+    accounts.add(archive, "admin", "admin", password="right password here")
+    messages = []
+    for name in ("admin", "nobody"):
+        with pytest.raises(SignInRefused) as refused:
+            accounts.authenticate(archive, name, "wrong")
+        messages.append(str(refused.value))
+    assert messages[0] == messages[1]
+
+
+def test_disable_stops_sign_in_and_keeps_the_account(tmp_path, capsys):
+    archive = tmp_path / "archive"
+    password = accounts.add(archive, "ug1", "reviewer", ("ug",))
+    assert _cli(capsys, "users", "--out", str(archive), "disable", "ug1")[0] == 0
+    with pytest.raises(SignInRefused, match="disabled"):
+        accounts.authenticate(archive, "ug1", password)
+    assert [a.disabled for a in accounts.accounts(archive)] == [True]
+    reviewer = accounts.Account("ug1", "reviewer", ("ug",), False, False, False)
+    assert reviewer.can_edit("ug") and not reviewer.can_edit("kk")
+
+
+def test_old_shared_credentials_become_an_admin_and_the_file_goes(tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / ".credentials").write_text("reviewer:old-shared-secret-123\n", encoding="utf-8")
+    assert accounts.first_admin(archive) is None, "the converted account is the admin: no second one"
+    assert not (archive / ".credentials").exists()
+    account = accounts.authenticate(archive, "reviewer", "old-shared-secret-123")
+    assert (account.role, account.must_change) == ("admin", True)
+    assert b"old-shared-secret-123" not in _every_byte(archive)
+
+
+def test_first_start_makes_one_admin_once(tmp_path):
+    archive = tmp_path / "archive"
+    password = accounts.first_admin(archive)
+    assert password and accounts.authenticate(archive, "admin", password).role == "admin"
+    assert accounts.first_admin(archive) is None
+    with sqlite3.connect(archive / accounts.FILE) as conn:
+        (cost,) = conn.execute("SELECT cost FROM accounts").fetchone()
+    assert cost == "n=32768,r=8,p=1", "the hash's cost is kept beside it"
