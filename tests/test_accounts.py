@@ -124,3 +124,32 @@ def test_first_start_makes_one_admin_once(tmp_path):
     with sqlite3.connect(archive / accounts.FILE) as conn:
         (cost,) = conn.execute("SELECT cost FROM accounts").fetchone()
     assert cost == "n=32768,r=8,p=1", "the hash's cost is kept beside it"
+
+
+def test_a_session_ends_at_sign_out_idle_lifetime_reset_and_disable(tmp_path):
+    import time
+
+    from pipeline.review import sessions
+
+    archive = tmp_path / "archive"
+    accounts.add(archive, "kk1", "reviewer", ("kk",))
+    t0 = time.time() + 1
+    token = sessions.start(archive, "kk1", now=t0)
+    assert token.encode() not in _every_byte(archive), "only the token's hash is kept"
+    assert sessions.lookup(archive, token, now=t0 + sessions.IDLE - 1).name == "kk1"
+    steps = [t0 + sessions.IDLE * 0.9 * n for n in range(1, 20)]
+    alive = [t for t in steps if sessions.lookup(archive, token, now=t) is not None]
+    assert alive and max(alive) - t0 <= sessions.LIFETIME, "a busy session still ends at its lifetime"
+    idle = sessions.start(archive, "kk1", now=t0)
+    assert sessions.lookup(archive, idle, now=t0 + sessions.IDLE + 1) is None
+    out = sessions.start(archive, "kk1", now=t0)
+    sessions.end(archive, out)
+    assert sessions.lookup(archive, out, now=t0) is None
+    assert sessions.lookup(archive, "made-up", now=t0) is None
+    before_reset = sessions.start(archive, "kk1", now=t0)
+    accounts.reset(archive, "kk1")
+    assert sessions.lookup(archive, before_reset, now=t0) is None, "a reset ends the sessions started before it"
+    live = sessions.start(archive, "kk1", now=t0 + 2)
+    assert sessions.lookup(archive, live, now=t0 + 3).name == "kk1"
+    accounts.disable(archive, "kk1")
+    assert sessions.lookup(archive, live, now=t0 + 3) is None, "a disabled account's session ends at once"

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, languages TEXT NOT NULL DEFAULT '',
     salt BLOB NOT NULL, hash BLOB NOT NULL, cost TEXT NOT NULL,
     must_change INTEGER NOT NULL DEFAULT 1, disabled INTEGER NOT NULL DEFAULT 0,
-    failures INTEGER NOT NULL DEFAULT 0, wait_until REAL NOT NULL DEFAULT 0, created TEXT NOT NULL
+    failures INTEGER NOT NULL DEFAULT 0, wait_until REAL NOT NULL DEFAULT 0, created TEXT NOT NULL,
+    changed REAL NOT NULL DEFAULT 0
 )"""
 
 
@@ -62,6 +63,7 @@ class Account:
     disabled: bool
     must_change: bool
     locked: bool
+    changed: float = 0.0  # when its password was last set (time.time())
 
     def can_edit(self, language: str) -> bool:
         """Admins edit every bundle; a reviewer only those in their languages; a reader none."""
@@ -72,8 +74,8 @@ def db_path(archive: Path) -> Path:
     return Path(archive) / FILE
 
 
-def _connect(archive: Path) -> sqlite3.Connection:
-    """The accounts database, made owner-only on first use."""
+def connect(archive: Path) -> sqlite3.Connection:
+    """The accounts database, made owner-only on first use (sessions keep their table in it too)."""
     path = db_path(archive)
     if not path.exists():
         config.private_dirs(Path(archive))
@@ -113,9 +115,10 @@ def _check_role(role: str, languages: tuple[str, ...]) -> None:
         raise AccountError("a reviewer checks transcripts in their languages: give --languages, e.g. kk or kk,ug")
 
 
-def _secret_row(password: str) -> tuple[bytes, bytes, str]:
+def _secret_row(password: str) -> tuple[bytes, bytes, str, float]:
+    """Salt, hash, cost and when it changed: sessions started before then no longer count."""
     salt = secrets.token_bytes(16)
-    return salt, _hash(password, salt, SCRYPT), _cost_text(SCRYPT)
+    return salt, _hash(password, salt, SCRYPT), _cost_text(SCRYPT), time.time()
 
 
 def add(archive: Path, name: str, role: str, languages: tuple[str, ...] = (), password: str | None = None,
@@ -124,11 +127,11 @@ def add(archive: Path, name: str, role: str, languages: tuple[str, ...] = (), pa
     _check_name(name)
     _check_role(role, languages)
     password = password or new_password()
-    with closing(_connect(archive)) as conn:
+    with closing(connect(archive)) as conn:
         try:
-            conn.execute("INSERT INTO accounts (name, role, languages, salt, hash, cost, must_change, created) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (name, role, ",".join(languages), *_secret_row(password),
-                                                             int(must_change), _now_text()))
+            row = (name, role, ",".join(languages), *_secret_row(password), int(must_change), _now_text())
+            conn.execute("INSERT INTO accounts (name, role, languages, salt, hash, cost, changed, must_change, "
+                         "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         except sqlite3.IntegrityError:
             raise AccountError(f"an account called {name!r} exists already (reset it with `testimony users "
                                f"reset {name}`)") from None
@@ -138,9 +141,9 @@ def add(archive: Path, name: str, role: str, languages: tuple[str, ...] = (), pa
 def reset(archive: Path, name: str, password: str | None = None) -> str:
     """A new one-time password for `name`; clears failures, the lock and a disable."""
     password = password or new_password()
-    with closing(_connect(archive)) as conn:
-        done = conn.execute("UPDATE accounts SET salt = ?, hash = ?, cost = ?, must_change = 1, disabled = 0, "
-                            "failures = 0, wait_until = 0 WHERE name = ?", (*_secret_row(password), name))
+    with closing(connect(archive)) as conn:
+        done = conn.execute("UPDATE accounts SET salt = ?, hash = ?, cost = ?, changed = ?, must_change = 1, "
+                            "disabled = 0, failures = 0, wait_until = 0 WHERE name = ?", (*_secret_row(password), name))
         _found(done, name)
     return password
 
@@ -149,14 +152,15 @@ def set_password(archive: Path, name: str, password: str) -> None:
     """The person's own new password, replacing a one-time one (no longer must change)."""
     if len(password) < 10:
         raise AccountError("a password needs at least 10 characters")
-    with closing(_connect(archive)) as conn:
-        _found(conn.execute("UPDATE accounts SET salt = ?, hash = ?, cost = ?, must_change = 0 WHERE name = ?",
+    with closing(connect(archive)) as conn:
+        _found(conn.execute("UPDATE accounts SET salt = ?, hash = ?, cost = ?, changed = ?, must_change = 0 "
+                            "WHERE name = ?",
                             (*_secret_row(password), name)), name)
 
 
 def disable(archive: Path, name: str) -> None:
     """The account can no longer sign in; its revisions and history stay as they are."""
-    with closing(_connect(archive)) as conn:
+    with closing(connect(archive)) as conn:
         _found(conn.execute("UPDATE accounts SET disabled = 1 WHERE name = ?", (name,)), name)
 
 
@@ -166,24 +170,24 @@ def _found(cursor: sqlite3.Cursor, name: str) -> None:
 
 
 def _account(row: tuple) -> Account:
-    name, role, languages, disabled, must_change, failures = row
+    name, role, languages, disabled, must_change, failures, changed = row
     return Account(name, role, tuple(x for x in languages.split(",") if x), bool(disabled), bool(must_change),
-                   failures >= LOCK_AFTER)
+                   failures >= LOCK_AFTER, changed)
 
 
-_COLUMNS = "name, role, languages, disabled, must_change, failures"
+_COLUMNS = "name, role, languages, disabled, must_change, failures, changed"
 
 
 def accounts(archive: Path) -> list[Account]:
     """Every account, by name."""
     if not db_path(archive).exists():
         return []
-    with closing(_connect(archive)) as conn:
+    with closing(connect(archive)) as conn:
         return [_account(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM accounts ORDER BY name")]
 
 
 def get(archive: Path, name: str) -> Account | None:
-    with closing(_connect(archive)) as conn:
+    with closing(connect(archive)) as conn:
         row = conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE name = ?", (name,)).fetchone()
     return _account(row) if row else None
 
@@ -204,7 +208,7 @@ def authenticate(archive: Path, name: str, password: str, *, now: float | None =
     """The account whose name and password these are, or SignInRefused. An unknown name costs the
     same scrypt work as a known one, so timing tells nothing either."""
     now = time.time() if now is None else now
-    with closing(_connect(archive)) as conn:
+    with closing(connect(archive)) as conn:
         conn.execute("BEGIN IMMEDIATE")  # one try at a time per archive: counts cannot be raced
         row = conn.execute(f"SELECT {_COLUMNS}, salt, hash, cost, wait_until FROM accounts WHERE name = ?",
                            (name,)).fetchone()
@@ -219,7 +223,7 @@ def _judge(conn: sqlite3.Connection, row: tuple | None, password: str, now: floa
     if row is None:
         _hash(password, _DUMMY_SALT, SCRYPT)
         raise SignInRefused(REFUSED)
-    account, (salt, stored, cost, wait_until) = _account(row[:6]), row[6:]
+    account, (salt, stored, cost, wait_until) = _account(row[:7]), row[7:]
     if account.disabled or account.locked:
         raise SignInRefused("this account is disabled or locked: ask an admin to reset it")
     if now < wait_until:
