@@ -22,6 +22,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "only)")
     review.add_argument("--port", type=int, default=4300, help="port (default: 4300)")
 
+    quality = sub.add_parser("quality", help="the machine's drafts scored against what reviewers checked: WER "
+                             "and CER per language, model, recording, speaker and month; English chrF/BLEU; "
+                             "frequent corrections; names to add to the glossary")
+    quality.add_argument("--language", help="only this language's bundles")
+    quality.add_argument("--since", help="only checks saved on or after this date (YYYY-MM-DD)")
+    quality.add_argument("--glossary", help="the team's glossary file: its names are not offered again")
+    quality.add_argument("--json", action="store_true", help="print the figures as JSON")
+    quality.add_argument("--out", help=OUT_HELP)
+
 
 @guarded
 def cmd_history(args: argparse.Namespace) -> int:
@@ -67,3 +76,21 @@ def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.review.server import serve_workspace
 
     return serve_workspace(_archive(args.out), host=args.host, port=args.port)
+
+
+@guarded
+def cmd_quality(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pipeline.evaluation import quality
+
+    archive = _archive(args.out)
+    glossary = []
+    if args.glossary:
+        from pipeline.stages.glossary import read_entries
+
+        glossary = read_entries(Path(args.glossary))
+    data = quality.summary(quality.collect(archive, language=args.language, since=args.since, glossary=glossary))
+    print(json.dumps(data, ensure_ascii=False, indent=1) if args.json else quality.text_view(data))
+    return 0 if data["checked_segments"] else 1
