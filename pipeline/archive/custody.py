@@ -9,15 +9,13 @@ lock, then flushed to disk, so concurrent writers (a batch, the flow) never inte
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
+from pipeline import __version__, jsonl
 from pipeline.names import display_name
 
 DIR = "custody"
@@ -30,23 +28,6 @@ def log_path(archive: str | Path, sha256: str) -> Path:
     return Path(archive) / DIR / f"{sha256}.jsonl"
 
 
-def _last_line(fd: int) -> bytes | None:
-    """The last full line of the open log (its bytes, newline included), or None when it is empty."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return None
-    chunk, tail = 4096, b""
-    pos = size
-    while pos > 0:
-        step = min(chunk, pos)
-        pos -= step
-        tail = os.pread(fd, step, pos) + tail
-        if tail.count(b"\n") >= 2 or pos == 0:
-            break
-    lines = tail.splitlines(keepends=True)
-    return lines[-1] if lines else None
-
-
 def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[str, Any]:
     """Append one event to the video's log and return it as written.
 
@@ -57,31 +38,18 @@ def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[
         raise ValueError(f"unknown custody event {event!r}; one of {', '.join(EVENTS)}")
     path = log_path(archive, sha256)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        read_fd = os.open(path, os.O_RDONLY)
-        try:
-            last = _last_line(read_fd)
-        finally:
-            os.close(read_fd)
+    with jsonl.locked(path, 0o600) as log:
+        last = log.last_line()
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
                   "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
                   "sha256": sha256, **fields}
-        line = (json.dumps(record, ensure_ascii=True, sort_keys=False, default=str) + "\n").encode("ascii")
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)  # closing releases the lock
+        log.write(jsonl.encode(record, ascii_only=True))
     return record
 
 
 def read(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
     """Every event of the video's log, oldest first; an empty list when there is no log."""
-    path = log_path(archive, sha256)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return jsonl.read(log_path(archive, sha256))
 
 
 def check_chain(archive: str | Path, sha256: str) -> list[str]:
