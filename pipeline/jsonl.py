@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+class AppendError(OSError):
+    """A line could not be written whole; the file was cut back to what it held before."""
+
+
 class Appender:
     """An open, exclusively locked JSON Lines file (see `locked`)."""
 
@@ -37,11 +41,34 @@ class Appender:
         lines = tail.splitlines(keepends=True)
         return lines[-1] if lines else None
 
-    def write(self, data: bytes) -> None:
-        """Append `data` and flush it to disk; a short write (the disk filling up) continues."""
-        while data:
-            data = data[os.write(self.fd, data):]
+    def torn_tail(self) -> bytes:
+        """The bytes after the last newline: a line a kill or power cut cut off (b"" when there is none)."""
+        pos, tail = self.size(), b""
+        while pos > 0 and b"\n" not in tail:
+            step = min(4096, pos)
+            pos -= step
+            tail = os.pread(self.fd, step, pos) + tail
+        return tail[tail.rfind(b"\n") + 1:]
+
+    def cut(self, size: int) -> None:
+        """Shorten the file to `size` bytes, on disk before this returns."""
+        os.ftruncate(self.fd, size)
         os.fsync(self.fd)
+
+    def write(self, data: bytes) -> None:
+        """Append `data` whole and flush it to disk, or append nothing: a short write (the disk filling up)
+        continues; a failed one cuts the file back to its size before and raises AppendError."""
+        start = self.size()
+        try:
+            while data:
+                data = data[os.write(self.fd, data):]
+            os.fsync(self.fd)
+        except OSError as exc:
+            try:
+                self.cut(start)
+            except OSError:
+                pass  # the reader still ignores the cut-off line, and the next append sets it aside
+            raise AppendError(exc.errno, f"{exc.strerror or exc}; nothing was added to it", str(self.path)) from exc
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pipeline.names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify", "revise")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify", "revise", "repair")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:
@@ -29,22 +30,66 @@ def log_path(archive: str | Path, sha256: str) -> Path:
 
 
 def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[str, Any]:
-    """Append one event to the video's log and return it as written.
+    """Append one event to the video's log and return it as written; all of its line, or nothing
+    (jsonl.AppendError, an OSError).
 
     Creates `custody/` (0700) and the log (0600) on first use. `fields` must be JSON-serialisable;
-    non-UTF-8 file names survive as JSON escapes.
+    non-UTF-8 file names survive as JSON escapes. A last line a crash cut off is first set aside
+    (`repair_torn_tail`), so the chain goes on from the last whole line.
     """
     if event not in EVENTS:
         raise ValueError(f"unknown custody event {event!r}; one of {', '.join(EVENTS)}")
     path = log_path(archive, sha256)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with jsonl.locked(path, 0o600) as log:
-        last = log.last_line()
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
-                  "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
-                  "sha256": sha256, **fields}
-        log.write(jsonl.encode(record, ascii_only=True))
+        _repair_torn_tail(log, sha256)
+        return _write(log, sha256, event, fields)
+
+
+def _write(log: jsonl.Appender, sha256: str, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """One event chained to the log's last whole line (the caller holds the log's lock)."""
+    last = log.last_line()
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
+              "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
+              "sha256": sha256, **fields}
+    log.write(jsonl.encode(record, ascii_only=True))
     return record
+
+
+def _repair_torn_tail(log: jsonl.Appender, sha256: str) -> dict[str, Any] | None:
+    """A last line without its newline (a crash mid-write) is never a record: its bytes are kept aside in
+    `custody/<sha256>.torn-<n>`, cut from the log, and a `repair` event says so, keeping the chain whole."""
+    torn = log.torn_tail()
+    if not torn:
+        return None
+    kept = _torn_path(log.path)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, torn)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    log.cut(log.size() - len(torn))
+    return _write(log, sha256, "repair", {"repaired": "torn-tail", "tool": "testimony", "version": __version__,
+                                           "kept": kept.name, "size": len(torn),
+                                           "fragment_sha256": hashlib.sha256(torn).hexdigest()})
+
+
+def _torn_path(log: Path) -> Path:
+    """The first free `<sha256>.torn-<n>` beside the log."""
+    n = 1
+    while (path := log.with_name(f"{log.stem}.torn-{n}")).exists():
+        n += 1
+    return path
+
+
+def repair_torn_tail(archive: str | Path, sha256: str) -> dict[str, Any] | None:
+    """Set aside a cut-off last line of the video's log now (see `_repair_torn_tail`); the event, or None."""
+    path = log_path(archive, sha256)
+    if not path.is_file():
+        return None
+    with jsonl.locked(path, 0o600) as log:
+        return _repair_torn_tail(log, sha256)
 
 
 def read(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
@@ -61,8 +106,9 @@ def check_chain(archive: str | Path, sha256: str) -> list[str]:
     expected = GENESIS
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        problems.append("custody log: the last line is incomplete (a write was cut off)")
-    for n, line in enumerate(data.splitlines(keepends=True), start=1):
+        problems.append("custody log: the last line is incomplete (a write was cut off): `testimony repair` "
+                        "sets it aside and logs that")
+    for n, line in enumerate(jsonl.whole_lines(data), start=1):
         try:
             record = json.loads(line)
         except ValueError:
