@@ -21,7 +21,7 @@ from pipeline.names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify", "revise", "repair")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:
@@ -166,18 +166,34 @@ def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:
            size=video.stat().st_size, tool="testimony", version=__version__, algorithm="sha256")
 
 
-def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> None:
+def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> dict[str, Any]:
     """The bundle was published: its folder and the SHA-256 of its manifest (which lists every file)."""
     from pipeline.archive.bundle import MANIFEST
     from pipeline.hashing import file_sha256
 
     bundle = Path(bundle)
-    append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
-           bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
+    return append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
+                  bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
 
 
-def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> None:
-    """A run killed between publishing its bundle and logging it: log it now, if its files check out.
+RECOVERED = "found complete after an interrupted {}; logged now"
+RUN_STAGES = ("transcribe", "diarize", "translate")  # what a run logs before it publishes
+
+
+def _publish_pending(events: list[dict[str, Any]]) -> bool:
+    """Whether a run's stages were logged after the last logged publish or revision, so a publish was
+    under way: a bundle changed without that is not a killed publish, and is never logged as one."""
+    for event in reversed(events):
+        if event.get("event") == "revise" or event.get("event") == "stage" and event.get("name") == "publish":
+            return False
+        if event.get("event") == "stage" and event.get("name") in RUN_STAGES:
+            return True
+    return False
+
+
+def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> dict[str, Any] | None:
+    """A run killed between publishing its bundle and logging it: log it now, if its files check out and
+    a run was publishing; the event logged, or None.
 
     A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
     """
@@ -187,10 +203,51 @@ def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path
 
     bundle = Path(bundle)
     if last_manifest_sha256(archive, sha256) == file_sha256(bundle / MANIFEST):
-        return
+        return None
+    if not _publish_pending(read(archive, sha256)):
+        return None
     source, problems = files_problems(bundle)
     if source == sha256 and not problems:
-        record_publish(archive, sha256, bundle, recovered="published by an interrupted run; found complete")
+        return record_publish(archive, sha256, bundle, recovered=RECOVERED.format("run"))
+    return None
+
+
+def record_revise(archive: str | Path, sha256: str, bundle: Path, revision: Any, *, manifest: bool = True,
+                  **fields: Any) -> dict[str, Any]:
+    """A review's revision (`revisions.Revision`) was published in `bundle`: its hash, and the manifest's
+    when it is the bundle's newest (`manifest`), so `verify` knows both."""
+    from pipeline.archive.bundle import MANIFEST
+    from pipeline.hashing import file_sha256
+
+    if manifest:
+        fields["manifest_sha256"] = file_sha256(bundle / MANIFEST)
+    return append(archive, sha256, "revise", tool="testimony", version=__version__, bundle=bundle.name,
+                  revision=revision.number, revision_sha256=revision.sha256, parent=revision.parent,
+                  base=revision.base, author=revision.author, changed_segments=len(revision.changes), **fields)
+
+
+def record_unlogged_revisions(archive: str | Path, sha256: str, bundle: str | Path) -> list[dict[str, Any]]:
+    """A save killed between publishing its revision and logging it: log the revisions custody lacks,
+    if they are the newest of one intact chain and the bundle's files match its manifest; the events.
+
+    Logged revisions are never re-logged, and one that differs from its log stays a `verify` problem.
+    """
+    from pipeline.archive.integrity import files_problems
+    from pipeline.review import revisions
+
+    bundle = Path(bundle)
+    chain, problems = revisions.read_chain(bundle)
+    logged = revision_hashes(archive, sha256)
+    unlogged = [r for r in chain[1:] if r.number not in logged]
+    if problems or not unlogged or unlogged[0].number <= max(logged, default=0):
+        return []  # nothing to log, a broken chain, or a gap (not a save cut off at its end)
+    if any(logged[r.number] != r.sha256 for r in chain[1:] if r.number in logged):
+        return []
+    source, problems = files_problems(bundle)
+    if source != sha256 or problems:
+        return []
+    return [record_revise(archive, sha256, bundle, r, manifest=r is unlogged[-1], recovered=RECOVERED.format("save"))
+            for r in unlogged]
 
 
 def record_failure(archive: str | Path, sha256: str, stage: str, exc: BaseException) -> None:
