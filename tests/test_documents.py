@@ -207,7 +207,7 @@ def test_export_adds_documents_beside_the_unchanged_bundle(archive, tmp_path, ca
     assert f"documents/{key}.docx: OK" in checked and f"documents/{key}.xlsx: OK" in checked
     assert "word/document.xml" in zipfile.ZipFile(tmp_path / "x" / "documents" / f"{key}.docx").namelist()
     assert "documents/ holds docx, xlsx" in (tmp_path / "x" / "VERIFY.txt").read_text(encoding="utf-8")
-    assert (bundle / MANIFEST).read_bytes() == manifest and verify_bundle(archive, bundle, record=False).ok
+    assert (bundle / MANIFEST).read_bytes() == manifest and verify_bundle(archive, bundle).ok
     assert custody.read(archive, documents.record.read(bundle).sha256)[-1]["documents"] == ["docx", "xlsx"]
     with pytest.raises(SystemExit) as refused:
         main(["export", bundle.name[:12], "--out", str(archive), "-o", str(tmp_path / "x.zip"), "--formats", "pdf"])

@@ -93,18 +93,32 @@ def test_truncated_mp4_without_index_is_a_clear_error(media, tmp_path):
         probe(cut)
 
 
+PROBE = "import sys; from pipeline.stages.media import probe; probe(sys.argv[1])"
+
+
 def test_unreadable_file(media, tmp_path):
+    """A file its reader may not open. Root ignores permission bits, so under root the probe runs in a
+    process that has dropped the two capabilities that let it (setpriv), and is refused like any user."""
     import os
+    import shutil
+    import subprocess
+    import sys
 
     video = mf.video_from_audio(media / "en.wav", tmp_path / "locked.mp4")
     video.chmod(0)
+    wrapper = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv (util-linux): permissions do not stop reads")
+        wrapper = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
     try:
-        if os.access(video, os.R_OK):
-            pytest.skip("running as root: permissions do not stop reads")
-        with pytest.raises(BadInputError, match="permission"):
-            probe(video)
+        done = subprocess.run([*wrapper, sys.executable, "-c", PROBE, str(video)], capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
     finally:
         video.chmod(0o644)
+    assert done.returncode != 0
+    assert "BadInputError" in done.stderr and "permission" in done.stderr.lower(), done.stderr
+    assert "locked.mp4" in done.stderr
 
 
 def test_pip_only_ffmpeg_fallback_matches_system_ffprobe(media, tmp_path, monkeypatch):

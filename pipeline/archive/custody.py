@@ -9,7 +9,6 @@ lock, then flushed to disk, so concurrent writers (a batch, the flow) never inte
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -17,12 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
+from pipeline import __version__, jsonl
 from pipeline.names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "verify", "revise")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:
@@ -30,58 +29,72 @@ def log_path(archive: str | Path, sha256: str) -> Path:
     return Path(archive) / DIR / f"{sha256}.jsonl"
 
 
-def _last_line(fd: int) -> bytes | None:
-    """The last full line of the open log (its bytes, newline included), or None when it is empty."""
-    size = os.fstat(fd).st_size
-    if size == 0:
-        return None
-    chunk, tail = 4096, b""
-    pos = size
-    while pos > 0:
-        step = min(chunk, pos)
-        pos -= step
-        tail = os.pread(fd, step, pos) + tail
-        if tail.count(b"\n") >= 2 or pos == 0:
-            break
-    lines = tail.splitlines(keepends=True)
-    return lines[-1] if lines else None
-
-
 def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[str, Any]:
-    """Append one event to the video's log and return it as written.
+    """Append one event to the video's log and return it as written; all of its line, or nothing
+    (jsonl.AppendError, an OSError).
 
     Creates `custody/` (0700) and the log (0600) on first use. `fields` must be JSON-serialisable;
-    non-UTF-8 file names survive as JSON escapes.
+    non-UTF-8 file names survive as JSON escapes. A last line a crash cut off is first set aside
+    (`repair_torn_tail`), so the chain goes on from the last whole line.
     """
     if event not in EVENTS:
         raise ValueError(f"unknown custody event {event!r}; one of {', '.join(EVENTS)}")
     path = log_path(archive, sha256)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with jsonl.locked(path, 0o600) as log:
+        _repair_torn_tail(log, sha256)
+        return _write(log, sha256, event, fields)
+
+
+def _write(log: jsonl.Appender, sha256: str, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """One event chained to the log's last whole line (the caller holds the log's lock)."""
+    last = log.last_line()
+    record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
+              "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
+              "sha256": sha256, **fields}
+    log.write(jsonl.encode(record, ascii_only=True))
+    return record
+
+
+def _repair_torn_tail(log: jsonl.Appender, sha256: str) -> dict[str, Any] | None:
+    """A last line without its newline (a crash mid-write) is never a record: its bytes are kept aside in
+    `custody/<sha256>.torn-<n>`, cut from the log, and a `repair` event says so, keeping the chain whole."""
+    torn = log.torn_tail()
+    if not torn:
+        return None
+    kept = _torn_path(log.path)
+    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        read_fd = os.open(path, os.O_RDONLY)
-        try:
-            last = _last_line(read_fd)
-        finally:
-            os.close(read_fd)
-        record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
-                  "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
-                  "sha256": sha256, **fields}
-        line = (json.dumps(record, ensure_ascii=True, sort_keys=False, default=str) + "\n").encode("ascii")
-        os.write(fd, line)
+        os.write(fd, torn)
         os.fsync(fd)
     finally:
-        os.close(fd)  # closing releases the lock
-    return record
+        os.close(fd)
+    log.cut(log.size() - len(torn))
+    return _write(log, sha256, "repair", {"repaired": "torn-tail", "tool": "testimony", "version": __version__,
+                                           "kept": kept.name, "size": len(torn),
+                                           "fragment_sha256": hashlib.sha256(torn).hexdigest()})
+
+
+def _torn_path(log: Path) -> Path:
+    """The first free `<sha256>.torn-<n>` beside the log."""
+    n = 1
+    while (path := log.with_name(f"{log.stem}.torn-{n}")).exists():
+        n += 1
+    return path
+
+
+def repair_torn_tail(archive: str | Path, sha256: str) -> dict[str, Any] | None:
+    """Set aside a cut-off last line of the video's log now (see `_repair_torn_tail`); the event, or None."""
+    path = log_path(archive, sha256)
+    if not path.is_file():
+        return None
+    with jsonl.locked(path, 0o600) as log:
+        return _repair_torn_tail(log, sha256)
 
 
 def read(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
     """Every event of the video's log, oldest first; an empty list when there is no log."""
-    path = log_path(archive, sha256)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return jsonl.read(log_path(archive, sha256))
 
 
 def check_chain(archive: str | Path, sha256: str) -> list[str]:
@@ -93,8 +106,9 @@ def check_chain(archive: str | Path, sha256: str) -> list[str]:
     expected = GENESIS
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        problems.append("custody log: the last line is incomplete (a write was cut off)")
-    for n, line in enumerate(data.splitlines(keepends=True), start=1):
+        problems.append("custody log: the last line is incomplete (a write was cut off): `testimony repair` "
+                        "sets it aside and logs that")
+    for n, line in enumerate(jsonl.whole_lines(data), start=1):
         try:
             record = json.loads(line)
         except ValueError:
@@ -152,18 +166,34 @@ def record_arrival(archive: str | Path, sha256: str, video: str | Path) -> None:
            size=video.stat().st_size, tool="testimony", version=__version__, algorithm="sha256")
 
 
-def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> None:
+def record_publish(archive: str | Path, sha256: str, bundle: str | Path, **fields: Any) -> dict[str, Any]:
     """The bundle was published: its folder and the SHA-256 of its manifest (which lists every file)."""
     from pipeline.archive.bundle import MANIFEST
     from pipeline.hashing import file_sha256
 
     bundle = Path(bundle)
-    append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
-           bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
+    return append(archive, sha256, "stage", name="publish", tool="testimony", version=__version__,
+                  bundle=bundle.name, manifest_sha256=file_sha256(bundle / MANIFEST), **fields)
 
 
-def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> None:
-    """A run killed between publishing its bundle and logging it: log it now, if its files check out.
+RECOVERED = "found complete after an interrupted {}; logged now"
+RUN_STAGES = ("transcribe", "diarize", "translate")  # what a run logs before it publishes
+
+
+def _publish_pending(events: list[dict[str, Any]]) -> bool:
+    """Whether a run's stages were logged after the last logged publish or revision, so a publish was
+    under way: a bundle changed without that is not a killed publish, and is never logged as one."""
+    for event in reversed(events):
+        if event.get("event") == "revise" or event.get("event") == "stage" and event.get("name") == "publish":
+            return False
+        if event.get("event") == "stage" and event.get("name") in RUN_STAGES:
+            return True
+    return False
+
+
+def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path) -> dict[str, Any] | None:
+    """A run killed between publishing its bundle and logging it: log it now, if its files check out and
+    a run was publishing; the event logged, or None.
 
     A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
     """
@@ -173,10 +203,51 @@ def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path
 
     bundle = Path(bundle)
     if last_manifest_sha256(archive, sha256) == file_sha256(bundle / MANIFEST):
-        return
+        return None
+    if not _publish_pending(read(archive, sha256)):
+        return None
     source, problems = files_problems(bundle)
     if source == sha256 and not problems:
-        record_publish(archive, sha256, bundle, recovered="published by an interrupted run; found complete")
+        return record_publish(archive, sha256, bundle, recovered=RECOVERED.format("run"))
+    return None
+
+
+def record_revise(archive: str | Path, sha256: str, bundle: Path, revision: Any, *, manifest: bool = True,
+                  **fields: Any) -> dict[str, Any]:
+    """A review's revision (`revisions.Revision`) was published in `bundle`: its hash, and the manifest's
+    when it is the bundle's newest (`manifest`), so `verify` knows both."""
+    from pipeline.archive.bundle import MANIFEST
+    from pipeline.hashing import file_sha256
+
+    if manifest:
+        fields["manifest_sha256"] = file_sha256(bundle / MANIFEST)
+    return append(archive, sha256, "revise", tool="testimony", version=__version__, bundle=bundle.name,
+                  revision=revision.number, revision_sha256=revision.sha256, parent=revision.parent,
+                  base=revision.base, author=revision.author, changed_segments=len(revision.changes), **fields)
+
+
+def record_unlogged_revisions(archive: str | Path, sha256: str, bundle: str | Path) -> list[dict[str, Any]]:
+    """A save killed between publishing its revision and logging it: log the revisions custody lacks,
+    if they are the newest of one intact chain and the bundle's files match its manifest; the events.
+
+    Logged revisions are never re-logged, and one that differs from its log stays a `verify` problem.
+    """
+    from pipeline.archive.integrity import files_problems
+    from pipeline.review import revisions
+
+    bundle = Path(bundle)
+    chain, problems = revisions.read_chain(bundle)
+    logged = revision_hashes(archive, sha256)
+    unlogged = [r for r in chain[1:] if r.number not in logged]
+    if problems or not unlogged or unlogged[0].number <= max(logged, default=0):
+        return []  # nothing to log, a broken chain, or a gap (not a save cut off at its end)
+    if any(logged[r.number] != r.sha256 for r in chain[1:] if r.number in logged):
+        return []
+    source, problems = files_problems(bundle)
+    if source != sha256 or problems:
+        return []
+    return [record_revise(archive, sha256, bundle, r, manifest=r is unlogged[-1], recovered=RECOVERED.format("save"))
+            for r in unlogged]
 
 
 def record_failure(archive: str | Path, sha256: str, stage: str, exc: BaseException) -> None:

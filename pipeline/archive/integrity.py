@@ -24,6 +24,7 @@ from pipeline.hashing import file_sha256
 from pipeline.names import display_name
 
 SUMS = "SHA256SUMS"
+UNLOGGED = "none logged; if a save was killed before logging it, `testimony repair` logs it when its files check out"
 README = "VERIFY.txt"
 
 
@@ -97,7 +98,7 @@ def revision_problems(archive: Path, bundle: Path, sha256: str) -> list[str]:
     for revision in chain[1:]:
         if logged.get(revision.number) != revision.sha256:
             problems.append(f"{bundle.name}/{revisions.file_name(revision.number)}: not the revision custody "
-                            f"logged ({'none logged' if revision.number not in logged else 'another hash'})")
+                            f"logged ({UNLOGGED if revision.number not in logged else 'another hash'})")
     return problems
 
 
@@ -112,13 +113,12 @@ def _check_original(name: str, sha256: str, path: Path, report: Report) -> None:
         report.original = path
 
 
-def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path | None = None, *,
-                  record: bool = True) -> Report:
+def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path | None = None) -> Report:
     """Re-hash the bundle's files, check its custody chain, and re-hash the original when reachable.
 
     The original is `original` when given, else the archive's read-only copy, else the newest arrival
-    path in the custody log that still exists. With `record`, a `verify` event with the outcome is appended to the
-    custody log.
+    path in the custody log that still exists. Nothing is written, so a read-only forensic copy can be
+    verified and verifying changes nothing; `repair` puts right what a crash left.
     """
     archive, bundle = Path(archive), Path(bundle)
     name = bundle.name
@@ -134,7 +134,8 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
     recorded = custody.last_manifest_sha256(archive, sha256)
     if recorded and (bundle / MANIFEST).is_file() and file_sha256(bundle / MANIFEST) != recorded:
         report.problems.append(f"{name}/{MANIFEST}: changed since publishing (the custody log recorded "
-                               f"sha256 {recorded})")
+                               f"sha256 {recorded}; if a run was killed after publishing, `testimony repair` logs "
+                               "its publish when its files check out)")
     if original is not None:
         _check_original(name, sha256, Path(original), report)
     else:
@@ -148,11 +149,20 @@ def verify_bundle(archive: str | Path, bundle: str | Path, original: str | Path 
             _check_original(name, sha256, reachable[0], report)
         else:
             report.notes.append(f"{name}: original not reachable, not re-hashed (pass --original PATH)")
-    if record:
-        custody.append(archive, sha256, "verify", tool="testimony", version=__version__, bundle=name,
-                       ok=report.ok, problems=report.problems[:50],
-                       original=str(report.original) if report.original else None)
     return report
+
+
+def leftovers(archive: Path) -> list[str]:
+    """What a publish killed half way left beside the bundles: a bundle it moved aside is a problem (it may
+    be the only copy), a staging folder only a note; `testimony repair` puts both right."""
+    found = []
+    for folder in sorted(p for p in archive.glob(".*.old-*") if p.is_dir()):
+        found.append(f"{folder.name}: a bundle a publish moved aside and did not remove (killed half way?): "
+                     "`testimony repair` puts it back if it is the only copy")
+    for folder in sorted(p for p in archive.glob(".*.partial-*") if p.is_dir()):
+        found.append(f"note: {folder.name}: the staging folder of a publish (in progress, or killed half way: "
+                     "`testimony repair` removes it)")
+    return found
 
 
 def _arcname(name: str) -> str:
@@ -175,7 +185,7 @@ def _verify_text(bundle: str, sha256: str, original: str | None, formats: list[s
         f"- {bundle}/{MANIFEST} lists the SHA-256 of each bundle file; {TRANSCRIPT} names the",
         "  source video's SHA-256 in source.sha256, which must equal the one above.",
         f"- custody/{sha256}.jsonl is the chain-of-custody log: one JSON event per line (arrival,",
-        "  processing stages with tools and versions, verifications); each line's `prev` is the SHA-256",
+        "  processing stages with tools and versions, reviews, exports, repairs); each line's `prev` is the SHA-256",
         "  of the line before it (64 zeros for the first), so an edited line breaks the chain.",
     ]
     if original:
@@ -220,7 +230,7 @@ def export_bundle(archive: str | Path, bundle: str | Path, dest: str | Path, *,
     archive, bundle, dest = Path(archive), Path(bundle), Path(dest)
     if dest.exists():
         raise IntegrityError(f"{dest} already exists: choose another name or remove it first")
-    report = verify_bundle(archive, bundle, record=False)
+    report = verify_bundle(archive, bundle)
     if not report.ok or report.sha256 is None:
         raise IntegrityError(f"{bundle.name} does not verify, not exported: " + "; ".join(report.problems)
                              + " (run `testimony verify` for details)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline import atomic, config, failpoints
 from pipeline.archive import custody
 from pipeline.errors import BadInputError, OriginalChangedError, TestimonyError
+from pipeline.hashing import file_sha256
 
 ENV = "TESTIMONY_ORIGINALS"
 MODES = ("copy", "reference")
@@ -58,6 +59,7 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
     if mode() == "reference":
         return video
     if (kept := find_kept(archive, sha256)) is not None:
+        record_unlogged(archive, sha256, kept)  # a run killed between copying it and logging it
         return kept
     failpoints.reached("preserve:begin")
     folder = config.private_dirs(archive / DIR)
@@ -77,9 +79,32 @@ def preserve(video: str | Path, archive: str | Path, sha256: str) -> Path:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    custody.append(archive, sha256, "stage", name="preserve", tool="testimony", path=str(kept),
-                   output_sha256=sha256, mode=oct(kept.stat().st_mode & 0o777))
+    failpoints.reached("preserve:copied")
+    _record(archive, sha256, kept)
     return kept
+
+
+def _record(archive: Path, sha256: str, kept: Path, **fields: str) -> dict:
+    return custody.append(archive, sha256, "stage", name="preserve", tool="testimony", path=str(kept),
+                          output_sha256=sha256, mode=oct(kept.stat().st_mode & 0o777), **fields)
+
+
+def record_unlogged(archive: str | Path, sha256: str, kept: Path | None = None) -> dict | None:
+    """The archive's copy of an original that custody never logged (a run killed between copying and
+    logging it): re-hashed and logged now, so no copy is used unlogged; the event, or None.
+
+    A copy whose bytes are not the SHA-256 it is named by is refused, never logged or used.
+    """
+    archive = Path(archive)
+    kept = kept or find_kept(archive, sha256)
+    if kept is None or kept.name in {p.name for p in custody.preserved_paths(archive, sha256)}:
+        return None
+    if (digest := file_sha256(kept)) != sha256:
+        raise OriginalChangedError(
+            f"{kept}: the archive's copy of the original is not the video it is named by (its SHA-256 is "
+            f"{digest}): it changed after it was copied. Move it out of {kept.parent} (keep it for inspection) "
+            "and run again: the original is then copied anew.")
+    return _record(archive, sha256, kept, recovered="copied by an interrupted run; found complete, logged now")
 
 
 def named_as_received(exc: BadInputError, kept: Path, video: Path) -> BadInputError:

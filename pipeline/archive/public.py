@@ -123,7 +123,7 @@ def export_public(archive: str | Path, bundle: str | Path, dest: str | Path, red
     archive, bundle, dest = Path(archive), Path(bundle), Path(dest)
     if dest.exists():
         raise IntegrityError(f"{dest} already exists: choose another folder or remove it first")
-    report = verify_bundle(archive, bundle, record=False)
+    report = verify_bundle(archive, bundle)
     if not report.ok or report.sha256 is None:
         raise IntegrityError(f"{bundle.name} does not verify, not exported: " + "; ".join(report.problems))
     sha256 = report.sha256

@@ -1,14 +1,16 @@
-"""`testimony verify` and `testimony export`: check bundles against their hashes, pack one for others."""
+"""`testimony verify`, `repair`, `export` and `clean`: check bundles against their hashes (reading only), put
+right what a crash left, pack one for others, remove abandoned work."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from pipeline import config
-from pipeline.archive import catalog
-from pipeline.archive.bundle import find_bundle, tidy_after_kill
+from pipeline.archive import catalog, integrity
+from pipeline.archive.bundle import TRANSCRIPT, find_bundle
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.cli.errors import guarded
 from pipeline.hashing import file_sha256
@@ -49,6 +51,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--media", choices=("audio", "video"),
                         help="with --redact: also the audio or the video, the redacted words muted, no metadata tags")
 
+    repair = sub.add_parser("repair", help="put right what a crash left (a publish killed half way, a custody "
+                            "line cut off, work done but never logged), each repair logged in custody; `verify` "
+                            "never writes")
+    repair.add_argument("video", nargs="?", help="id, SHA-256, file name or the video file itself "
+                        "(default: the whole archive)")
+    repair.add_argument("--out", help=OUT_HELP)
+
     clean = sub.add_parser("clean", help="remove work folders (extracted audio, checkpoints) that failed runs "
                            "left and nobody came back to; each removal is logged in custody")
     clean.add_argument("--out", help=OUT_HELP)
@@ -81,11 +90,7 @@ def _resolve(archive: Path, key: str) -> tuple[Path, Path | None]:
     """(bundle folder, the video file when `key` is one) for an id, SHA-256, file name or file."""
     given = Path(key)
     if given.is_file():
-        sha256 = file_sha256(given)
-        bundle = find_bundle(archive, sha256)
-        if bundle is None:
-            raise catalog.CatalogError(f"{key} (sha256 {sha256}) has no bundle in {archive}")
-        return bundle, given
+        return _bundle_of_file(archive, given), given
     if (archive / key).is_dir() and not key.startswith("."):
         return archive / key, None
     catalog.sync(archive)
@@ -95,31 +100,70 @@ def _resolve(archive: Path, key: str) -> tuple[Path, Path | None]:
     return archive / video.bundle, None
 
 
+def _bundle_of_file(archive: Path, video: Path) -> Path:
+    sha256 = file_sha256(video)
+    bundle = find_bundle(archive, sha256)
+    if bundle is None:
+        raise catalog.CatalogError(f"{video} (sha256 {sha256}) has no bundle in {archive}")
+    return bundle
+
+
+def _resolve_reading(archive: Path, key: str) -> tuple[Path, Path | None]:
+    """`_resolve` without touching the archive (no catalog update): the bundle folders on disk are matched
+    by id or SHA-256 prefix, folder name or the file name their transcript names."""
+    given = Path(key)
+    if given.is_file():
+        return _bundle_of_file(archive, given), given
+    if (archive / key).is_dir() and not key.startswith("."):
+        return archive / key, None
+    key = key.strip()
+    bundles = bundles_in(archive)
+    found = []
+    if len(key) >= 4 and all(c in "0123456789abcdef" for c in key.lower()):
+        found = [b for b in bundles if b.name[:12].startswith(key.lower()[:12])
+                 and (len(key) <= 12 or (_source(b).get("sha256") or "").startswith(key.lower()))]
+    if not found:
+        found = [b for b in bundles if _source(b).get("file_name") in (key, given.name)]
+    if len(found) != 1:
+        listed = "; ".join(b.name for b in found)
+        raise catalog.CatalogError(f"{key!r} matches {len(found)} bundles in {archive}{f' ({listed})' if found else ''}"
+                                   ": give the id or the bundle folder's name (`ls` the archive to see them)")
+    return found[0], None
+
+
+def _source(bundle: Path) -> dict:
+    try:
+        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 _guarded = guarded
 
 
 @_guarded
 def cmd_verify(args: argparse.Namespace) -> int:
     """One line per problem on standard output, `<bundle>: ok` per clean bundle; exit 1 on any problem."""
-    archive = _archive(args.out)
-    tidy_after_kill(archive)  # a publish killed half way: its one whole bundle is put back first
+    archive = _archive(args.out)  # read only: a publish killed half way is reported; `repair` puts it right
+    leftovers = []
     if args.video:
-        bundle, video_file = _resolve(archive, args.video)
+        bundle, video_file = _resolve_reading(archive, args.video)
         targets = [(bundle, args.original or video_file)]
     elif args.original:
         print("error: --original needs the video it belongs to: testimony verify ID --original PATH",
               file=sys.stderr)
         return 2
     else:
+        leftovers = integrity.leftovers(archive)
         targets = [(bundle, None) for bundle in bundles_in(archive)]
-        if not targets:
+        if not targets and not leftovers:
             print(f"no bundles in {archive}", file=sys.stderr)
             return 0
     if args.public and not args.video:
         print("error: --public needs the video it was made from: testimony verify ID --public FOLDER",
               file=sys.stderr)
         return 2
-    failed = 0
+    failed = _report_leftovers(leftovers)
     for bundle, original in targets:
         report = verify_bundle(archive, bundle, original)
         problems = list(report.problems)
@@ -145,6 +189,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _report_leftovers(leftovers: list[str]) -> int:
+    """Print what killed publishes left (problems on standard output, notes on standard error); 1 if a problem."""
+    for line in leftovers:
+        print(line, file=sys.stderr if line.startswith("note: ") else sys.stdout)
+    return int(any(not line.startswith("note: ") for line in leftovers))
+
+
+@_guarded
+def cmd_repair(args: argparse.Namespace) -> int:
+    """One line per repair on standard output (each also logged in custody); the count on standard error."""
+    from pipeline.archive.repair import repair
+
+    archive = _archive(args.out)
+    sha256 = None
+    if args.video:
+        bundle, _video = _resolve(archive, args.video)
+        sha256 = _source(bundle).get("sha256") or integrity.files_problems(bundle)[0]
+    done = repair(archive, sha256)
+    for line in done:
+        print(line)
+    print(f"{len(done)} repair(s); `testimony verify` checks the rest", file=sys.stderr)
+    return 0
+
+
 @_guarded
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the zip (or, with --redact, the public folder); print its path."""
@@ -162,10 +230,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     archive = _archive(args.out)
     bundle, _video = _resolve(archive, args.video)
+    _repair_before_export(archive, bundle)
     if args.redact is not None:
         return _export_public(archive, bundle, args)
     print(export_bundle(archive, bundle, args.output, with_original=args.with_original, formats=args.formats))
     return 0
+
+
+def _repair_before_export(archive: Path, bundle: Path) -> None:
+    """Work a crash left unlogged (a save killed before its custody line) is logged first, as `repair`
+    would (each step in custody), so a complete bundle is not refused for it."""
+    from pipeline.archive.repair import repair_video
+
+    if sha256 := _source(bundle).get("sha256"):
+        for line in repair_video(archive, sha256):
+            print(f"repaired: {line}", file=sys.stderr)
 
 
 def _export_public(archive: Path, bundle: Path, args: argparse.Namespace) -> int:

@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
                 "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export,
                 "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean,
-                "users": users_cli.run, "quality": review_cli.cmd_quality}
+                "users": users_cli.run, "quality": review_cli.cmd_quality,
+                "repair": integrity_cli.cmd_repair}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -19,10 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipeline import __version__, config, failpoints
+from pipeline import config, failpoints
 from pipeline.archive import catalog, custody
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
-from pipeline.hashing import file_sha256
 from pipeline.review import revisions
 from pipeline.review.revisions import ENGLISH_SOURCES, ReviewError, Revision
 from pipeline.transcript import Segment, Transcript, Word
@@ -71,6 +70,7 @@ def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, s
         bundle = find_bundle(archive, sha256)
         if bundle is None:
             raise ReviewError(f"no bundle for {sha256[:12]} in {archive}")
+        custody.record_unlogged_revisions(archive, sha256, bundle)  # a save killed before logging its revision
         chain = revisions.chain(bundle)
         newest = chain[-1]
         edited_from = next((r for r in chain if r.sha256 == base), None)
@@ -101,10 +101,7 @@ def _publish(archive: Path, bundle: Path, transcript: Transcript, chain: list[Re
     failpoints.reached("revise:begin")
     published = write_bundle(archive, transcript, revisions=files)
     revision = revisions.decode(data, revisions.file_name(number))
-    custody.append(archive, transcript.source.sha256, "revise", tool="testimony", version=__version__,
-                   bundle=published.name, revision=number, revision_sha256=revision.sha256,
-                   parent=revision.parent, base=base, author=author, changed_segments=len(changes),
-                   manifest_sha256=file_sha256(published / "manifest.json"))
+    custody.record_revise(archive, transcript.source.sha256, published, revision)
     return Saved(revision, published, merged=merged, warnings=catalog.index_or_warn(archive, published))
 
 

@@ -7,12 +7,11 @@ overwritten by the next append, so a resumed run redoes at most the piece it was
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from pipeline import config, failpoints
+from pipeline import config, failpoints, jsonl
 
 
 class Checkpoint:
@@ -29,21 +28,9 @@ class Checkpoint:
                 self.add("identity", **identity)
 
     def _read(self) -> list[dict[str, Any]]:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return []
-        entries, good = [], 0
-        with open(self.path, "rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # the write a kill interrupted
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    break
-                good += len(line)
-        if good != self.path.stat().st_size:
-            os.truncate(self.path, good)
-        return entries
+        return jsonl.read_and_cut(self.path, config.file_mode())
 
     def find(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.entries if e.get("kind") == kind]
@@ -54,13 +41,7 @@ class Checkpoint:
         if self.path is None:
             return
         mode = config.file_mode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
-        try:
-            os.fchmod(fd, mode)
-            data = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
-            while data:  # a short write (the disk filling up) continues; a failed one raises
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with jsonl.locked(self.path, mode) as log:
+            os.fchmod(log.fd, mode)
+            log.write(jsonl.encode(entry))
         failpoints.reached(f"{self.path.stem}:{kind}", len(self.find(kind)))
