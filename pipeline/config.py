@@ -82,9 +82,13 @@ def dir_mode(mode: int | None = None) -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs (on this machine): its half-made files are not stale yet."""
+    """Whether a process with this id runs (on this machine): its half-made files are not stale yet.
+
+    Our own id is alive: another thread of this process (`serve` runs flows and the review workspace
+    side by side) may be writing the file right now.
+    """
     if pid == os.getpid():
-        return False  # our own leftovers from an earlier attempt in this process
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
