@@ -112,6 +112,8 @@ def private_dirs(path: str | os.PathLike) -> Path:
             folder.mkdir(mode=mode)
         except FileExistsError:  # made by a concurrent run
             continue
+        except FileNotFoundError:  # a parent just made was removed as empty (another video's run
+            return private_dirs(path)  # leaving `.work/`) before its child was made: make them again
         os.chmod(folder, mode)  # mkdir's mode passes through the umask
     return target
 
