@@ -82,9 +82,13 @@ def dir_mode(mode: int | None = None) -> int:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs (on this machine): its half-made files are not stale yet."""
+    """Whether a process with this id runs (on this machine): its half-made files are not stale yet.
+
+    Our own id is alive: another thread of this process (`serve` runs flows and the review workspace
+    side by side) may be writing the file right now.
+    """
     if pid == os.getpid():
-        return False  # our own leftovers from an earlier attempt in this process
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -108,6 +112,8 @@ def private_dirs(path: str | os.PathLike) -> Path:
             folder.mkdir(mode=mode)
         except FileExistsError:  # made by a concurrent run
             continue
+        except FileNotFoundError:  # a parent just made was removed as empty (another video's run
+            return private_dirs(path)  # leaving `.work/`) before its child was made: make them again
         os.chmod(folder, mode)  # mkdir's mode passes through the umask
     return target
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import unicodedata
 from pathlib import Path
 
 from pipeline import config, failpoints
 from pipeline.archive.formats import renderings
+from pipeline.archive.locks import bundle_lock
 from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
@@ -66,6 +68,14 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
     same rename as the rest; without them, a bundle a person has reviewed is never replaced.
     """
     archive = config.private_dirs(archive)
+    with bundle_lock(archive, transcript.source.sha256):  # re-entered when the caller (a save) holds it
+        return _write_locked(archive, transcript, video, revisions)
+
+
+def _write_locked(archive: Path, transcript: Transcript, video: str | Path | None,
+                  revisions: dict[str, bytes] | None) -> Path:
+    """`write_bundle` under the video's bundle lock: "not reviewed" is checked and the old bundle
+    retired with no save able to land in between."""
     mode = config.file_mode()
     final = archive / bundle_name(transcript)
     tidy_after_kill(archive, transcript.id)
@@ -75,7 +85,7 @@ def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Pa
         refuse_if_reviewed(previous)
     if video is None and previous is not None:
         video = linked_video(previous)  # a rewrite without the source (a retranslation) keeps the link
-    staging = archive / f".{transcript.id}.partial-{os.getpid()}"
+    staging = archive / f".{transcript.id}.partial-{_call_tag()}"
     staging.mkdir(mode=config.dir_mode(mode))
     os.chmod(staging, config.dir_mode(mode))  # owner-only before anything is written into it
     try:
@@ -127,14 +137,36 @@ def _write_bytes(path: Path, data: bytes, mode: int) -> None:
 
 
 def tidy_after_kill(archive: Path, prefix: str = "") -> None:
-    """Undo what a publish killed half way left (of the videos whose id starts with `prefix`): its
-    staging folder goes; a retired bundle whose replacement never landed is put back, since it is
-    then the only copy."""
-    for stale in archive.glob(f".{prefix}*.partial-*"):
-        if stale.is_dir() and not _writer_alive(stale):
+    """Undo what a publish killed half way left: its staging folder goes; a retired bundle whose
+    replacement never landed is put back, since it is then the only copy.
+
+    Every publish holds its video's bundle lock, so whatever is left of a video whose lock we hold is
+    a dead writer's, whichever process or thread it was (no process id is trusted: a restarted
+    container gives the same ids again). With `prefix` (a video's id) the caller holds that lock;
+    without, each video with leftovers is tidied under its own lock, taken here.
+    """
+    if prefix:
+        _tidy_video(archive, prefix)
+        return
+    for vid in sorted({entry.name[1:13] for entry in _leftovers(archive, "")}):
+        with bundle_lock(archive, vid):
+            _tidy_video(archive, vid)
+
+
+def _leftovers(archive: Path, prefix: str) -> list[Path]:
+    """Staging and retired folders of publishes, of the videos whose id starts with `prefix`."""
+    if not archive.is_dir():
+        return []
+    return [p for pattern in (f".{prefix}*.partial-*", f".{prefix}*.old-*") for p in archive.glob(pattern)
+            if p.is_dir() and re.fullmatch(r"[0-9a-f]{12}", p.name[1:13])]
+
+
+def _tidy_video(archive: Path, vid: str) -> None:
+    for stale in archive.glob(f".{vid}*.partial-*"):
+        if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
-    for retired in sorted(archive.glob(f".{prefix}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
-        if not retired.is_dir() or _writer_alive(retired):
+    for retired in sorted(archive.glob(f".{vid}*.old-*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if not retired.is_dir():
             continue
         name = retired.name[1:].rsplit(".old-", 1)[0]
         if find_bundle(archive, _sha_of(retired) or name[:12]) is None:
@@ -143,12 +175,10 @@ def tidy_after_kill(archive: Path, prefix: str = "") -> None:
             shutil.rmtree(retired, ignore_errors=True)
 
 
-def _writer_alive(folder: Path) -> bool:
-    """Whether the process whose id ends the folder's name still runs (an unknown name: assume so)."""
-    try:
-        return config.pid_alive(int(folder.name.rsplit("-", 1)[1]))
-    except ValueError:
-        return True
+def _call_tag() -> str:
+    """Names a staging or retired folder for one call: the process id (for a person reading the folder)
+    and a random token, so two calls of one process (threads of `serve`) never share a name."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def _sha_of(bundle: Path) -> str | None:
@@ -162,7 +192,7 @@ def _publish(staging: Path, final: Path, previous: Path | None) -> None:
     """Swap the staged folder into place; the old bundle is moved aside first, then removed."""
     retired = None
     if previous is not None:
-        retired = previous.with_name(f".{previous.name}.old-{os.getpid()}")
+        retired = previous.with_name(f".{previous.name}.old-{_call_tag()}")
         os.replace(previous, retired)
         failpoints.reached("publish:retired")
     try:

@@ -12,6 +12,7 @@ from pipeline import config
 from pipeline.archive import catalog, integrity
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
+from pipeline.archive.locks import bundle_lock
 from pipeline.cli.errors import guarded
 from pipeline.hashing import file_sha256
 
@@ -165,7 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     failed = _report_leftovers(leftovers)
     for bundle, original in targets:
-        report = verify_bundle(archive, bundle, original)
+        with bundle_lock(archive, bundle.name, shared=True):  # no save or publish half way through
+            report = verify_bundle(archive, bundle, original)
         problems = list(report.problems)
         if args.public and report.sha256:
             from pipeline.archive.public import verify_public
@@ -230,10 +232,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     archive = _archive(args.out)
     bundle, _video = _resolve(archive, args.video)
-    _repair_before_export(archive, bundle)
-    if args.redact is not None:
-        return _export_public(archive, bundle, args)
-    print(export_bundle(archive, bundle, args.output, with_original=args.with_original, formats=args.formats))
+    with bundle_lock(archive, bundle.name):  # the bundle repaired and exported is the one verified, whole
+        _repair_before_export(archive, bundle)
+        if args.redact is not None:
+            return _export_public(archive, bundle, args)
+        print(export_bundle(archive, bundle, args.output, with_original=args.with_original, formats=args.formats))
     return 0
 
 

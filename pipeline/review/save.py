@@ -9,19 +9,17 @@ event with the revision's hash and the new manifest's, and the catalog is update
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from pipeline import config, failpoints
+from pipeline import failpoints
 from pipeline.archive import catalog, custody
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
+from pipeline.archive.locks import bundle_lock
 from pipeline.review import revisions
 from pipeline.review.revisions import ENGLISH_SOURCES, ReviewError, Revision
 from pipeline.transcript import Segment, Transcript, Word
@@ -50,23 +48,11 @@ class Saved:
     warnings: list[str] = field(default_factory=list)
 
 
-@contextmanager
-def _locked(archive: Path, sha256: str) -> Iterator[None]:
-    """One save of a video at a time, across processes (the workspace, the command line)."""
-    locks = config.private_dirs(archive / ".locks")
-    fd = os.open(locks / f"{sha256}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, segments: Any) -> Saved:
     """Publish `segments` (the whole list, as the editor holds it) as the next revision of the bundle."""
     archive = Path(archive)
     author = _name(author, "author")
-    with _locked(archive, sha256):
+    with bundle_lock(archive, sha256):  # write_bundle re-enters it: chain read, merge and publish as one
         bundle = find_bundle(archive, sha256)
         if bundle is None:
             raise ReviewError(f"no bundle for {sha256[:12]} in {archive}")

@@ -9,6 +9,7 @@ days never meets a run in progress.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.archive import custody
 from pipeline.archive.bundle import tidy_after_kill
+from pipeline.archive.locks import work_lock
 
 WORK = ".work"
 DEFAULT_DAYS = 7.0
@@ -41,6 +43,24 @@ def _full_sha(archive: Path, prefix: str) -> str | None:
     return logs[0].stem if len(logs) == 1 else None
 
 
+def _remove_unless_running(archive: Path, folder: Path) -> bool:
+    """Remove an abandoned work folder and log it, unless a run holds the video's work lock (it is in use,
+    however old its files: a run waiting for a model, or a resumed run that has not written yet)."""
+    lock = work_lock(archive, folder.name) if re.fullmatch(r"[0-9a-f]{12}", folder.name) else None
+    if lock is not None and not lock.acquire(blocking=False):
+        return False
+    try:
+        age_days = (time.time() - _last_touched(folder)) / 86400
+        shutil.rmtree(folder, ignore_errors=True)
+        if sha := _full_sha(archive, folder.name):
+            custody.append(archive, sha, "stage", name="clean", tool="testimony", version=__version__,
+                           removed=str(folder), idle_days=round(age_days, 1))
+    finally:
+        if lock is not None:
+            lock.release()
+    return True
+
+
 def clean(archive: str | Path, older_than_days: float = DEFAULT_DAYS) -> list[Path]:
     """Remove abandoned work folders (and what killed publishes left); return what was removed."""
     archive = Path(archive)
@@ -49,12 +69,8 @@ def clean(archive: str | Path, older_than_days: float = DEFAULT_DAYS) -> list[Pa
     tidy_after_kill(archive)
     removed = []
     for folder in abandoned(archive, older_than_days):
-        age_days = (time.time() - _last_touched(folder)) / 86400
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-        if sha := _full_sha(archive, folder.name):
-            custody.append(archive, sha, "stage", name="clean", tool="testimony", version=__version__,
-                           removed=str(folder), idle_days=round(age_days, 1))
+        if _remove_unless_running(archive, folder):
+            removed.append(folder)
     root = archive / WORK
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()

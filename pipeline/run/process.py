@@ -20,6 +20,7 @@ from typing import Callable
 from pipeline import config
 from pipeline.archive import catalog, custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, refuse_if_reviewed, reviewed
+from pipeline.archive.locks import VideoLock, bundle_lock, work_lock
 from pipeline.asr.prompt import glossary_prompt
 from pipeline.errors import BadInputError
 from pipeline.run.options import RunOptions
@@ -105,6 +106,7 @@ class Prepared:
     options: RunOptions | None = None  # the run's options with the sidecar's language, when it gave one
     sidecar: Sidecar | None = None
     glossary: glossary.Glossary | None = None  # the archive's, the run's and the sidecar's names
+    lock: VideoLock | None = None  # the video's work lock, held from prepare until finished or released
 
     def discard(self) -> None:
         """Remove the work folder (audio, checkpoints): the bundle is out."""
@@ -113,7 +115,15 @@ class Prepared:
     def release(self) -> None:
         """A prefetched video that will not be finished in this run: its audio goes, unless an earlier
         interrupted run left decoding progress beside it, which the next run resumes from."""
-        drop_audio(work_dir(self.archive, self.sha256))
+        try:
+            drop_audio(work_dir(self.archive, self.sha256))
+        finally:
+            self.unlock()
+
+    def unlock(self) -> None:
+        """Let the next run of this video (waiting in `prepare_video`) go on."""
+        if self.lock is not None:
+            self.lock.release()
 
 
 def steered(options: RunOptions, names: glossary.Glossary | None) -> RunOptions:
@@ -157,21 +167,39 @@ def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = 
         say("hashing")
         sha256 = stages["hash"](video)
     config.private_dirs(archive)  # the archive root is made owner-only (TESTIMONY_FILE_MODE) first
+    lock = work_lock(archive, sha256)  # held until the bundle is out: one run of a video at a time
+    lock.acquire_or_wait(say, "another run of this video is in progress; this one goes on when it is done "
+                              "(and reuses its bundle)")
+    try:
+        job = _prepare_locked(video, archive, sha256, options, notes, names, force=force, say=say, stages=stages)
+    except BaseException:
+        lock.release()
+        raise
+    if job.reused is not None:
+        lock.release()
+        return job
+    return replace(job, lock=lock)
+
+
+def _prepare_locked(video: Path, archive: Path, sha256: str, options: RunOptions, notes: Sidecar | None,
+                    names: glossary.Glossary | None, *, force: bool, say: Progress, stages: Stages) -> Prepared:
+    """`prepare_video` once the video's work lock is held: no other run shares its work folder."""
     custody.record_arrival(archive, sha256, video)
     if notes is not None:
         custody.append(archive, sha256, "stage", name="sidecar", tool="testimony", file_name=notes.path.name,
                        sidecar_sha256=notes.sha256, content=notes.content)
     with _Failure(archive, sha256, "preserve"):
         source = originals.preserve(video, archive, sha256)
-    if not force and (existing := reusable_bundle(archive, sha256, options)):
-        custody.record_unlogged_publish(archive, sha256, existing)
-        custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
-        discard_work(archive, sha256)  # left by a run killed after publishing
-        return Prepared(video, archive, sha256, reused=existing, source=source, options=options, sidecar=notes,
-                        glossary=names)
-    if previous := find_bundle(archive, sha256):
-        with _Failure(archive, sha256, "publish"):
-            refuse_if_reviewed(previous)  # before any work: a person's corrections are never replaced
+    with bundle_lock(archive, sha256):  # not between a save's retiring of the old bundle and its rename
+        if not force and (existing := reusable_bundle(archive, sha256, options)):
+            custody.record_unlogged_publish(archive, sha256, existing)
+            custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
+            discard_work(archive, sha256)  # left by a run killed after publishing
+            return Prepared(video, archive, sha256, reused=existing, source=source, options=options,
+                            sidecar=notes, glossary=names)
+        if previous := find_bundle(archive, sha256):
+            with _Failure(archive, sha256, "publish"):
+                refuse_if_reviewed(previous)  # before any work: a person's corrections are never replaced
     try:
         with _Failure(archive, sha256, "extract"):
             audio = _extract(video, source, archive, sha256, options, say, stages)
@@ -205,7 +233,14 @@ def finish_video(job: Prepared, options: RunOptions = RunOptions(), *,
     """
     if job.reused is not None:
         return RunResult(job.video, job.reused, "reused")
-    options = job.options or options
+    try:
+        return _finish_locked(job, job.options or options, progress, stages)
+    finally:
+        job.unlock()
+
+
+def _finish_locked(job: Prepared, options: RunOptions, progress: Progress | None, stages: Stages) -> RunResult:
+    """`finish_video` while the job holds the video's work lock."""
     say = progress or (lambda _msg: None)
     with _Failure(job.archive, job.sha256, "transcribe"):
         record_transcribe_resume(job.archive, job.sha256, job.audio, options)
@@ -261,7 +296,7 @@ def publish_transcript(archive: Path, transcript: Transcript, video: Path | None
                        stages: Stages = PLAIN) -> Path:
     """Write the bundle and log its manifest's hash in custody, so `verify` knows it as published."""
     sha256 = transcript.source.sha256
-    with _Failure(archive, sha256, "publish"):
+    with _Failure(archive, sha256, "publish"), bundle_lock(archive, sha256):  # published and logged as one
         bundle = Path(stages["write-bundle"](archive, transcript, video))
         custody.record_publish(archive, sha256, bundle)
     return bundle
@@ -281,12 +316,13 @@ def retranslate(archive: str | Path, reference: str, *, stages: Stages = PLAIN) 
     """
     archive = config.private_dirs(archive)
     entry = catalog.resolve(archive, reference)
-    transcript = Transcript.load(archive / entry.bundle / TRANSCRIPT)
-    for seg in transcript.segments:
-        seg.translation = None
-    transcript.warnings = [w for w in transcript.warnings if "no Argos package" not in w]
-    translate_transcript(archive, transcript, stages)
-    bundle = publish_transcript(archive, transcript, None, stages)
-    discard_work(archive, transcript.source.sha256)
+    with work_lock(archive, entry.sha256):  # its translation checkpoint is in the work folder
+        transcript = Transcript.load(archive / entry.bundle / TRANSCRIPT)
+        for seg in transcript.segments:
+            seg.translation = None
+        transcript.warnings = [w for w in transcript.warnings if "no Argos package" not in w]
+        translate_transcript(archive, transcript, stages)
+        bundle = publish_transcript(archive, transcript, None, stages)
+        discard_work(archive, transcript.source.sha256)
     video = Path(transcript.source.file_name)
     return RunResult(video, bundle, "done", list(transcript.warnings) + catalog.index_or_warn(archive, bundle))
