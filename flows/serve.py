@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline import config
 from pipeline.review.auth import credentials_file, credentials_for
 
-from .server import Server, start_or_reuse
+from .server import Server, check_free, start_or_reuse
 
 
 def _deployments(inbox: Path, out: Path) -> list[tuple]:
@@ -57,16 +57,21 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
     credentials = credentials_for(out, host)  # an open address without credentials: refused before anything
     config.private_dirs(out)  # owner-only before Prefect's home is made inside it
     _clean_abandoned(out)
+    if review_port:  # a busy port would only be logged by the workspace's thread, and serve run on without it
+        check_free(host, review_port, "--review-port")
     server: Server = start_or_reuse(host, port, archive=out, auth_string=credentials.auth_string)
     # Before Prefect's settings are first read in this process: talk to this server, keep state beside it.
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ["PREFECT_API_AUTH_STRING"] = credentials.auth_string
     os.environ.setdefault("PREFECT_HOME", str(server.home))
-    if server.process is not None and server.home.resolve().is_relative_to(out):
+    if server.home.resolve().is_relative_to(out):  # started or proven this archive's (owner token)
         os.environ.setdefault("TESTIMONY_UI_TEXT", "1")  # its database is inside the archive: artifacts may name
 
+    from .console import one_line_console
     from .executor import InProcessExecutor
     from .watch import InboxWatcher
+
+    log_file = one_line_console(server.home)  # after Prefect set up its logging (importing it does)
 
     stop = stop or threading.Event()
     executor = watcher = None
@@ -82,7 +87,8 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         print(f"testimony serve: ready in {time.monotonic() - began:.1f} s "
               f"(server {'reused' if server.process is None else f'started in {server.startup_seconds:.1f} s'})\n"
               f"  Prefect UI: {server.ui_url}\n  review:     {workspace or 'off'}\n  inbox:      {inbox}\n"
-              f"  archive:    {out}\n  credentials: user {credentials.user}, password in {credentials_file(out)} "
+              f"  archive:    {out}\n  log:        {log_file} (errors in full)\n"
+              f"  credentials: user {credentials.user}, password in {credentials_file(out)} "
               "(or TESTIMONY_AUTH); the UI asks for user:password\n"
               "  Ctrl-C stops everything.", flush=True)
         if ready:

@@ -101,6 +101,7 @@ def test_broken_input_fails_with_one_line(media, tiny_whisper, tmp_path, capsys,
     assert _sha(video) == before, "the original is untouched"
     assert not list(archive.glob("*/transcript.json")), "no bundle for a failed file"
     assert not list(archive.glob(".work/*")), "no derived audio left behind"
+    assert not list(archive.glob("originals/*")), "probed before it is preserved: never copied into originals/"
 
 
 def test_damaged_header_fails_cleanly_or_is_read(media, tiny_whisper, tmp_path, capsys):
@@ -200,3 +201,34 @@ def test_symlink_is_read_through_and_left_alone(media, tiny_whisper, tmp_path, c
     assert _bundle(tmp_path / "archive").source.sha256 == before, "the target's bytes are what was hashed"
     assert link.is_symlink() and os.readlink(link) == target.name
     assert _sha(target) == before
+
+
+def _hanging(d: Path) -> Path:
+    """A file ffprobe and ffmpeg wait on forever: a concat playlist (which ffmpeg recognises whatever the
+    name) naming a pipe nobody writes to."""
+    os.mkfifo(d / "pipe.wav")
+    (d / "hangs.mp4").write_text("ffconcat version 1.0\nfile pipe.wav\n", encoding="utf-8")
+    return d / "hangs.mp4"
+
+
+def test_a_file_that_hangs_ffmpeg_is_stopped_and_the_next_goes_on(media, tiny_whisper, tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setenv("TESTIMONY_PROBE_TIMEOUT", "2")
+    hangs = _hanging(tmp_path)
+    good = mf.video_from_audio(media / "kk.wav", tmp_path / "good.mp4")
+    archive = tmp_path / "archive"
+    code, out = _run([str(hangs), str(good)], archive, tiny_whisper, capsys)
+    assert code == 1 and len(out) == 2, out
+    assert out[0].startswith(f"FAILED {hangs}: ") and "did not finish within 2 s and was stopped" in out[0], out
+    assert out[1].endswith("\tdone"), "the next file is processed"
+    assert [p.name for p in (archive / "originals").iterdir()] == [f"{_sha(good)}.mp4"], "the hung file is not kept"
+
+
+def test_a_pipe_named_like_a_video_is_refused_unread(media, tiny_whisper, tmp_path, capsys):
+    os.mkfifo(tmp_path / "x.mp4")
+    good = mf.video_from_audio(media / "kk.wav", tmp_path / "good.mp4")
+    code, out = _run([str(tmp_path / "x.mp4"), str(good)], tmp_path / "archive", tiny_whisper, capsys)
+    assert code == 1 and len(out) == 2, out
+    assert out[0] == (f"FAILED {tmp_path / 'x.mp4'}: is not a regular file (a pipe, socket or "
+                      "device). Copy the recording itself into a file and give that."), out
+    assert out[1].endswith("\tdone")

@@ -31,7 +31,7 @@ from pipeline.archive.integrity import IntegrityError, verify_bundle
 from pipeline.archive.redact import MARK, Redacted, RedactList, redact_transcript
 from pipeline.archive.viewer import INDEX, render_page
 from pipeline.hashing import file_sha256
-from pipeline.stages.media import ffmpeg_binary
+from pipeline.stages.media import extract_timeout, ffmpeg_binary, run_tool
 from pipeline.transcript import Transcript
 
 SCHEMA = "testimony.public/1"
@@ -86,7 +86,8 @@ def mute_filter(spans: list[tuple[float, float]]) -> str:
     return f"volume=enable='{enable}':volume=0"
 
 
-def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, float]]) -> None:
+def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, float]],
+                duration: float | None = None) -> None:
     """The original's first audio (and, for `video`, video) stream with `spans` muted and no metadata.
 
     Global, stream and chapter tags are dropped: a title or comment tag can name the witness.
@@ -97,11 +98,11 @@ def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, 
             "map_chapters": "-1", "fflags": "+bitexact", "metadata:s:a:0": "language=und"}
     if kind == "video":
         args["vcodec"] = "copy"
-    try:
-        ffmpeg.output(*streams, str(dest), **args).global_args("-nostdin", "-hide_banner", "-loglevel", "error") \
-            .overwrite_output().run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
-    except ffmpeg.Error as exc:
-        detail = exc.stderr.decode("utf-8", "replace").strip()[-400:]
+    cmd = ffmpeg.output(*streams, str(dest), **args).global_args("-nostdin", "-hide_banner", "-loglevel", "error") \
+        .overwrite_output().compile(cmd=ffmpeg_binary())
+    done = run_tool(cmd, original, extract_timeout(duration), f"ffmpeg (writing the public {kind})")
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip()[-400:]
         raise IntegrityError(f"ffmpeg could not write the public {kind} ({detail}); the archive is unchanged")
 
 
@@ -137,7 +138,8 @@ def export_public(archive: str | Path, bundle: str | Path, dest: str | Path, red
     try:
         _stage(staging, _files(redacted, pid, media))
         if media:
-            write_media(report.original, staging / MEDIA[media], media, redacted.muted)
+            write_media(report.original, staging / MEDIA[media], media, redacted.muted,
+                        redacted.transcript.source.duration)
         manifest = {"public_id": pid, "files": {p.name: file_sha256(p) for p in sorted(staging.iterdir())}}
         atomic.write_text(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n", mode=0o644)
         atomic.publish(staging, dest)

@@ -46,7 +46,7 @@ from pipeline.run.stages import (
 )
 from pipeline.speakers.assign import apply_speakers
 from pipeline.stages import glossary
-from pipeline.stages.media import ExtractedAudio
+from pipeline.stages.media import ExtractedAudio, pick_audio_stream, probe
 from pipeline.transcript import Transcript
 
 __all__ = ["PLAIN", "Prepared", "RunOptions", "RunResult", "Stages", "Translation", "apply_translation",
@@ -154,15 +154,19 @@ class _Failure:
 def prepare_video(video: str | Path, archive: str | Path, options: RunOptions = RunOptions(), *,
                   force: bool = False, progress: Progress | None = None, sha256: str | None = None,
                   stages: Stages = PLAIN) -> Prepared:
-    """Read the sidecar, hash (unless `sha256` is given), look for a reusable bundle, else extract the audio.
+    """Read the sidecar, probe, hash (unless `sha256` is given), look for a reusable bundle, else extract
+    the audio.
 
-    A broken sidecar stops here, before anything is written: the video waits until it is fixed.
+    A broken sidecar stops here, before anything is written: the video waits until it is fixed. So does
+    a file ffprobe cannot read (or that hangs it) or one without the audio asked for: what is not media
+    is never copied into `originals/`.
     """
     video, archive = Path(video), Path(archive)
     say = progress or (lambda _msg: None)
     notes = read_sidecar(video)
     names = glossary.load(archive, options.glossary, notes.content.get("glossary") if notes else None)
     options = steered(apply_sidecar(options, notes), names)
+    pick_audio_stream(probe(video), options.audio_track)  # no sound to transcribe: refused, not kept
     if sha256 is None:
         say("hashing")
         sha256 = stages["hash"](video)

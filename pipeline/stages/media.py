@@ -7,9 +7,11 @@ reports the full duration, so the decoded length is always compared with the con
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import wave
 from dataclasses import dataclass, field
@@ -20,12 +22,17 @@ import ffmpeg
 import numpy as np
 
 from pipeline import atomic, config, failpoints
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, TestimonyError
 
 SAMPLE_RATE = 16_000
 # A decode this much shorter than the container says is a truncated file, not codec padding.
 TRUNCATION_TOLERANCE_S = 1.0
 TRUNCATION_TOLERANCE_RATIO = 0.02
+# Every ffmpeg/ffprobe call has a deadline: a file can make either wait forever (a playlist naming a
+# pipe, a network stream), and one such file must not stop a batch or the service.
+PROBE_TIMEOUT_ENV = "TESTIMONY_PROBE_TIMEOUT"  # seconds for a probe (default 60)
+EXTRACT_TIMEOUT_ENV = "TESTIMONY_EXTRACT_TIMEOUT"  # the least seconds a decode gets (default 120)
+UNKNOWN_DURATION_S = 4 * 3600  # a decode of a file that states no length gets this long (x2)
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,39 @@ def ffprobe_binary() -> str | None:
 
 @lru_cache(maxsize=1)
 def ffmpeg_version() -> str:
-    out = subprocess.run([ffmpeg_binary(), "-version"], capture_output=True, text=True).stdout
-    return out.split("\n", 1)[0].replace("ffmpeg version ", "").split(" Copyright")[0].strip()
+    out = run_tool([ffmpeg_binary(), "-version"], Path(ffmpeg_binary()), probe_timeout(), "ffmpeg -version")
+    text = out.stdout.decode("utf-8", "replace")
+    return text.split("\n", 1)[0].replace("ffmpeg version ", "").split(" Copyright")[0].strip()
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        return float(value) if value and float(value) > 0 else default
+    except ValueError:
+        raise TestimonyError(f"{name}={value!r} is not a number of seconds: set a positive number, "
+                             "or unset it") from None
+
+
+def probe_timeout() -> float:
+    """Reading a container's header takes well under a second; a minute is a file that hangs."""
+    return _seconds_from_env(PROBE_TIMEOUT_ENV, 60.0)
+
+
+def extract_timeout(duration: float | None) -> float:
+    """Decoding audio runs at hundreds of times real time: twice the media's length is a hung decode."""
+    floor = _seconds_from_env(EXTRACT_TIMEOUT_ENV, 120.0)
+    return max(floor, 2 * (duration if duration and duration > 0 else UNKNOWN_DURATION_S))
+
+
+def run_tool(args: list[str], path: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
+    """An external tool on `path`, killed when it outlives `timeout`: the file is then named as the cause."""
+    try:
+        return subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # subprocess.run has already killed it (SIGKILL) and reaped it
+        raise BadInputError(path, f"{what} did not finish within {timeout:g} s and was stopped",
+                            "The file may be damaged or a playlist naming a pipe or stream; check it, or "
+                            f"raise {PROBE_TIMEOUT_ENV}/{EXTRACT_TIMEOUT_ENV} for a very slow disk.") from None
 
 
 def _url(path: Path) -> str:
@@ -91,6 +129,9 @@ def check_readable(path: Path) -> None:
         raise BadInputError(path, "file not found", "Check the path and try again.")
     if path.is_dir():
         raise BadInputError(path, "is a folder, not a video", "Pass the video files inside it.")
+    if not stat.S_ISREG(path.stat().st_mode):  # reading a pipe or a device could wait forever
+        raise BadInputError(path, "is not a regular file (a pipe, socket or device)",
+                            "Copy the recording itself into a file and give that.")
     if not os.access(path, os.R_OK):
         raise BadInputError(path, "cannot be read (permission denied)",
                             "Give this user read permission on the file and run again.")
@@ -112,11 +153,11 @@ def probe(path: str | Path) -> MediaInfo:
     check_readable(path)
     probe_bin = ffprobe_binary()
     if probe_bin:
-        try:
-            data = ffmpeg.probe(_url(path), cmd=probe_bin)
-        except ffmpeg.Error as exc:
-            raise _not_media(path, exc.stderr.decode("utf-8", "replace")) from None
-        return _from_ffprobe(path, data)
+        done = run_tool([probe_bin, "-show_format", "-show_streams", "-of", "json", _url(path)], path,
+                        probe_timeout(), "ffprobe")
+        if done.returncode != 0:
+            raise _not_media(path, done.stderr.decode("utf-8", "replace"))
+        return _from_ffprobe(path, json.loads(done.stdout.decode("utf-8", "replace")))
     return _probe_with_ffmpeg(path)
 
 
@@ -162,9 +203,9 @@ _AUDIO = re.compile(r"Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: Audio: (\w+)[^,
 
 def _probe_with_ffmpeg(path: Path) -> MediaInfo:
     """Fallback when only imageio-ffmpeg's binary exists: parse `ffmpeg -i` (it exits 1 by design)."""
-    result = subprocess.run([ffmpeg_binary(), "-hide_banner", "-i", _url(path)],
-                            capture_output=True, text=True, errors="replace")
-    text = result.stderr
+    result = run_tool([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", _url(path)], path, probe_timeout(),
+                      "ffmpeg (reading the header)")
+    text = result.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
         raise _not_media(path, text)
     duration = _clock(m[1]) if (m := _DURATION.search(text)) else None
@@ -224,14 +265,13 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         .overwrite_output()
     )
     try:
-        _out, err = cmd.run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
-        _check_written(err.decode("utf-8", "replace"), partial)
-    except ffmpeg.Error as exc:
-        partial.unlink(missing_ok=True)
-        detail = exc.stderr.decode("utf-8", "replace")
+        done = run_tool(cmd.compile(cmd=ffmpeg_binary()), info.path, extract_timeout(stream.duration or info.duration),
+                        "ffmpeg (extracting the audio)")
+        detail = done.stderr.decode("utf-8", "replace")
         _check_written(detail, partial)
-        raise _not_media(info.path, detail) from None
-    except OSError:
+        if done.returncode != 0:
+            raise _not_media(info.path, detail)
+    except BaseException:
         partial.unlink(missing_ok=True)
         raise
     failpoints.reached("extract:written")
