@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.archive.catalog import fold
+from pipeline.archive.formats import named_speakers
 from pipeline.errors import TestimonyError
 from pipeline.transcript import Segment, Transcript
 
@@ -165,7 +166,7 @@ def _public_segment(seg: Segment, redact: RedactList) -> Segment:
 
 
 def redact_transcript(transcript: Transcript, redact: RedactList) -> Redacted:
-    """Every segment with its matches replaced; speaker names redacted too."""
+    """Every segment with its matches replaced; speaker names (the run's and the sidecar's) redacted too."""
     segments, changed, muted = [], [], []
     for seg in transcript.segments:
         public = _public_segment(seg, redact)
@@ -173,7 +174,6 @@ def redact_transcript(transcript: Transcript, redact: RedactList) -> Redacted:
             changed.append(seg.id)
         muted += muted_times(seg, redact)
         segments.append(public)
-    names = ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
-    sidecar = {"content": {"speaker_names": {k: redact_text(v, redact) for k, v in names.items()}}}
-    public = replace(transcript, segments=segments, sidecar=sidecar, glossary=None, warnings=[])
+    names = {k: redact_text(v, redact) for k, v in named_speakers(transcript).items()}
+    public = replace(transcript, segments=segments, sidecar=None, speaker_names=names, glossary=None, warnings=[])
     return Redacted(public, changed, _merged(muted))
