@@ -38,7 +38,7 @@ def carries_text() -> bool:
 
 def summary_markdown(transcript: Transcript) -> str:
     """The transcript without its words: the id, counts and the commands that open it on the archive."""
-    flagged = sum(bool(seg.flags) for seg in transcript.segments)
+    flagged = sum(bool(seg.standing_flags()) for seg in transcript.segments)
     return "\n".join([f"# Transcript {transcript.id}", "",
                       f"- Language: {transcript.language or 'unknown'}",
                       f"- Segments: {len(transcript.segments)} ({flagged} flagged)",
@@ -69,7 +69,7 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
 
     for n, seg in enumerate(transcript.segments):
         row = (f"| {seg.id} | {_clock(seg.start)} | {_clock(seg.end)} | {_cell(seg.text)} | "
-               f"{english(seg)} | {', '.join(seg.flags)} |")
+               f"{english(seg)} | {', '.join(seg.standing_flags())} |")
         if size + len(row) > MAX_MARKDOWN_CHARS:
             lines.append(f"\n_{len(transcript.segments) - n} more segments: see `{bundle}/transcript.json`._")
             break

@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline.archive.catalog import fold
 from pipeline.archive.formats import named_speakers
 from pipeline.errors import TestimonyError
-from pipeline.transcript import Segment, Transcript
+from pipeline.transcript import GLOSSARY_MATCH, Segment, Transcript
 
 MARK = "[REDACTED]"
 MIN_STEM = 3  # listed words shorter than this match only whole
@@ -160,7 +160,7 @@ class Redacted:
 def _public_segment(seg: Segment, redact: RedactList) -> Segment:
     """The segment as published: redacted text, no word list (the words are the text again) and no
     glossary suggestions (they spell names)."""
-    flags = [f for f in seg.flags if f != "glossary_match"]
+    flags = [f for f in seg.flags if f != GLOSSARY_MATCH]
     return replace(seg, text=redact_text(seg.text, redact), translation=redact_text(seg.translation, redact),
                    speaker=redact_text(seg.speaker, redact), words=None, suggestions=None, flags=flags)
 

@@ -64,9 +64,11 @@ def render_viewer(transcript: Transcript, video_href: str | None) -> str:
     """The viewer page for `transcript`; `video_href` is a URL relative to the bundle, or None.
 
     Word timings are left out: the viewer does not use them and they would multiply the page's size.
+    Flags are those standing after review (`Segment.standing_flags`), as every document shows them.
     """
     data = transcript.to_dict()
-    data["segments"] = [{k: v for k, v in seg.items() if k != "words"} for seg in data["segments"]]
+    data["segments"] = [{**{k: v for k, v in raw.items() if k != "words"}, "flags": seg.standing_flags()}
+                        for raw, seg in zip(data["segments"], transcript.segments)]
     return render_page(data, video_href, review_link(transcript.id), transcript.source.file_name)
 
 
