@@ -123,4 +123,14 @@ class Transcript:
 
     @classmethod
     def load(cls, path: str | Path) -> "Transcript":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_dict(read_json(path))
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The one reader of a `transcript.json`: its JSON as stored, the schema not checked.
+
+    For callers that need a field or two (the source's SHA-256 or name, the options key) without
+    building a Transcript; `Transcript.load` reads through it. Raises OSError, or ValueError for text
+    that is not UTF-8 JSON.
+    """
+    return json.loads(Path(path).read_text(encoding="utf-8"))
