@@ -36,14 +36,20 @@ def carries_text() -> bool:
     return os.environ.get(UI_TEXT, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _review_line(transcript_id: str) -> str:
+    """The editor's link, on the port serve's workspace listens on (or that it has none)."""
+    link = review_link(transcript_id)
+    return f"- Review: [{link}]({link})" if link else "- Review: serve runs without a workspace (--review-port 0)"
+
+
 def summary_markdown(transcript: Transcript) -> str:
     """The transcript without its words: the id, counts and the commands that open it on the archive."""
-    flagged = sum(bool(seg.flags) for seg in transcript.segments)
+    flagged = sum(bool(seg.standing_flags()) for seg in transcript.segments)
     return "\n".join([f"# Transcript {transcript.id}", "",
                       f"- Language: {transcript.language or 'unknown'}",
                       f"- Segments: {len(transcript.segments)} ({flagged} flagged)",
                       f"- Open it on the archive machine: `testimony get {transcript.id}`",
-                      f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+                      _review_line(transcript.id), "",
                       "Documents (made on the archive machine, never stored here):", *offers(transcript.id), "",
                       f"_The text stays in the archive: this server's database is not known to be inside "
                       f"it (set {UI_TEXT}=1 to show it here)._", ""])
@@ -57,7 +63,7 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
              f"- Language: {transcript.language or 'unknown'}"
              + (f" (detected {transcript.detected_language})" if transcript.detected_language else ""),
              f"- Bundle: `{bundle}` (open `index.html` there for the viewer)",
-             f"- Review: [{review_link(transcript.id)}]({review_link(transcript.id)})", "",
+             _review_line(transcript.id), "",
              "Documents (made on the archive machine, never stored here):", *offers(transcript.id), ""]
     lines += [f"> {_cell(w)}" for w in transcript.warnings]
     lines += ["", "| # | start | end | original | English | flags |", "|---|---|---|---|---|---|"]
@@ -69,7 +75,7 @@ def transcript_markdown(transcript: Transcript, bundle: Path) -> str:
 
     for n, seg in enumerate(transcript.segments):
         row = (f"| {seg.id} | {_clock(seg.start)} | {_clock(seg.end)} | {_cell(seg.text)} | "
-               f"{english(seg)} | {', '.join(seg.flags)} |")
+               f"{english(seg)} | {', '.join(seg.standing_flags())} |")
         if size + len(row) > MAX_MARKDOWN_CHARS:
             lines.append(f"\n_{len(transcript.segments) - n} more segments: see `{bundle}/transcript.json`._")
             break

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from pipeline import config
+from pipeline.archive.viewer import use_review_port
 from pipeline.review.auth import credentials_file, credentials_for
 
 from .server import Server, check_free, start_or_reuse
@@ -64,6 +65,7 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
     os.environ["PREFECT_API_URL"] = server.api_url
     os.environ["PREFECT_API_AUTH_STRING"] = credentials.auth_string
     os.environ.setdefault("PREFECT_HOME", str(server.home))
+    use_review_port(review_port)  # the viewer's and the artifacts' links follow --review-port
     if server.home.resolve().is_relative_to(out):  # started or proven this archive's (owner token)
         os.environ.setdefault("TESTIMONY_UI_TEXT", "1")  # its database is inside the archive: artifacts may name
 

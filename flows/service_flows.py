@@ -9,7 +9,6 @@ burst pays it per file.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyEr
 from pipeline.names import display_name
 from pipeline.run import process
 from pipeline.run.sidecar import SidecarError, is_sidecar, sidecar_path
+from pipeline.transcript import read_json
 
 from .process_video import prefect_stages, process_video, process_video_flow, show_in_ui
 
@@ -104,7 +104,7 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
 def _reuse_outcome(bundle: Path, path: Path) -> str:
     """A file announced again (serve restarted) is not a duplicate of its own bundle."""
     try:
-        made_from = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
+        made_from = read_json(bundle / TRANSCRIPT)["source"]["file_name"]
     except (OSError, ValueError, KeyError):
         made_from = None
     if made_from == display_name(path):
@@ -129,7 +129,7 @@ def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> No
 
 
 def _sha256_of(bundle: Path) -> str:
-    return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+    return read_json(bundle / TRANSCRIPT)["source"]["sha256"]
 
 
 @flow(name="process-folder", log_prints=True)

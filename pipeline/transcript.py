@@ -13,6 +13,10 @@ SCHEMA = "testimony.transcript/1"
 LOW_CONFIDENCE = "low_confidence"
 POSSIBLE_HALLUCINATION = "possible_hallucination"
 UNTRANSLATED = "untranslated"
+GLOSSARY_MATCH = "glossary_match"  # a word near a glossary name (`pipeline.stages.glossary`)
+# Doubts about whether the text is what was said: a person who checked the segment against the
+# recording has answered them, so the record after review no longer raises them.
+ANSWERED_BY_CHECK = (LOW_CONFIDENCE, POSSIBLE_HALLUCINATION, GLOSSARY_MATCH)
 # Transcript flags
 TRUNCATED = "truncated"
 
@@ -47,6 +51,17 @@ class Segment:
     def flag(self, name: str) -> None:
         if name not in self.flags:
             self.flags.append(name)
+
+    def standing_flags(self) -> list[str]:
+        """The flags that still hold for this revision of the segment, which every rendering shows.
+
+        `flags` keeps what the machine said (revision 0 and the history keep it too); a person's
+        check answers the machine's doubts about the text, and English a person wrote is a translation.
+        """
+        answered = set(ANSWERED_BY_CHECK) if self.checked else set()
+        if self.translation:
+            answered.add(UNTRANSLATED)
+        return [f for f in self.flags if f not in answered]
 
 
 @dataclass
@@ -108,4 +123,14 @@ class Transcript:
 
     @classmethod
     def load(cls, path: str | Path) -> "Transcript":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_dict(read_json(path))
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The one reader of a `transcript.json`: its JSON as stored, the schema not checked.
+
+    For callers that need a field or two (the source's SHA-256 or name, the options key) without
+    building a Transcript; `Transcript.load` reads through it. Raises OSError, or ValueError for text
+    that is not UTF-8 JSON.
+    """
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -44,10 +44,10 @@ UG_1 = "مېنىڭ دادام ئۈرۈمچىدە تۇتۇلدى"  # my father wa
 UG_2 = "ئۇ ئىككى يىل قايتىپ كەلمىدى"  # he did not come back for two years
 SEGMENTS = [  # (start, end, speaker, original, English, flags, checked)
     (0.0, 1.2, "S1", "Менің әкем лагерьде болды", "My father was in the camp", [], True),
-    (1.2, 2.4, "S2", UG_1, "My father was detained in Urumqi", [LOW_CONFIDENCE], True),
+    (1.2, 2.4, "S2", UG_1, "My father was detained in Urumqi", [LOW_CONFIDENCE], False),  # a check answers a flag
     (2.4, 3.6, "S1", "Екі жыл бойы хабар болмады", "There was no news for two years", [], False),
     (3.6, 4.6, "S2", UG_2, "He did not come back for two years", [], True),
-    (4.6, 5.4, "S1", "=1+1 деді ол", "=1+1 he said", [POSSIBLE_HALLUCINATION], True),
+    (4.6, 5.4, "S1", "=1+1 деді ол", "=1+1 he said", [POSSIBLE_HALLUCINATION], False),
 ]
 # Words pdftotext gives back as typed (Uyghur words without lam-alef, which it extracts as alef-lam).
 MARKERS = ["лагерьде", "ئۈرۈمچىدە", "хабар", "كەلمىدى", "деді"]
@@ -155,7 +155,7 @@ def test_csv_round_trips(archive):
     assert [r["speaker"] for r in rows] == [NAMES[s[2]] for s in SEGMENTS]
     assert [(float(r["start"]), float(r["end"])) for r in rows] == [(s[0], s[1]) for s in SEGMENTS]
     assert [r["link"] for r in rows[:2]] == ["index.html#t=0", "index.html#t=1.2"]
-    assert [(r["flags"], r["checked"]) for r in rows[1:3]] == [("low_confidence", "true"), ("", "false")]
+    assert [(r["flags"], r["checked"]) for r in rows[1:3]] == [("low_confidence", "false"), ("", "false")]
     assert {r["bundle"] for r in rows} == {bundle.name[:12]}
 
 

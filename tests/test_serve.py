@@ -50,7 +50,7 @@ def service(tmp_path_factory, converted_base, clips):
     inbox, archive = root / "inbox", root / "archive"
     inbox.mkdir()
     shutil.copy(clips["en"], inbox / "waiting before start.mp4")
-    port = _free_port()
+    port, review_port = _free_port(), _free_port()
     env = {**os.environ, "TESTIMONY_MODELS": str(store), "TESTIMONY_DATA": str(root / "data"),
            "PREFECT_HOME": str(root / "prefect"), **AUTH_ENV,
            "TESTIMONY_UI_TEXT": "1"}  # Prefect's home is set outside the archive: show the text anyway
@@ -58,7 +58,8 @@ def service(tmp_path_factory, converted_base, clips):
     log = open(root / "serve.log", "w")
     began = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
-                             str(archive), "--port", str(port), "--settle", "1.5"], env=env, stdout=log,
+                             str(archive), "--port", str(port), "--review-port", str(review_port),
+                             "--settle", "1.5"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"
     while "ready in" not in (root / "serve.log").read_text():
@@ -66,7 +67,8 @@ def service(tmp_path_factory, converted_base, clips):
             proc.kill()
             pytest.fail(f"serve did not start:\n{(root / 'serve.log').read_text()[-3000:]}")
         time.sleep(0.5)
-    yield {"inbox": inbox, "archive": archive, "api": api, "log": root / "serve.log", "proc": proc}
+    yield {"inbox": inbox, "archive": archive, "api": api, "log": root / "serve.log", "proc": proc,
+           "review": f"http://127.0.0.1:{review_port}"}
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     assert proc.wait(timeout=60) == 0
     log.close()
@@ -116,6 +118,9 @@ def test_waiting_file_and_copy_give_bundle_catalog_artifact_and_run(service, cli
     artifacts = httpx.post(f"{service['api']}/artifacts/filter", json={
         "artifacts": {"key": {"any_": [f"transcript-{_sha(clips['en-2'])[:12]}"]}}}, timeout=10, auth=API_AUTH).json()
     assert artifacts and "liberty" in artifacts[0]["data"].lower() and str(bundle) in artifacts[0]["data"]
+    edit = f"{service['review']}/edit/{bundle.name[:12]}"  # the links follow --review-port
+    assert f"[{edit}]({edit})" in artifacts[0]["data"] and ":4300/" not in artifacts[0]["data"]
+    assert f'"review":"{edit}"' in (bundle / "index.html").read_text(encoding="utf-8")
     table = httpx.get(f"{service['api']}/artifacts/testimony-archive/latest", timeout=10, auth=API_AUTH).json()
     assert "copied.mp4" in json.dumps(table["data"])
 

@@ -20,7 +20,7 @@ from pipeline.archive.locks import bundle_lock
 from pipeline.archive.viewer import INDEX, linked_video, render_viewer, video_href
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
-from pipeline.transcript import Transcript
+from pipeline.transcript import Transcript, read_json
 
 TRANSCRIPT = "transcript.json"
 MANIFEST = "manifest.json"
@@ -183,7 +183,7 @@ def _call_tag() -> str:
 
 def _sha_of(bundle: Path) -> str | None:
     try:
-        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+        return read_json(bundle / TRANSCRIPT)["source"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -354,3 +354,11 @@ def search(archive: str | Path, query: str, lang: str | None = None, *, limit: i
               + ([speaker.strip().lower()] if speaker else []) + [limit or -1])
     with connect(archive) as con:
         return [Hit(**dict(row)) for row in con.execute(sql, params)]
+
+
+def speaker_known(archive: str | Path, speaker: str) -> bool:
+    """Whether any segment of the archive has this speaker, by label or name in any case, as `search` matches
+    them: a search for a speaker nobody is should say so, not hint at suffixes."""
+    sql = "SELECT 1 FROM segments WHERE ? IN (lower(speaker), lower(speaker_name)) LIMIT 1"
+    with connect(archive) as con:
+        return con.execute(sql, [speaker.strip().lower()]).fetchone() is not None

@@ -38,7 +38,7 @@ def bilingual(seg: Segment) -> str:
     return "\n".join(lines)
 
 
-def _names(transcript: Transcript) -> dict[str, str]:
+def named_speakers(transcript: Transcript) -> dict[str, str]:
     """The run's names (`--speaker-names` over the sidecar's), else the sidecar's alone (a transcript
     made before runs kept names)."""
     return transcript.speaker_names or ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
@@ -48,7 +48,7 @@ def speaker_name(transcript: Transcript, seg: Segment) -> str | None:
     """Who speaks in `seg`: its label (`S1`) as the transcript names it, else as it is."""
     if not seg.speaker:
         return None
-    return _clean(_names(transcript).get(seg.speaker, seg.speaker)) or None
+    return _clean(named_speakers(transcript).get(seg.speaker, seg.speaker)) or None
 
 
 def lone_voice(transcript: Transcript) -> bool:
@@ -57,7 +57,7 @@ def lone_voice(transcript: Transcript) -> bool:
     if len(labels) != 1:
         return False
     label = labels.pop()
-    return re.fullmatch(r"S\d+", label) is not None and label not in _names(transcript)
+    return re.fullmatch(r"S\d+", label) is not None and label not in named_speakers(transcript)
 
 
 def _cues(transcript: Transcript, line: Line, *, vtt: bool = False) -> list[tuple[Segment, str]]:

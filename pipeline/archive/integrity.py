@@ -22,6 +22,7 @@ from pipeline.archive.bundle import MANIFEST, TRANSCRIPT
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.names import display_name
+from pipeline.transcript import read_json
 
 SUMS = "SHA256SUMS"
 UNLOGGED = "none logged; if a save was killed before logging it, `testimony repair` logs it when its files check out"
@@ -78,7 +79,7 @@ def files_problems(bundle: Path) -> tuple[str | None, list[str]]:
         if not path.is_dir() and rel not in listed and rel != MANIFEST:
             problems.append(f"{name}/{rel}: extra file, not in the manifest")
     try:
-        source = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
+        source = read_json(bundle / TRANSCRIPT)["source"]["sha256"]
         if source != sha256:
             problems.append(f"{name}/{TRANSCRIPT}: source.sha256 {source} differs from the manifest's "
                             f"source_sha256 {sha256}")
@@ -203,7 +204,7 @@ def _verify_text(bundle: str, sha256: str, original: str | None, formats: list[s
 def _received_name(bundle: Path, original: Path) -> str:
     """The name the original arrived under (the archive keeps its copy under its SHA-256)."""
     try:
-        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["file_name"]
+        return read_json(bundle / TRANSCRIPT)["source"]["file_name"]
     except (OSError, ValueError, KeyError, TypeError):
         return display_name(original)
 

@@ -2,8 +2,11 @@
 
 The public folder holds the renderings, a viewer and `transcript.json` with every listed name replaced
 by `[REDACTED]`, and optionally the video or audio with those words muted. It holds nothing that
-leads back to the witness: no custody log, no original file name or SHA-256, no sidecar, no model
-paths, no word list, and media without the original's metadata tags. Its id is a hash of the source's
+leads back to the witness: `transcript.json` is built from an allow-list (`SEGMENT_FIELDS` and the
+rest below, README's public schema), never by deleting what is private, so no custody log, original
+file name or SHA-256, sidecar, model path, glossary prompt or word list leaves, nor any field the
+transcript gains later; the renderings are made from that public JSON alone, and the media has none
+of the original's metadata tags. Its id is a hash of the source's
 SHA-256 and the list's, so the same export is the same folder, yet nobody without both can link it.
 
 The archive keeps the link: a custody `export` event (kind `redacted`) with the list's SHA-256, the
@@ -32,12 +35,11 @@ from pipeline.archive.redact import MARK, Redacted, RedactList, redact_transcrip
 from pipeline.archive.viewer import INDEX, render_page
 from pipeline.hashing import file_sha256
 from pipeline.stages.media import extract_timeout, ffmpeg_binary, run_tool
-from pipeline.transcript import Transcript
+from pipeline.transcript import GLOSSARY_MATCH, Segment, Source, Transcript
 
 SCHEMA = "testimony.public/1"
 MEDIA = {"audio": "audio.m4a", "video": "video.mp4"}  # what --media writes, under these plain names
 KIND = "redacted"  # the custody export event's kind
-_PRIVATE_MODEL_KEYS = ("path", "origin", "options_key")  # where the archive machine keeps things
 
 
 @dataclass(frozen=True)
@@ -53,25 +55,60 @@ def public_id(source_sha256: str, list_sha256: str) -> str:
     return hashlib.sha256(f"{source_sha256}:{list_sha256}".encode()).hexdigest()[:12]
 
 
-def _scrub(value: Any) -> Any:
-    """Model records without local paths and origins (they can name the team's machine and folders)."""
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if k not in _PRIVATE_MODEL_KEYS}
-    if isinstance(value, list):
-        return [_scrub(v) for v in value]
-    return value
+# The public schema, `testimony.public/1`: every field that may leave the archive, and why. A field is
+# copied only when it is named here, so one the transcript gains later stays private until it is added.
+# (README, "Publishing a redacted copy", gives the same list.)
+SEGMENT_FIELDS = {
+    "id": "the segment's number, which the viewer's links and the renderings follow",
+    "start": "where in the recording it is said (seconds)", "end": "where it ends (seconds)",
+    "text": "what was said, redacted", "translation": "its English, redacted",
+    "speaker": "who speaks: a label (S1) or a name, redacted",
+    "checked": "whether a person who speaks the language checked it",
+    "english_source": "machine, edited or written: who made the English",
+}
+# `flags` is built, not copied: the flags standing after review, without glossary_match (its
+# suggestions spell names).
+ASR_FIELDS = {"engine": "which decoder", "engine_version": "its version", "name": "the model's name"}
+TRANSLATION_FIELDS = {"engine": "which translator", "route": "its languages, e.g. kk → en"}
+TRANSCRIPT_FLAGS = ("truncated",)  # a reader must know when the text stops before the recording does
+
+
+def _picked(value: Any, fields: Any) -> dict[str, Any]:
+    """The named fields of `value` (a dict, or nothing), and only those."""
+    value = value if isinstance(value, dict) else {}
+    return {k: value[k] for k in fields if k in value}
+
+
+def _public_models(models: dict[str, Any]) -> dict[str, Any]:
+    """Which engines made the text: names and versions, never paths, hashes, options or the prompt
+    (the prompt is the glossary: the team's list of names)."""
+    return {"asr": _picked(models.get("asr"), ASR_FIELDS),
+            "translation": _picked(models.get("translation"), TRANSLATION_FIELDS) or None,
+            "testimony": models.get("testimony")}
+
+
+def _public_segment(seg: Segment) -> dict[str, Any]:
+    data = {k: getattr(seg, k) for k in SEGMENT_FIELDS}
+    return {**data, "flags": [f for f in seg.standing_flags() if f != GLOSSARY_MATCH]}
 
 
 def public_json(redacted: Redacted, pid: str) -> dict[str, Any]:
-    """The public transcript: what a reader needs, nothing that identifies the source."""
+    """The public transcript, built field by field from the schema above: nothing identifies the source."""
     t = redacted.transcript
-    segments = [{k: v for k, v in seg.items() if k not in ("words", "suggestions")}
-                for seg in t.to_dict()["segments"]]
     return {"schema": SCHEMA, "public_id": pid, "title": f"Testimony {pid}", "language": t.language,
             "detected_language": t.detected_language, "language_probability": t.language_probability,
-            "source": {"duration": t.source.duration}, "models": _scrub(t.models), "flags": t.flags,
+            "source": {"duration": t.source.duration}, "models": _public_models(t.models),
+            "flags": [f for f in t.flags if f in TRANSCRIPT_FLAGS],
             "redaction": {"mark": MARK, "segments_changed": len(redacted.changed)},
-            "sidecar": t.sidecar, "segments": segments}
+            "speaker_names": dict(t.speaker_names or {}), "segments": [_public_segment(s) for s in t.segments]}
+
+
+def public_transcript(data: dict[str, Any]) -> Transcript:
+    """The public JSON as a Transcript, for the renderings: they see the public fields and nothing else."""
+    segments = [Segment(**{k: seg[k] for k in SEGMENT_FIELDS}, flags=list(seg["flags"])) for seg in data["segments"]]
+    return Transcript(Source("", "", 0, data["source"]["duration"], {}), data["language"], data["detected_language"],
+                      data["language_probability"], {}, segments, flags=list(data["flags"]),
+                      speaker_names=data["speaker_names"])
 
 
 def mute_filter(spans: list[tuple[float, float]]) -> str:
@@ -109,7 +146,7 @@ def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, 
 def _files(redacted: Redacted, pid: str, media: str | None) -> dict[str, str]:
     data = public_json(redacted, pid)
     href = MEDIA[media] if media else None
-    return {TRANSCRIPT: json.dumps(data, ensure_ascii=False, indent=2) + "\n", **renderings(redacted.transcript),
+    return {TRANSCRIPT: json.dumps(data, ensure_ascii=False, indent=2) + "\n", **renderings(public_transcript(data)),
             INDEX: render_page(data, href, None, data["title"])}
 
 

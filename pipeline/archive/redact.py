@@ -17,8 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.archive.catalog import fold
+from pipeline.archive.formats import named_speakers
 from pipeline.errors import TestimonyError
-from pipeline.transcript import Segment, Transcript
+from pipeline.transcript import GLOSSARY_MATCH, Segment, Transcript
 
 MARK = "[REDACTED]"
 MIN_STEM = 3  # listed words shorter than this match only whole
@@ -159,13 +160,13 @@ class Redacted:
 def _public_segment(seg: Segment, redact: RedactList) -> Segment:
     """The segment as published: redacted text, no word list (the words are the text again) and no
     glossary suggestions (they spell names)."""
-    flags = [f for f in seg.flags if f != "glossary_match"]
+    flags = [f for f in seg.flags if f != GLOSSARY_MATCH]
     return replace(seg, text=redact_text(seg.text, redact), translation=redact_text(seg.translation, redact),
                    speaker=redact_text(seg.speaker, redact), words=None, suggestions=None, flags=flags)
 
 
 def redact_transcript(transcript: Transcript, redact: RedactList) -> Redacted:
-    """Every segment with its matches replaced; speaker names redacted too."""
+    """Every segment with its matches replaced; speaker names (the run's and the sidecar's) redacted too."""
     segments, changed, muted = [], [], []
     for seg in transcript.segments:
         public = _public_segment(seg, redact)
@@ -173,7 +174,6 @@ def redact_transcript(transcript: Transcript, redact: RedactList) -> Redacted:
             changed.append(seg.id)
         muted += muted_times(seg, redact)
         segments.append(public)
-    names = ((transcript.sidecar or {}).get("content") or {}).get("speaker_names") or {}
-    sidecar = {"content": {"speaker_names": {k: redact_text(v, redact) for k, v in names.items()}}}
-    public = replace(transcript, segments=segments, sidecar=sidecar, glossary=None, warnings=[])
+    names = {k: redact_text(v, redact) for k, v in named_speakers(transcript).items()}
+    public = replace(transcript, segments=segments, sidecar=None, speaker_names=names, glossary=None, warnings=[])
     return Redacted(public, changed, _merged(muted))

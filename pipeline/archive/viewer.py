@@ -26,6 +26,7 @@ INDEX = "index.html"
 _TEMPLATE = resources.files(__package__).joinpath("viewer_template.html").read_text(encoding="utf-8")
 
 REVIEW_PORT = 4300  # `testimony serve`'s default --review-port
+REVIEW_PORT_ENV = "TESTIMONY_REVIEW_PORT"  # the port serve and review were given, for what they run
 
 
 def _inline_hash(tag: str) -> str:
@@ -64,9 +65,11 @@ def render_viewer(transcript: Transcript, video_href: str | None) -> str:
     """The viewer page for `transcript`; `video_href` is a URL relative to the bundle, or None.
 
     Word timings are left out: the viewer does not use them and they would multiply the page's size.
+    Flags are those standing after review (`Segment.standing_flags`), as every document shows them.
     """
     data = transcript.to_dict()
-    data["segments"] = [{k: v for k, v in seg.items() if k != "words"} for seg in data["segments"]]
+    data["segments"] = [{**{k: v for k, v in raw.items() if k != "words"}, "flags": seg.standing_flags()}
+                        for raw, seg in zip(data["segments"], transcript.segments)]
     return render_page(data, video_href, review_link(transcript.id), transcript.source.file_name)
 
 
@@ -79,9 +82,27 @@ def render_page(data: dict[str, Any], video_href: str | None, review: str | None
     return re.sub(r"\{\{(CSP|TITLE|DATA)\}\}", lambda m: values[m.group(1)], _TEMPLATE)
 
 
-def review_link(transcript_id: str) -> str:
+def use_review_port(port: int) -> None:
+    """Links made in this process (and those it starts) point at the workspace on `port` (0: none)."""
+    os.environ[REVIEW_PORT_ENV] = str(port)
+
+
+def review_port() -> int | None:
+    """The port of this machine's review workspace: the one `serve --review-port` or `review --port` was
+    given when they made the link, else the default; None when serve runs without a workspace."""
+    value = os.environ.get(REVIEW_PORT_ENV, "").strip()
+    return (int(value) or None) if value.isdigit() else REVIEW_PORT
+
+
+def workspace_url(path: str) -> str | None:
+    """`path` in the review workspace on this machine, or None when there is none."""
+    port = review_port()
+    return f"http://127.0.0.1:{port}{path}" if port else None
+
+
+def review_link(transcript_id: str) -> str | None:
     """The editor of this transcript in the review workspace serve runs on this machine."""
-    return f"http://127.0.0.1:{REVIEW_PORT}/edit/{transcript_id}"
+    return workspace_url(f"/edit/{transcript_id}")
 
 
 def video_href(video: str | Path | None, bundle: str | Path) -> str | None:

@@ -168,6 +168,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not catalog.fts_query(args.query):
         print(f"error: nothing to search for in {args.query!r}: give at least one word", file=sys.stderr)
         return 2
+    if args.speaker and not catalog.speaker_known(archive, args.speaker):  # unknown, like an unknown id: 2
+        print(f"error: no speaker is named {args.speaker!r} in {archive}: give a label (S1, S2, ...) or a name "
+              "that --speaker-names, a sidecar or a review gave", file=sys.stderr)
+        return 2
     hits = catalog.search(archive, args.query, args.lang, limit=args.limit, speaker=args.speaker)
     for hit in hits:
         who = f"{_one_line(hit.speaker)}: " if hit.speaker else ""

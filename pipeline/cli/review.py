@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli.errors import guarded
+from pipeline.cli.errors import REFUSED, error, guarded
 from pipeline.cli.integrity import OUT_HELP, _archive, _resolve
 from pipeline.names import display_name
 
@@ -47,9 +47,9 @@ def cmd_history(args: argparse.Namespace) -> int:
                   f"{len(r.changes)} segment(s) changed{merged}{note}")
         return 0
     found = [r for r in chain if r.number == args.revision]
-    if not found:
-        print(f"error: {bundle.name} has revisions 0 to {chain[-1].number}, not {args.revision}")
-        return 1
+    if not found:  # a request that cannot be met, like an unknown id: 2 (README, "Exit status")
+        error(f"{bundle.name} has revisions 0 to {chain[-1].number}, not {args.revision}")
+        return REFUSED
     revision = found[0]
     print(f"revision {revision.number} of {bundle.name} by {revision.author} at {revision.time} "
           f"(sha256 {revision.sha256}, parent {revision.parent})")
@@ -73,8 +73,10 @@ def _change_text(change: dict) -> str:
 
 @guarded
 def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.archive.viewer import use_review_port
     from pipeline.review.server import serve_workspace
 
+    use_review_port(args.port)  # a viewer a save re-makes links to this workspace
     return serve_workspace(_archive(args.out), host=args.host, port=args.port)
 
 

@@ -12,7 +12,6 @@ video and options from the last finished piece; the folder goes once the bundle 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -47,7 +46,7 @@ from pipeline.run.stages import (
 from pipeline.speakers.assign import apply_speakers
 from pipeline.stages import glossary
 from pipeline.stages.media import ExtractedAudio, pick_audio_stream, probe
-from pipeline.transcript import Transcript
+from pipeline.transcript import Transcript, read_json
 
 __all__ = ["PLAIN", "Prepared", "RunOptions", "RunResult", "Stages", "Translation", "apply_translation",
            "build_transcript", "finish_video", "prepare_video", "process_video", "retranslate",
@@ -71,7 +70,7 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | N
     if bundle is None:
         return None
     try:
-        data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+        data = read_json(bundle / TRANSCRIPT)
     except (OSError, ValueError):
         return None
     if data.get("models", {}).get("options_key") != options.key():

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from pipeline.archive.catalog import fold
 from pipeline.errors import TestimonyError
-from pipeline.transcript import Transcript
+from pipeline.transcript import GLOSSARY_MATCH, Transcript
 
 FILE = "glossary.txt"
-GLOSSARY_MATCH = "glossary_match"
 MAX_ENTRIES = 5000
 WORD = re.compile(r"\w+", re.UNICODE)
 

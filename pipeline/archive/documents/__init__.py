@@ -61,18 +61,23 @@ def file_name(record_or_id: Record | str, fmt: str) -> str:
     return f"{key}.{check_format(fmt).extension}"
 
 
-def workspace_link(bundle_id: str, fmt: str) -> str:
-    """The document's download from the review workspace serve runs on this machine (it asks for credentials)."""
+def workspace_link(bundle_id: str, fmt: str) -> str | None:
+    """The document's download from the review workspace serve runs on this machine (it asks for
+    credentials); None when serve runs without one."""
     check_format(fmt)
-    from pipeline.archive.viewer import REVIEW_PORT
+    from pipeline.archive.viewer import workspace_url
 
-    return f"http://127.0.0.1:{REVIEW_PORT}/api/bundles/{bundle_id}/document?format={fmt}"
+    return workspace_url(f"/api/bundles/{bundle_id}/document?format={fmt}")
 
 
 def offers(bundle_id: str) -> list[str]:
     """Markdown lines naming every document: the command that writes it, and its workspace download."""
-    return [f"- {fmt.upper()}: `testimony get {bundle_id} --format {fmt} -o {file_name(bundle_id, fmt)}` or "
-            f"[download]({workspace_link(bundle_id, fmt)})" for fmt in FORMATS]
+    lines = []
+    for fmt in FORMATS:
+        link = workspace_link(bundle_id, fmt)
+        lines.append(f"- {fmt.upper()}: `testimony get {bundle_id} --format {fmt} -o {file_name(bundle_id, fmt)}`"
+                     + (f" or [download]({link})" if link else ""))
+    return lines
 
 
 def document(bundle: Path, fmt: str) -> bytes:

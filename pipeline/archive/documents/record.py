@@ -106,7 +106,7 @@ class Record:
 def _row(transcript: Transcript, seg: Segment) -> Row:
     english = seg.text if transcript.language == "en" else seg.translation
     return Row(seg.id, seg.start, seg.end, speaker_name(transcript, seg), xml_safe(seg.text),
-               xml_safe(english) if english else None, tuple(seg.flags), bool(seg.checked))
+               xml_safe(english) if english else None, tuple(seg.standing_flags()), bool(seg.checked))
 
 
 def _asr(models: dict) -> str:
@@ -115,11 +115,17 @@ def _asr(models: dict) -> str:
     return f"{name}, sha256 {asr['sha256']}" if asr.get("sha256") else name
 
 
-def _translation(models: dict, language: str | None) -> str:
-    route = (models.get("translation") or {}).get("route")
+def _translation(transcript: Transcript) -> str:
+    """Who made the English: the machine's route, and how many segments' English a person wrote or edited."""
+    route = (transcript.models.get("translation") or {}).get("route")
+    people = sum(seg.english_source in ("edited", "written") for seg in transcript.segments if seg.translation)
     if route:
-        return " → ".join(route)
-    return "none (English speech)" if language == "en" else "none (untranslated)"
+        machine = " → ".join(route)
+    elif transcript.language == "en":
+        return "none (English speech)"
+    else:
+        machine = "none by machine" if people else "none (untranslated)"
+    return f"{machine}; {people} of {len(transcript.segments)} segments' English by a person" if people else machine
 
 
 def _custody(archive: Path, sha256: str) -> Custody:
@@ -142,6 +148,6 @@ def read(bundle: Path) -> Record:
     newest = revisions.newest(bundle)
     return Record(transcript.id, bundle.name, transcript.source.file_name, transcript.source.sha256,
                   transcript.language or "und", transcript.source.duration, _asr(transcript.models),
-                  _translation(transcript.models, transcript.language), newest.number, newest.sha256,
+                  _translation(transcript), newest.number, newest.sha256,
                   _custody(bundle.parent, transcript.source.sha256),
                   [_row(transcript, seg) for seg in transcript.segments])
