@@ -180,6 +180,16 @@ def test_an_unlogged_original_is_logged_by_repair_and_a_changed_one_refused(vide
     assert custody.preserved_paths(other, sha) == [], "a changed copy is never logged as the original"
 
 
+def test_a_first_run_killed_after_publishing_is_logged_by_the_next_run(video, run_args, tmp_path):
+    archive, sha = tmp_path / "archive", _sha(video)
+    killed = _cli("run", str(video), "--out", str(archive), *run_args, kill_at="publish:renamed")
+    assert killed.returncode == -signal.SIGKILL and find_bundle(archive, sha) is not None
+    assert _cli("run", str(video), "--out", str(archive), *run_args).returncode == 0
+    events = custody.read(archive, sha)
+    assert [e["event"] for e in events[-2:]] == ["stage", "reused"] and events[-2]["recovered"]
+    assert _cli("verify", "--out", str(archive)).returncode == 0
+
+
 def test_a_run_killed_after_publishing_is_logged_by_repair(video, run_args, tmp_path):
     archive, sha = tmp_path / "archive", _sha(video)
     assert _cli("run", str(video), "--out", str(archive), *run_args).returncode == 0

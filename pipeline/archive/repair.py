@@ -16,26 +16,29 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.archive import custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, tidy_after_kill
+from pipeline.archive.integrity import bundles_in
 
 
 def repair(archive: str | Path, sha256: str | None = None) -> list[str]:
     """Repair the archive (or one video's part of it); one line per thing done, [] when all was well."""
     archive = Path(archive)
     done = _tidy(archive, sha256[:12] if sha256 else "")
+    bundles = {b.name[:12]: b for b in bundles_in(archive)}  # one listing, not one per video
     for sha in [sha256] if sha256 else _videos(archive):
-        done += [f"{sha[:12]}: {line}" for line in repair_video(archive, sha)]
+        done += [f"{sha[:12]}: {line}" for line in repair_video(archive, sha, bundles.get(sha[:12]))]
     return done
 
 
-def repair_video(archive: Path, sha256: str) -> list[str]:
-    """The custody log of one video made whole and complete again; what was done."""
+def repair_video(archive: Path, sha256: str, bundle: Path | None = None) -> list[str]:
+    """The custody log of one video made whole and complete again (`bundle`: its folder, else looked up);
+    what was done."""
     done = []
     if torn := custody.repair_torn_tail(archive, sha256):
         done.append(f"a custody line a crash cut off ({torn['size']} bytes) set aside in {custody.DIR}/{torn['kept']}")
     if event := originals.record_unlogged(archive, sha256):
         done.append(f"the archive's copy of the original ({event['path']}) was not logged: re-hashed, logged")
-    bundle = find_bundle(archive, sha256)
-    if bundle is None:
+    bundle = bundle or find_bundle(archive, sha256)
+    if bundle is None or _source_sha(bundle) != sha256:
         return done
     for event in custody.record_unlogged_revisions(archive, sha256, bundle):
         done.append(f"revision {event['revision']} of {bundle.name} was not logged: its files check out, logged")

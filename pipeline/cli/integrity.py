@@ -125,10 +125,12 @@ def _resolve_reading(archive: Path, key: str) -> tuple[Path, Path | None]:
                  and (len(key) <= 12 or (_source(b).get("sha256") or "").startswith(key.lower()))]
     if not found:
         found = [b for b in bundles if _source(b).get("file_name") in (key, given.name)]
-    if len(found) != 1:
-        listed = "; ".join(b.name for b in found)
-        raise catalog.CatalogError(f"{key!r} matches {len(found)} bundles in {archive}{f' ({listed})' if found else ''}"
-                                   ": give the id or the bundle folder's name (`ls` the archive to see them)")
+    if not found:
+        raise catalog.CatalogError(f"no bundle in {archive} matches {key!r}: give its id (4 or more characters), "
+                                   "SHA-256, file name or bundle folder (`testimony list` shows them)")
+    if len(found) > 1:
+        raise catalog.CatalogError(f"{key!r} matches {len(found)} bundles ({'; '.join(b.name for b in found)}): "
+                                   "give the bundle folder's name instead")
     return found[0], None
 
 
