@@ -52,6 +52,16 @@ def lock_path(archive: str | Path, sha256: str, kind: str = BUNDLE) -> Path:
     return Path(archive) / DIR / f"{video_id(sha256)}{tail}"
 
 
+def _forget_in_child() -> None:
+    """A forked child has only the thread that forked: locks other threads held are not its own."""
+    global _TABLE
+    _THREAD_LOCKS.clear()
+    _TABLE = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _thread_lock(key: str) -> threading.Lock:
     """This process's lock for one lock file (one per file, made on first use, kept: they are small)."""
     with _TABLE:
@@ -110,14 +120,16 @@ class VideoLock:
             _thread_lock(str(self.path)).release()
 
     def _open(self) -> int | None:
-        """The lock file's descriptor; a shared take never creates it (None: no writer ever locked)."""
+        """The lock file's descriptor; a shared take never creates it, and reads without one where
+        there is none or it may not open it (None: no writer ever locked, or a reader outside the
+        archive's owner and group, e.g. of a forensic copy)."""
         if self.shared:
             try:
                 return os.open(self.path, os.O_RDONLY)
-            except FileNotFoundError:
+            except (FileNotFoundError, PermissionError):
                 return None
         config.private_dirs(self.path.parent)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, config.file_mode())  # a group reader may lock shared
 
     def __enter__(self) -> "VideoLock":
         held, key = _HELD.get(), str(self.path)
