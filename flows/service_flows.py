@@ -23,7 +23,7 @@ from pipeline import config
 from pipeline.archive import catalog
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
-from pipeline.names import display_name, display_path
+from pipeline.names import display_name, display_path, one_line
 from pipeline.run import process
 from pipeline.run.sidecar import SidecarError, is_sidecar, sidecar_path
 
@@ -143,7 +143,8 @@ def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str | 
         if not _machine_fault(exc):
             return _set_aside(path, inbox_dir, archive, exc)
         # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
-        reason = f"{exc}. {display_name(path)} stays in the inbox: fix this, then restart serve (or touch the file)"
+        reason = (f"{_text(exc)}. {display_name(path)} stays in the inbox: fix this, then restart serve "
+                  "(or touch the file)")
         try:
             catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
         except Exception:  # the archive itself may be what is failing
@@ -162,7 +163,7 @@ def _move_done(path: Path, inbox: Path) -> str:
         return f" (moved to {display_path(move_out(path, inbox, DONE_DIR))})"
     except (OSError, TestimonyError) as exc:
         get_run_logger().warning("%s stays in the inbox: %s", display_name(path), exc)
-        return f" (left in the inbox: {exc})"
+        return f" (left in the inbox: {_text(exc)})"
 
 
 def _refuse(path: Path, inbox: Path, archive: Path, reason: str, movable: bool) -> State:
@@ -172,7 +173,7 @@ def _refuse(path: Path, inbox: Path, archive: Path, reason: str, movable: bool) 
         try:
             where = f"; set aside as {display_path(set_aside(path, inbox, reason))}"
         except (OSError, TestimonyError) as exc:
-            where = f"; left in the inbox ({exc})"
+            where = f"; left in the inbox ({_text(exc)})"
     catalog.record_arrival(archive, None, str(path), f"refused: {reason}")
     message = f"{display_name(path)} refused: {reason}{where}"
     get_run_logger().error("%s", message)
@@ -200,15 +201,21 @@ def _machine_fault(exc: BaseException) -> bool:
 
 def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> State:
     """Bad input (or a fault we cannot place): keep the file, say why, keep serving."""
-    reason = str(exc) or type(exc).__name__
+    reason = _text(exc)
     try:
         where = f"set aside as {display_path(set_aside(path, inbox, reason))}"
     except (OSError, TestimonyError) as failure:  # failed/ planted as a symlink: nothing moves through it
-        where = f"left in the inbox ({failure})"
+        where = f"left in the inbox ({_text(failure)})"
     catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
     message = f"{display_name(path)} {where}: {reason}"
     get_run_logger().error("%s", message)
     return _failed(message)
+
+
+def _text(exc: BaseException) -> str:
+    """An error as one line of text for the catalog and the console, whatever bytes a file name in it
+    holds (a name that is not UTF-8 would make the catalog's insert fail)."""
+    return one_line(display_path(str(exc) or type(exc).__name__))
 
 
 def _sha256_of(bundle: Path) -> str:

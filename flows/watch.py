@@ -21,6 +21,7 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from pipeline.names import display_name
 from pipeline.run.sidecar import is_sidecar
 
 from .service_flows import DONE_DIR, FAILED_DIR, language_folder, to_payload
@@ -115,7 +116,7 @@ class InboxWatcher(FileSystemEventHandler):
                 try:
                     self.announce(path)
                 except Exception as exc:  # the server may be restarting: try again next round
-                    print(f"watch: could not announce {path.name} ({exc}); retrying", flush=True)
+                    print(f"watch: could not announce {display_name(path)} ({exc}); retrying", flush=True)
                     with self._lock:
                         self._pending[path] = (-1, time.monotonic())
 
