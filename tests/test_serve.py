@@ -58,8 +58,8 @@ def service(tmp_path_factory, converted_base, clips):
     log = open(root / "serve.log", "w")
     began = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
-                             str(archive), "--port", str(port), "--settle", "1.5"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+                             str(archive), "--port", str(port), "--review-port", str(_free_port()), "--settle", "1.5"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api"
     while "ready in" not in (root / "serve.log").read_text():
         if proc.poll() is not None or time.monotonic() - began > 180:
