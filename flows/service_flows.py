@@ -1,8 +1,9 @@
 """The flows `testimony serve` deploys: a dropped file, a whole folder, and re-translating a transcript.
 
 Each runs the stages of `process-video` (as tasks, so every stage shows in the UI) and adds what the
-service owes the archive team: a failed file set aside with its reason, a duplicate recorded against
-the first bundle, and the catalog and artifacts kept current. A dropped file's stages run as tasks of
+service owes the archive team: a failed file set aside with its reason, an archived one moved out of the
+inbox, a duplicate recorded against the first bundle, nothing followed through a symlink, and the
+catalog and artifacts kept current. A dropped file's stages run as tasks of
 its own `inbox` run, not in a subflow: a flow run costs about a second of setup and teardown, and a
 burst pays it per file.
 """
