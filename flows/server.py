@@ -118,10 +118,10 @@ def owned(api_url: str, archive: Path, auth_string: str | None) -> bool:
         return False  # this archive never started a server
     try:
         answer = httpx.get(f"{api_url}/variables/name/{OWNER_VARIABLE}", auth=_auth(auth_string), timeout=10)
-    except httpx.HTTPError:
+        value = answer.json().get("value") if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):  # no answer, or not Prefect's JSON
         return False
-    return answer.status_code == 200 and secrets.compare_digest(
-        str(answer.json().get("value")), owner_token(archive))
+    return value is not None and secrets.compare_digest(str(value).encode(), owner_token(archive).encode())
 
 
 def claim(api_url: str, archive: Path, auth_string: str | None) -> None:

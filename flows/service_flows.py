@@ -1,25 +1,29 @@
 """The flows `testimony serve` deploys: a dropped file, a whole folder, and re-translating a transcript.
 
 Each runs the stages of `process-video` (as tasks, so every stage shows in the UI) and adds what the
-service owes the archive team: a failed file set aside with its reason, a duplicate recorded against
-the first bundle, and the catalog and artifacts kept current. A dropped file's stages run as tasks of
+service owes the archive team: a failed file set aside with its reason, an archived one moved out of the
+inbox, a duplicate recorded against the first bundle, nothing followed through a symlink, and the
+catalog and artifacts kept current. A dropped file's stages run as tasks of
 its own `inbox` run, not in a subflow: a flow run costs about a second of setup and teardown, and a
 burst pays it per file.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
+from prefect.states import Failed
 
 from pipeline import config
 from pipeline.archive import catalog
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import ModelMissingError, OriginalChangedError, TestimonyError
-from pipeline.names import display_name
+from pipeline.names import display_name, display_path, one_line
 from pipeline.run import process
 from pipeline.run.sidecar import SidecarError, is_sidecar, sidecar_path
 from pipeline.transcript import read_json
@@ -27,22 +31,62 @@ from pipeline.transcript import read_json
 from .process_video import prefect_stages, process_video, process_video_flow, show_in_ui
 
 FAILED_DIR = "failed"
+DONE_DIR = "done"  # processed files leave the inbox, so a restart announces and hashes nothing again
+BYTES_PREFIX = "fsbytes:"  # an event payload carrying a file name that is not UTF-8
+
+
+def to_payload(path: Path) -> str:
+    """The path as event text: itself when UTF-8, else its bytes in base64 (a JSON payload cannot hold
+    them, and such a name must be processed, not dropped)."""
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return BYTES_PREFIX + base64.urlsafe_b64encode(os.fsencode(path)).decode("ascii")
+
+
+def from_payload(text: str) -> Path:
+    if text.startswith(BYTES_PREFIX):  # never an absolute path, which is all the watcher sends otherwise
+        return Path(os.fsdecode(base64.urlsafe_b64decode(text[len(BYTES_PREFIX):])))
+    return Path(text)
+
+
+def own_folder(inbox: Path, name: str) -> Path:
+    """`inbox/<name>`, made if missing; refused when it is a symlink or a file someone planted, so
+    nothing is ever moved or written through it."""
+    folder = inbox / name
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):
+        raise TestimonyError(f"{display_path(folder)} is a symlink or a file, not a folder: nothing is moved "
+                             "through it. Remove it; serve makes the folder itself")
+    return folder
+
+
+def move_out(video: Path, inbox: Path, name: str) -> Path:
+    """Move `video` (with its sidecar) into `inbox/<name>/` under a free name; a symlink moves as the
+    link, never followed, and the bytes are untouched (same file system)."""
+    folder = own_folder(inbox, name)
+    target, n = folder / video.name, 1
+    while os.path.lexists(target) or os.path.lexists(target.with_name(target.name + ".reason.txt")):
+        n += 1
+        target = folder / f"{video.stem}-{n}{video.suffix}"
+    os.rename(video, target)
+    if os.path.lexists(notes := sidecar_path(video)):  # the sidecar goes with its video
+        os.rename(notes, sidecar_path(target))
+    return target
 
 
 def set_aside(video: Path, inbox: Path, reason: str) -> Path:
     """Move a file that failed into `inbox/failed/` beside a reason file; never delete or change it."""
-    failed = inbox / FAILED_DIR
-    failed.mkdir(exist_ok=True)
-    target, n = failed / video.name, 1
-    while target.exists() or target.is_symlink():
-        n += 1
-        target = failed / f"{video.stem}-{n}{video.suffix}"
-    os.rename(video, target)  # same file system: the bytes are untouched
-    if (notes := sidecar_path(video)).is_file():  # the sidecar goes with its video
-        os.rename(notes, sidecar_path(target))
+    target = move_out(video, inbox, FAILED_DIR)
     note = target.with_name(target.name + ".reason.txt")
-    note.write_text(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\n"
-                    f"file: {video}\nreason: {reason}\n", encoding="utf-8")
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\nfile: {video}\nreason: {reason}\n")
     return target
 
 
@@ -52,7 +96,7 @@ def language_folder(name: str) -> str | None:
 
     from pipeline.run.options import language_code
 
-    if name == FAILED_DIR or name.startswith(".") or name == "auto":
+    if name in (FAILED_DIR, DONE_DIR) or name.startswith(".") or name == "auto":
         return None
     try:
         return language_code(name) if len(name) <= 3 else None
@@ -60,45 +104,81 @@ def language_folder(name: str) -> str | None:
         return None
 
 
-def _outside(video: Path, inbox: Path) -> bool:
-    """A name or symlink that leads out of the inbox is never read."""
-    try:
-        video.resolve().relative_to(inbox.resolve())
-    except ValueError:
-        return True
-    return False
+def _refusal(video: Path, inbox: Path) -> tuple[str, bool] | None:
+    """Why a path is not read, and whether the entry itself may be set aside; None when it may be read.
+
+    Nothing is followed: the file and its folder must be what they say, not symlinks (a link's target
+    could be anywhere, or swapped after a check)."""
+    inbox = inbox.absolute()
+    if ".." in video.parts or inbox not in (video.parent, video.parent.parent):
+        return "the path leads outside the inbox (../ in the name); it was not read", False
+    if video.parent != inbox and os.path.islink(video.parent):
+        return f"its folder {video.parent.name}/ is a symbolic link; it was not followed", False
+    if os.path.islink(video):
+        return "it is a symbolic link; it was not followed (copy the file itself into the inbox)", True
+    if os.path.islink(sidecar_path(video)):
+        return f"its sidecar {sidecar_path(video).name} is a symbolic link; it was not followed", True
+    return None
+
+
+def _failed(message: str) -> State:
+    """The run's final state: Failed, with one message (raising would print a traceback and repeat it)."""
+    return Failed(message=message)
 
 
 @flow(name="process-inbox-file", log_prints=True)
-def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str:
-    """One file dropped into the inbox: processed once per content, or set aside with a reason."""
-    path, inbox_dir, archive = Path(video), Path(inbox), config.archive_dir(out)
-    if _outside(path, inbox_dir):
-        reason = "the path leads outside the inbox (a symlink or ../ in the name); it was not read"
-        catalog.record_arrival(archive, None, str(path), f"refused: {reason}")
-        raise TestimonyError(f"{path}: {reason}")
-    if not path.exists():
-        return f"{path} is gone (moved away before it was processed)"
-    if path.is_dir() and not path.is_symlink():  # a folder is never a video, and never set aside
-        return f"{path} is a folder, not a video: left where it is"
-    language = language_folder(path.parent.name) if path.parent.resolve() != inbox_dir.resolve() else None
+def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str | State:
+    """One file dropped into the inbox: processed once per content and moved to `inbox/done/`, or set
+    aside in `inbox/failed/` with a reason."""
+    path, inbox_dir, archive = from_payload(video), Path(inbox), config.archive_dir(out)
+    if not os.path.lexists(path):
+        return f"{display_path(path)} is gone (moved away before it was processed)"
+    if refused := _refusal(path, inbox_dir):
+        return _refuse(path, inbox_dir, archive, *refused)
+    if path.is_dir():  # a folder is never a video, and never set aside
+        return f"{display_path(path)} is a folder, not a video: left where it is"
+    language = language_folder(path.parent.name) if path.parent != inbox_dir.absolute() else None
     try:
         result = process_video(str(path), out=str(archive), **({"language": language} if language else {}))
     except Exception as exc:
         if not _machine_fault(exc):
-            _set_aside(path, inbox_dir, archive, exc)
-            raise
+            return _set_aside(path, inbox_dir, archive, exc)
         # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
-        reason = f"{exc}. {path.name} stays in the inbox: fix this, then restart serve (or touch the file)"
+        reason = (f"{_text(exc)}. {display_name(path)} stays in the inbox: fix this, then restart serve "
+                  "(or touch the file)")
         try:
             catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
         except Exception:  # the archive itself may be what is failing
             pass
         get_run_logger().error("%s", reason)
-        raise
+        return _failed(reason)
     outcome = "processed" if result.status == "done" else _reuse_outcome(result.bundle, path)
     catalog.record_arrival(archive, _sha256_of(result.bundle), str(path), outcome)
-    return f"{path.name}: {outcome} -> {result.bundle}"
+    done = _move_done(path, inbox_dir)
+    return f"{display_name(path)}: {outcome} -> {result.bundle}{done}"
+
+
+def _move_done(path: Path, inbox: Path) -> str:
+    """Archived: the file leaves the inbox for `inbox/done/` (a failure here loses nothing: it stays)."""
+    try:
+        return f" (moved to {display_path(move_out(path, inbox, DONE_DIR))})"
+    except (OSError, TestimonyError) as exc:
+        get_run_logger().warning("%s stays in the inbox: %s", display_name(path), exc)
+        return f" (left in the inbox: {_text(exc)})"
+
+
+def _refuse(path: Path, inbox: Path, archive: Path, reason: str, movable: bool) -> State:
+    """A path that would be followed out of the inbox: never read; the link itself set aside when it can."""
+    where = ""
+    if movable:
+        try:
+            where = f"; set aside as {display_path(set_aside(path, inbox, reason))}"
+        except (OSError, TestimonyError) as exc:
+            where = f"; left in the inbox ({_text(exc)})"
+    catalog.record_arrival(archive, None, str(path), f"refused: {reason}")
+    message = f"{display_name(path)} refused: {reason}{where}"
+    get_run_logger().error("%s", message)
+    return _failed(message)
 
 
 def _reuse_outcome(bundle: Path, path: Path) -> str:
@@ -120,12 +200,23 @@ def _machine_fault(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # torch's CUDA/CPU OOM
 
 
-def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> None:
+def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> State:
     """Bad input (or a fault we cannot place): keep the file, say why, keep serving."""
-    reason = str(exc) or type(exc).__name__
-    target = set_aside(path, inbox, reason)
+    reason = _text(exc)
+    try:
+        where = f"set aside as {display_path(set_aside(path, inbox, reason))}"
+    except (OSError, TestimonyError) as failure:  # failed/ planted as a symlink: nothing moves through it
+        where = f"left in the inbox ({_text(failure)})"
     catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
-    get_run_logger().error("%s set aside as %s: %s", path.name, target, reason)
+    message = f"{display_name(path)} {where}: {reason}"
+    get_run_logger().error("%s", message)
+    return _failed(message)
+
+
+def _text(exc: BaseException) -> str:
+    """An error as one line of text for the catalog and the console, whatever bytes a file name in it
+    holds (a name that is not UTF-8 would make the catalog's insert fail)."""
+    return one_line(display_path(str(exc) or type(exc).__name__))
 
 
 def _sha256_of(bundle: Path) -> str:

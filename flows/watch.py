@@ -4,7 +4,8 @@ Prefect has no file-system trigger, so a watchdog observer reports files closed 
 in, and each is announced only once its size has stopped changing (a slow copy over a network share
 closes and reopens, or a share's client never reports the close at all). The `process-inbox-file`
 deployment's trigger turns each event into a flow run, so every run shows in the UI with the
-automation that started it. Files already there when the watcher starts are announced too.
+automation that started it. Files already there when the watcher starts are announced too; a
+processed file has left for `inbox/done/`, so a restart announces only what is still to do.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Callable
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from pipeline.names import display_name
 from pipeline.run.sidecar import is_sidecar
 
-from .service_flows import FAILED_DIR, language_folder
+from .service_flows import DONE_DIR, FAILED_DIR, language_folder, to_payload
 
 ARRIVED = "testimony.video.arrived"
 LANGUAGE_FOLDERS = ("kk", "ug")  # made by serve: Whisper cannot tell Uyghur, so a user says it here
@@ -37,15 +39,17 @@ def emit_arrival(path: Path) -> None:
     digest = hashlib.sha256(f"{path}|{path.stat().st_size}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
     emit_event(event=ARRIVED, resource={"prefect.resource.id": f"testimony.inbox.{digest}",
                                         "prefect.resource.name": os.fsencode(path.name).decode("utf-8", "replace")},
-               payload={"path": os.fsdecode(path)})
+               payload={"path": to_payload(path)})  # a name that is not UTF-8 travels as its bytes
 
 
 def _candidate(path: Path, inbox: Path) -> bool:
-    """Files of the inbox and of its language folders (`inbox/kk/`): not our failed/ folder, not a
-    video's sidecar (read with the video), not hidden or partial downloads."""
+    """Files of the inbox and of its language folders (`inbox/kk/`): not our failed/ and done/ folders,
+    not a video's sidecar (read with the video), not hidden or partial downloads. A symlink is a
+    candidate: its run refuses it with a reason and sets the link aside, never following it."""
     folder_ok = path.parent == inbox or (path.parent.parent == inbox and language_folder(path.parent.name))
     return (folder_ok and not path.name.startswith(".") and not is_sidecar(path)
-            and not path.name.endswith((".part", ".partial", ".crdownload", ".tmp")) and path.name != FAILED_DIR)
+            and not path.name.endswith((".part", ".partial", ".crdownload", ".tmp"))
+            and path.name not in (FAILED_DIR, DONE_DIR))
 
 
 class InboxWatcher(FileSystemEventHandler):
@@ -92,7 +96,8 @@ class InboxWatcher(FileSystemEventHandler):
             (self.inbox / code).mkdir(exist_ok=True)
         self._observer.schedule(self, str(self.inbox), recursive=True)
         self._observer.start()
-        folders = [self.inbox, *(p for p in sorted(self.inbox.iterdir()) if p.is_dir() and language_folder(p.name))]
+        folders = [self.inbox, *(p for p in sorted(self.inbox.iterdir())
+                                 if p.is_dir() and not p.is_symlink() and language_folder(p.name))]
         for folder in folders:  # what arrived while nobody was watching
             for path in sorted(folder.iterdir()):
                 if path.is_file() or path.is_symlink():
@@ -111,7 +116,7 @@ class InboxWatcher(FileSystemEventHandler):
                 try:
                     self.announce(path)
                 except Exception as exc:  # the server may be restarting: try again next round
-                    print(f"watch: could not announce {path.name} ({exc}); retrying", flush=True)
+                    print(f"watch: could not announce {display_name(path)} ({exc}); retrying", flush=True)
                     with self._lock:
                         self._pending[path] = (-1, time.monotonic())
 

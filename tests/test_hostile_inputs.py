@@ -232,3 +232,18 @@ def test_a_pipe_named_like_a_video_is_refused_unread(media, tiny_whisper, tmp_pa
     assert out[0] == (f"FAILED {tmp_path / 'x.mp4'}: is not a regular file (a pipe, socket or "
                       "device). Copy the recording itself into a file and give that."), out
     assert out[1].endswith("\tdone")
+
+
+def test_a_decode_that_hangs_is_stopped(tmp_path, monkeypatch):
+    """A playlist whose first entry is real audio (so the probe passes) and whose second is a pipe: the
+    decode waits on the pipe until its deadline, is killed, and leaves no partial WAV."""
+    from pipeline.errors import BadInputError
+    from pipeline.stages.media import extract_audio, probe
+
+    monkeypatch.setenv("TESTIMONY_EXTRACT_TIMEOUT", "3")
+    mf.ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1", "-ar", "16000", str(tmp_path / "a.wav"))
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "list.mp4").write_text("ffconcat version 1.0\nfile a.wav\nfile pipe.wav\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match="extracting the audio.* did not finish within 3 s and was stopped"):
+        extract_audio(probe(tmp_path / "list.mp4"), tmp_path / "work" / "audio.wav")
+    assert os.listdir(tmp_path / "work") == [], "no partial WAV is left"

@@ -152,10 +152,12 @@ def test_move_slow_copy_duplicate_and_uyghur_name(service, clips, tmp_path):
 
     slow_runs = [r for r in _inbox_runs(service["api"]) if r["parameters"]["video"].endswith("slow copy.mp4")]
     assert len(slow_runs) == 1, "one run per file, however slowly it arrived"
-    slow_bundle = next(service["archive"].glob(f"{_sha(inbox / 'slow copy.mp4')[:12]}-*"))
+    assert not (inbox / "slow copy.mp4").exists(), "a processed file leaves the inbox"
+    slow_bundle = next(service["archive"].glob(f"{_sha(inbox / 'done' / 'slow copy.mp4')[:12]}-*"))
     transcript = json.loads((slow_bundle / "transcript.json").read_text(encoding="utf-8"))
     assert "truncated" not in transcript["flags"], "read only once complete"
-    assert next(service["archive"].glob(f"{_sha(inbox / UYGHUR_NAME)[:12]}-*")).is_dir()
+    assert next(service["archive"].glob(f"{_sha(inbox / 'done' / UYGHUR_NAME)[:12]}-*")).is_dir()
+    assert (inbox / "done" / "same content, other name.mp4").is_file(), "a duplicate leaves the inbox too"
 
 
 def test_burst_with_a_broken_file_among_good_ones(service, tmp_path):
@@ -203,9 +205,10 @@ def test_a_language_folder_states_the_language_and_a_broken_sidecar_waits(servic
     assert (inbox / "told.mp4").exists() and not (inbox / "failed" / "told.mp4").exists(), "it waits, kept"
 
     (inbox / "told.mp4.json").write_text('{"language": "en", "place": "Almaty"}', encoding="utf-8")
+    told_sha = _sha(inbox / "told.mp4")
     os.utime(inbox / "told.mp4")  # touched: announced again
     deadline = time.monotonic() + 300
-    while not (found := list(service["archive"].glob(f"{_sha(inbox / 'told.mp4')[:12]}-*/transcript.json"))):
+    while not (found := list(service["archive"].glob(f"{told_sha[:12]}-*/transcript.json"))):
         assert time.monotonic() < deadline, service["log"].read_text()[-3000:]
         time.sleep(1)
     told = json.loads(found[0].read_text(encoding="utf-8"))

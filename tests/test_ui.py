@@ -55,7 +55,8 @@ def service(tmp_path_factory, converted_base):
     log = open(log_path, "w")
     began = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "serve", "--inbox", str(inbox), "--out",
-                             str(archive), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             str(archive), "--port", str(port), "--review-port", str(_free_port())],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)  # a busy review port stops serve
     while "ready in" not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() - began > 180:
             proc.kill()

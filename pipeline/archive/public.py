@@ -137,7 +137,8 @@ def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, 
         args["vcodec"] = "copy"
     cmd = ffmpeg.output(*streams, str(dest), **args).global_args("-nostdin", "-hide_banner", "-loglevel", "error") \
         .overwrite_output().compile(cmd=ffmpeg_binary())
-    done = run_tool(cmd, original, extract_timeout(duration), f"ffmpeg (writing the public {kind})")
+    timeout = extract_timeout(duration, original.stat().st_size)
+    done = run_tool(cmd, original, timeout, f"ffmpeg (writing the public {kind})")
     if done.returncode != 0:
         detail = done.stderr.decode("utf-8", "replace").strip()[-400:]
         raise IntegrityError(f"ffmpeg could not write the public {kind} ({detail}); the archive is unchanged")

@@ -10,8 +10,11 @@ decode a testimony in the wrong language.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,11 +57,11 @@ def is_sidecar(path: Path) -> bool:
 def read_sidecar(video: str | Path) -> Sidecar | None:
     """The video's sidecar, checked; None when there is none."""
     path = sidecar_path(Path(video))
-    if not path.is_file():
+    data = _read_own_file(path)
+    if data is None:
         return None
-    data = path.read_bytes()
     if len(data) > MAX_BYTES:
-        raise SidecarError(f"{path}: {len(data)} bytes; a sidecar holds a few fields, at most 1 MiB")
+        raise SidecarError(f"{path}: over {MAX_BYTES} bytes; a sidecar holds a few fields, at most 1 MiB")
     try:
         content = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -67,6 +70,24 @@ def read_sidecar(video: str | Path) -> Sidecar | None:
         raise SidecarError(f"{path}: expected a JSON object such as {{\"language\": \"ug\"}}; the video waits")
     _check(path, content)
     return Sidecar(path, hashlib.sha256(data).hexdigest(), content)
+
+
+def _read_own_file(path: Path) -> bytes | None:
+    """The sidecar's bytes, read through one descriptor that never follows a symlink (a link planted
+    beside a video could point at any file this user can read); None when there is no regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a pipe must not block the open
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SidecarError(f"{path}: a symbolic link; a sidecar is never followed. Put the file itself "
+                               "there; the video waits") from None
+        raise
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read(MAX_BYTES + 1)
 
 
 def _check(path: Path, content: dict[str, Any]) -> None:

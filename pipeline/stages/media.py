@@ -32,7 +32,7 @@ TRUNCATION_TOLERANCE_RATIO = 0.02
 # pipe, a network stream), and one such file must not stop a batch or the service.
 PROBE_TIMEOUT_ENV = "TESTIMONY_PROBE_TIMEOUT"  # seconds for a probe (default 60)
 EXTRACT_TIMEOUT_ENV = "TESTIMONY_EXTRACT_TIMEOUT"  # the least seconds a decode gets (default 120)
-UNKNOWN_DURATION_S = 4 * 3600  # a decode of a file that states no length gets this long (x2)
+BYTES_PER_SECOND = 1_000_000  # the least a decode of a file that states no length must read
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,11 @@ def probe_timeout() -> float:
     return _seconds_from_env(PROBE_TIMEOUT_ENV, 60.0)
 
 
-def extract_timeout(duration: float | None) -> float:
-    """Decoding audio runs at hundreds of times real time: twice the media's length is a hung decode."""
+def extract_timeout(duration: float | None, size: int = 0) -> float:
+    """Decoding audio runs at hundreds of times real time: twice the media's length is a hung decode.
+    A file that states no length gets a second per MB it holds (no disk reads slower than that)."""
     floor = _seconds_from_env(EXTRACT_TIMEOUT_ENV, 120.0)
-    return max(floor, 2 * (duration if duration and duration > 0 else UNKNOWN_DURATION_S))
+    return max(floor, 2 * duration if duration and duration > 0 else size / BYTES_PER_SECOND)
 
 
 def run_tool(args: list[str], path: Path, timeout: float, what: str) -> subprocess.CompletedProcess:
@@ -265,8 +266,8 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
         .overwrite_output()
     )
     try:
-        done = run_tool(cmd.compile(cmd=ffmpeg_binary()), info.path, extract_timeout(stream.duration or info.duration),
-                        "ffmpeg (extracting the audio)")
+        timeout = extract_timeout(stream.duration or info.duration, info.path.stat().st_size)
+        done = run_tool(cmd.compile(cmd=ffmpeg_binary()), info.path, timeout, "ffmpeg (extracting the audio)")
         detail = done.stderr.decode("utf-8", "replace")
         _check_written(detail, partial)
         if done.returncode != 0:
