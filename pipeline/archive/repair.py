@@ -17,6 +17,7 @@ from pipeline import __version__
 from pipeline.archive import custody, originals
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, tidy_after_kill
 from pipeline.archive.integrity import bundles_in
+from pipeline.archive.locks import bundle_lock
 
 
 def repair(archive: str | Path, sha256: str | None = None) -> list[str]:
@@ -31,7 +32,13 @@ def repair(archive: str | Path, sha256: str | None = None) -> list[str]:
 
 def repair_video(archive: Path, sha256: str, bundle: Path | None = None) -> list[str]:
     """The custody log of one video made whole and complete again (`bundle`: its folder, else looked up);
-    what was done."""
+    what was done. Under the video's bundle lock, so a save or publish is never caught between its
+    rename and its custody line (which would log its revision twice)."""
+    with bundle_lock(archive, sha256):
+        return _repair_video(archive, sha256, bundle)
+
+
+def _repair_video(archive: Path, sha256: str, bundle: Path | None) -> list[str]:
     done = []
     if torn := custody.repair_torn_tail(archive, sha256):
         done.append(f"a custody line a crash cut off ({torn['size']} bytes) set aside in {custody.DIR}/{torn['kept']}")
