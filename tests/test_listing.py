@@ -32,10 +32,11 @@ def _publish(archive: Path, name: str, speakers: tuple[str, ...] = ()) -> str:
     return t.source.sha256
 
 
-def _save(archive: Path, sha: str, **checked: bool) -> None:
-    """Mark the segments named s0, s1 ... checked (or not) in one save."""
+def _save(archive: Path, sha: str, texts: dict[int, str] | None = None, **checked: bool) -> None:
+    """Mark the segments named s0, s1 ... checked (or not), and give some new text, in one save."""
     newest = revisions.newest(find_bundle(archive, sha))
-    segments = [{**s, "checked": checked.get(f"s{s['id']}", s.get("checked", False))} for s in newest.segments]
+    segments = [{**s, "checked": checked.get(f"s{s['id']}", s.get("checked", False)),
+                 "text": (texts or {}).get(s["id"], s["text"])} for s in newest.segments]
     save_revision(archive, sha, base=newest.sha256, author="Aigul", segments=segments)
 
 
@@ -62,7 +63,21 @@ def test_a_save_updates_the_review_state_in_the_catalog_and_list(archive, capsys
     assert (videos["witness 1.mp4"].review, videos["witness 1.mp4"].checked) == (catalog.IN_REVIEW, 1)
     assert (videos["witness 2.mp4"].review, videos["witness 2.mp4"].checked) == (catalog.REVIEWED, 3)
     assert videos["witness 0.mp4"].speakers == 2
+    rows = "SELECT n, segment, text FROM segments WHERE sha256 = ? ORDER BY segment"
+    with catalog.connect(archive) as con:
+        before = con.execute(rows, (_sha("witness 2.mp4"),)).fetchall()
     _save(archive, _sha("witness 2.mp4"), s1=False)  # a segment unchecked again: back in review
+    with catalog.connect(archive) as con:
+        after = con.execute(rows, (_sha("witness 2.mp4"),)).fetchall()
+    assert [tuple(r)[1:] for r in after] == [tuple(r)[1:] for r in before]
+    assert [a["n"] == b["n"] for a, b in zip(after, before)] == [True, True, True], \
+        "a change the catalog does not keep (checked) rewrites no segment row"
+    _save(archive, _sha("witness 2.mp4"), texts={1: "Екі жыл өтті"})
+    with catalog.connect(archive) as con:
+        edited = con.execute(rows, (_sha("witness 2.mp4"),)).fetchall()
+    assert [a["n"] == b["n"] for a, b in zip(edited, after)] == [True, False, True], "only the edited row"
+    assert [h.segment for h in catalog.search(archive, "өтті")] == [1]
+    assert _sha("witness 2.mp4") not in {h.sha256 for h in catalog.search(archive, "жыл болды")}
     assert next(v.review for v in catalog.list_videos(archive) if v.file_name == "witness 2.mp4") == catalog.IN_REVIEW
 
     assert main(["list", "--out", str(archive)]) == 0

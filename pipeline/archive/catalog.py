@@ -221,19 +221,35 @@ def _index(con: sqlite3.Connection, archive: Path, bundle: Path) -> None:
     state = review_state(len(t.segments), checked, reviewed(bundle))
     speakers = len({s.speaker for s in t.segments if s.speaker})
     with _transaction(con):
-        con.execute("DELETE FROM segments WHERE sha256 = ?", (sha,))
+        _index_segments(con, sha, [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
+                                    fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
+                                    speaker_name(t, s)) for s in t.segments])
         con.execute("INSERT OR REPLACE INTO videos (sha256, id, file_name, language, detected_language, duration, "
                     "status, bundle, created, segments, flags, transcript_mtime, review, checked, flagged, speakers)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (sha, sha[:12], t.source.file_name, t.language, t.detected_language, t.source.duration,
                      "done", _relative(archive, bundle), t.created, len(t.segments), json.dumps(t.flags), mtime,
                      state, checked, sum(bool(s.flags) for s in t.segments), speakers))
-        con.executemany(
-            "INSERT INTO segments (sha256, segment, start, \"end\", language, text, translation, original, english,"
-            " speaker, speaker_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
-              fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
-              speaker_name(t, s)) for s in t.segments])
+
+
+_SEGMENT_COLUMNS = ('sha256, segment, start, "end", language, text, translation, original, english, speaker, '
+                    'speaker_name')
+
+
+def _index_segments(con: sqlite3.Connection, sha: str, rows: list[tuple]) -> None:
+    """Make the video's segment rows `rows`, touching only those that differ: a review save changes a
+    few segments of hundreds, and rewriting them all (and their full-text entries) wrote megabytes."""
+    kept: dict[tuple, list[int]] = {}
+    for row in con.execute(f"SELECT n, {_SEGMENT_COLUMNS} FROM segments WHERE sha256 = ?", (sha,)):
+        kept.setdefault(tuple(row)[1:], []).append(row[0])
+    new = []
+    for row in rows:
+        if kept.get(row):
+            kept[row].pop()  # this one is already there, as it is
+        else:
+            new.append(row)
+    con.executemany("DELETE FROM segments WHERE n = ?", [(n,) for ns in kept.values() for n in ns])
+    con.executemany(f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", new)
 
 
 def index_bundle(archive: str | Path, bundle: str | Path) -> None:

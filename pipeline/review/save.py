@@ -93,7 +93,7 @@ def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, s
 def _publish(archive: Path, bundle: Path, transcript: Transcript, chain: list[Revision], segments: list[dict],
              changes: list[dict], author: str, base: int, merged: bool) -> Saved:
     newest = chain[-1]
-    files = {revisions.file_name(r.number): _stored_bytes(bundle, r) for r in chain}
+    files = {revisions.file_name(r.number): _stored(bundle, r) for r in chain}
     number = newest.number + 1
     data = revisions.encode(number, newest.sha256, author, _now(), base, segments, changes)
     files[revisions.file_name(number)] = data
@@ -108,10 +108,11 @@ def _publish(archive: Path, bundle: Path, transcript: Transcript, chain: list[Re
     return Saved(revision, published, merged=merged, warnings=catalog.index_or_warn(archive, published))
 
 
-def _stored_bytes(bundle: Path, revision: Revision) -> bytes:
-    """A revision's file as it is on disk; revision 0 made from transcript.json before the first save."""
+def _stored(bundle: Path, revision: Revision) -> bytes | Path:
+    """A revision's file on disk (linked into the new bundle, never copied); revision 0's bytes made
+    from transcript.json before the first save."""
     if revision.stored:
-        return (bundle / revisions.file_name(revision.number)).read_bytes()
+        return bundle / revisions.file_name(revision.number)
     return revisions.machine_draft(json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")))
 
 
