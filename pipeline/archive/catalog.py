@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 import unicodedata
 from contextlib import closing, contextmanager
@@ -302,17 +303,17 @@ def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None
     with connect(archive) as con:
         known = {r["bundle"]: r["transcript_mtime"] for r in con.execute("SELECT bundle, transcript_mtime "
                                                                          "FROM videos WHERE bundle IS NOT NULL")}
-        for bundle in sorted(archive.iterdir()):
-            if bundle.name.startswith(".") or not (bundle / TRANSCRIPT).is_file():
-                continue  # staging folders, the catalog itself, stray files
+        seen = set()
+        for bundle, rel, mtime in _transcripts(archive):
+            seen.add(rel)
             try:
-                if known.get(_relative(archive, bundle)) != (bundle / TRANSCRIPT).stat().st_mtime_ns:
+                if known.get(rel) != mtime:
                     _index(con, archive, bundle)
                     changed += 1
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 if on_error:
                     on_error(bundle, exc)
-        for rel in known:
+        for rel in known.keys() - seen:
             if not (archive / rel / TRANSCRIPT).is_file():
                 with _transaction(con):
                     for (sha,) in con.execute("SELECT sha256 FROM videos WHERE bundle = ?", (rel,)).fetchall():
@@ -320,6 +321,24 @@ def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None
                         con.execute("DELETE FROM videos WHERE sha256 = ?", (sha,))
                         changed += 1
     return changed
+
+
+def _transcripts(archive: Path) -> Iterator[tuple[Path, str, int]]:
+    """(folder, its name in the catalog, transcript.json's mtime) of each bundle, by name: one stat a
+    bundle, so the workspace's first page can afford a sync of ten thousand. Staging folders, the
+    catalog itself and stray files are passed over."""
+    with os.scandir(archive) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            found = os.stat(os.path.join(entry.path, TRANSCRIPT))
+        except OSError:
+            continue
+        if stat.S_ISREG(found.st_mode):
+            bundle = Path(entry.path)
+            yield bundle, _relative(archive, bundle) if entry.is_symlink() else entry.name, found.st_mtime_ns
 
 
 def _video(row: sqlite3.Row) -> Video:
