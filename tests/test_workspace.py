@@ -148,6 +148,24 @@ def test_archive_page_lists_review_state(browser, server, archive):
     page.context.close()
 
 
+def test_archive_page_pages_and_sorts_on_the_server(browser, server, archive):
+    page = _page(browser, server, "/?per_page=1")
+    name = page.locator("#bundles tbody tr a[href^='/edit/']")
+    expect(page.locator("#page-info")).to_have_text("1–1 of 2")
+    expect(name).to_have_text("interview.mp4")
+    assert page.locator("#previous").is_disabled()
+    page.click("#next")
+    expect(page.locator("#page-info")).to_have_text("2–2 of 2")
+    expect(name).to_have_text("kazakh witness.mp4")
+    assert page.locator("#next").is_disabled()
+    page.click("#bundles th[data-key='file_name']")  # the same column again: descending, from the start
+    expect(page.locator("#page-info")).to_have_text("1–1 of 2")
+    expect(name).to_have_text("kazakh witness.mp4")
+    page.click("#next")
+    expect(name).to_have_text("interview.mp4")
+    page.context.close()
+
+
 def test_edit_split_merge_check_and_save_from_the_browser(browser, server, archive):
     sha = next(v.sha256 for v in catalog.list_videos(archive) if v.sha256 != KK_SHA)
     page = _page(browser, server, f"/edit/{sha[:12]}")

@@ -34,7 +34,8 @@ function clock(seconds) {
 // ---------------------------------------------------------------- the archive page
 // The server filters, sorts and pages from its catalog: the page holds one page of rows, whatever the
 // archive's size. A newer request supersedes an older one still in flight.
-const archive = {key: "file_name", ascending: true, offset: 0, limit: 100, total: 0, asked: 0, timer: null};
+const archive = {key: "file_name", ascending: true, offset: 0, total: 0, asked: 0, timer: null,
+                 limit: Number(new URLSearchParams(location.search).get("per_page")) || 100};
 
 async function showArchive() {
   $("#archive").hidden = false;
