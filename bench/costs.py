@@ -209,21 +209,24 @@ def _mutate(rng: random.Random, word: str) -> str:
     return word[:i] + rng.choice(LETTERS) + word[i + 1:]
 
 
-def glossary_data(entries: int, segments: int, seed: int = 20) -> tuple[list[str], list[str]]:
+def glossary_data(entries: int, segments: int, seed: int = 20, vocabulary: int = 0) -> tuple[list[str], list[str]]:
     """Names of one to three words, and segments of ~15 words where now and then a name is said
-    exactly, inflected or misheard by a letter."""
+    exactly, inflected or misheard by a letter. The other words come from COMMON, or with `vocabulary`
+    from that many made-up words as well, drawn by Zipf's law as speech draws them."""
     rng = random.Random(seed)
+    words = COMMON + [_word(rng, 2, 12).lower() for _ in range(vocabulary)]
+    weights = [1 / rank for rank in range(1, len(words) + 1)]
     names: dict[str, None] = {}
     while len(names) < entries:
         names[" ".join(_word(rng, 3, 11) for _ in range(rng.choice((1, 1, 2, 3))))] = None
     texts = []
     for _ in range(segments):
-        words = [rng.choice(COMMON) for _ in range(rng.randint(10, 20))]
+        said = rng.choices(words, weights, k=rng.randint(10, 20))
         for _ in range(rng.randint(0, 2)):
             name = rng.choice(list(names)[:2000])
-            said = rng.choice((name, name + "да", _mutate(rng, name), _mutate(rng, name) + "ға"))
-            words.insert(rng.randrange(len(words) + 1), said)
-        texts.append(" ".join(words))
+            heard = rng.choice((name, name + "да", _mutate(rng, name), _mutate(rng, name) + "ға"))
+            said.insert(rng.randrange(len(said) + 1), heard)
+        texts.append(" ".join(said))
     return list(names), texts
 
 
@@ -231,7 +234,7 @@ def bench_glossary(args: argparse.Namespace, _tmp: Path) -> dict:
     from pipeline.stages import glossary
     from pipeline.transcript import Segment, Source, Transcript
 
-    names, texts = glossary_data(args.entries, args.glossary_segments)
+    names, texts = glossary_data(args.entries, args.glossary_segments, vocabulary=args.vocabulary)
     step = 3 * 3600.0 / args.interview_segments
     segments = [Segment(i, i * step, i * step + step * 0.9, text) for i, text in enumerate(texts)]
     transcript = Transcript(Source("x.mp4", "0" * 64, 1, 10800.0, {}), "kk", "kk", 0.9, {}, segments)
@@ -239,7 +242,8 @@ def bench_glossary(args: argparse.Namespace, _tmp: Path) -> dict:
     glossary.flag(transcript, glossary.Glossary(tuple(names)))
     took = time.perf_counter() - t0
     flagged = sum(bool(s.suggestions) for s in transcript.segments)
-    return {"entries": len(names), "segments timed": len(texts), "flagging s": round(took, 2),
+    return {"entries": len(names), "other words": len(COMMON) + args.vocabulary,
+            "segments timed": len(texts), "flagging s": round(took, 2),
             "segments flagged": flagged,
             f"scaled to {args.interview_segments} segments (3 h) s":
                 round(took * args.interview_segments / len(texts), 1)}
@@ -255,6 +259,7 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=5000)
     parser.add_argument("--interview-segments", type=int, default=2500)
     parser.add_argument("--glossary-segments", type=int, default=2500, help="segments timed (default: all)")
+    parser.add_argument("--vocabulary", type=int, default=0, help="made-up words spoken besides the 22 common")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("TESTIMONY_AUTH", ":".join(AUTH))
