@@ -83,7 +83,7 @@ def test_list_shows_every_video(archive, capsys):
     for video in catalog.list_videos(archive):
         row = rows[video.id]
         assert row.endswith(video.file_name)
-        assert row.split()[1:5] == [video.language, "0:02:00", "20", "done"]
+        assert row.split()[1:6] == [video.language, "0:02:00", "20", "machine", "draft"]
 
 
 def test_catalog_file_is_private_and_in_wal_mode(archive):

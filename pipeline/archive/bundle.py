@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import unicodedata
 from pathlib import Path
 
@@ -60,12 +61,13 @@ class ReviewedBundleError(TestimonyError):
 
 
 def write_bundle(archive: str | Path, transcript: Transcript, *, video: str | Path | None = None,
-                 revisions: dict[str, bytes] | None = None) -> Path:
+                 revisions: dict[str, bytes | Path] | None = None) -> Path:
     """Render and publish the bundle for `transcript` under `archive`; returns its folder.
 
     `video` is the source file: the viewer (index.html) links it relative to the published folder.
-    `revisions` are the review's revision files (`revisions/NNNN.json` -> bytes), published in the
-    same rename as the rest; without them, a bundle a person has reviewed is never replaced.
+    `revisions` are the review's revision files (`revisions/NNNN.json` -> bytes, or the path of an
+    earlier bundle's file, linked rather than copied), published in the same rename as the rest;
+    without them, a bundle a person has reviewed is never replaced.
     """
     archive = config.private_dirs(archive)
     with bundle_lock(archive, transcript.source.sha256):  # re-entered when the caller (a save) holds it
@@ -95,8 +97,11 @@ def _write_locked(archive: Path, transcript: Transcript, video: str | Path | Non
             _write(staging / name, text, mode)
         for name, data in (revisions or {}).items():
             (staging / name).parent.mkdir(mode=config.dir_mode(mode), exist_ok=True)
-            _write_bytes(staging / name, data, mode)
-            files[name] = data
+            if isinstance(data, Path):
+                _link(data, staging / name, mode)
+            else:
+                _write_bytes(staging / name, data, mode)
+            files[name] = name
         manifest = {
             "transcript_id": transcript.id,
             "source_sha256": transcript.source.sha256,
@@ -134,6 +139,19 @@ def _write_bytes(path: Path, data: bytes, mode: int) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _link(source: Path, target: Path, mode: int) -> None:
+    """An earlier revision, unchanged for good, as a hard link: a save writes one new revision file,
+    not a copy of every earlier one (a long review would write O(n²) bytes). Where the file system
+    has no hard links (FAT, some network shares) the bytes are copied."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        _write_bytes(target, source.read_bytes(), mode)
+        return
+    if stat.S_IMODE(target.lstat().st_mode) != mode:
+        os.chmod(target, mode)
 
 
 def tidy_after_kill(archive: Path, prefix: str = "") -> None:

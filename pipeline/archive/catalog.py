@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 import unicodedata
 from contextlib import closing, contextmanager
@@ -26,14 +27,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline import config
-from pipeline.archive.bundle import TRANSCRIPT
+from pipeline.archive.bundle import TRANSCRIPT, reviewed
 from pipeline.archive.formats import speaker_name
 from pipeline.errors import TestimonyError
 from pipeline.names import display_path
 from pipeline.transcript import Transcript
 
 CATALOG = "catalog.sqlite"
-SCHEMA_VERSION = 2  # 2: segments.speaker and speaker_name
+SCHEMA_VERSION = 3  # 2: segments.speaker and speaker_name; 3: the review columns of videos
 BUSY_TIMEOUT_S = 60.0  # a worker waits this long for another's write before giving up
 TOKENIZER = "unicode61 remove_diacritics 2"
 
@@ -41,7 +42,9 @@ _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS videos (
     sha256 TEXT PRIMARY KEY, id TEXT NOT NULL, file_name TEXT NOT NULL, language TEXT,
     detected_language TEXT, duration REAL, status TEXT NOT NULL, bundle TEXT, created TEXT,
-    segments INTEGER NOT NULL DEFAULT 0, flags TEXT NOT NULL DEFAULT '[]', transcript_mtime INTEGER);
+    segments INTEGER NOT NULL DEFAULT 0, flags TEXT NOT NULL DEFAULT '[]', transcript_mtime INTEGER,
+    review TEXT, checked INTEGER NOT NULL DEFAULT 0, flagged INTEGER NOT NULL DEFAULT 0,
+    speakers INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS videos_id ON videos(id);
 CREATE INDEX IF NOT EXISTS videos_file ON videos(file_name);
 CREATE TABLE IF NOT EXISTS arrivals (
@@ -64,9 +67,19 @@ END;
 PRAGMA user_version = {SCHEMA_VERSION};
 """
 
-# From version 1: the speaker columns, and every bundle indexed again on the next sync to fill them.
+# Version n to n + 1, run in order from a catalog's version up (0: a new file, made whole by the schema);
+# each new column is filled by indexing every bundle again on the next sync (a NULL transcript_mtime
+# never matches the file's).
 _MIGRATE = {1: "ALTER TABLE segments ADD COLUMN speaker TEXT; ALTER TABLE segments ADD COLUMN speaker_name TEXT; "
+               "UPDATE videos SET transcript_mtime = NULL;",
+            2: "ALTER TABLE videos ADD COLUMN review TEXT; "
+               "ALTER TABLE videos ADD COLUMN checked INTEGER NOT NULL DEFAULT 0; "
+               "ALTER TABLE videos ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0; "
+               "ALTER TABLE videos ADD COLUMN speakers INTEGER NOT NULL DEFAULT 0; "
                "UPDATE videos SET transcript_mtime = NULL;"}
+# A bundle's review state: nobody saved a revision; someone did, or checked a segment; every segment checked.
+MACHINE_DRAFT, IN_REVIEW, REVIEWED = "machine draft", "in review", "reviewed"
+REVIEW_STATES = (MACHINE_DRAFT, IN_REVIEW, REVIEWED)
 
 
 class CatalogError(TestimonyError):
@@ -86,6 +99,15 @@ class Video:
     created: str | None
     segments: int
     flags: list[str] = field(default_factory=list)
+    review: str | None = None  # one of REVIEW_STATES for a bundle; None for a failed video
+    checked: int = 0  # segments a person checked
+    flagged: int = 0  # segments with at least one flag
+    speakers: int = 0  # distinct speaker labels
+
+    @property
+    def state(self) -> str:
+        """What `list` shows: the review state of a bundle, else the processing status (failed)."""
+        return self.review if self.status == "done" and self.review else self.status
 
 
 @dataclass(frozen=True)
@@ -120,18 +142,30 @@ def _setup(con: sqlite3.Connection) -> None:
     while True:
         try:
             con.execute("PRAGMA journal_mode=WAL")
-            if (version := con.execute("PRAGMA user_version").fetchone()[0]) < SCHEMA_VERSION:
-                try:  # executescript commits any open transaction first, so the script holds its own
-                    con.executescript(f"BEGIN IMMEDIATE;{_MIGRATE.get(version, '')}{_SCHEMA}COMMIT;")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
+            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                with _transaction(con):  # the version is read again under the write lock: another
+                    version = con.execute("PRAGMA user_version").fetchone()[0]  # process may have migrated
+                    steps = "".join(_MIGRATE[n] for n in range(version, SCHEMA_VERSION)) if version else ""
+                    for statement in _statements(steps + _SCHEMA if version < SCHEMA_VERSION else ""):
+                        con.execute(statement)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _statements(script: str) -> list[str]:
+    """A script cut into whole statements (a trigger keeps the semicolons of its body), so a migration
+    runs statement by statement inside one transaction, which executescript cannot do."""
+    out, current = [], ""
+    for part in script.split(";"):
+        current += part + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                out.append(current)
+            current = ""
+    return out
 
 
 @contextmanager
@@ -144,6 +178,7 @@ def connect(archive: str | Path) -> Iterator[sqlite3.Connection]:
         os.chmod(path, config.file_mode())
     with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as con:
         con.row_factory = sqlite3.Row  # synchronous stays FULL: the arrivals log is a custody record
+        con.create_function("casefold", 1, lambda text: text.casefold() if text else text, deterministic=True)
         _setup(con)
         yield con
 
@@ -171,22 +206,51 @@ def _relative(archive: Path, bundle: Path) -> str:
         return str(bundle.resolve())
 
 
+def review_state(segments: int, checked: int, revised: bool) -> str:
+    """The one rule for a bundle's review state, kept in the catalog and shown by `list` and the workspace."""
+    if segments and checked == segments:
+        return REVIEWED
+    return IN_REVIEW if revised or checked else MACHINE_DRAFT
+
+
 def _index(con: sqlite3.Connection, archive: Path, bundle: Path) -> None:
     path = bundle / TRANSCRIPT
     mtime = path.stat().st_mtime_ns
     t = Transcript.load(path)
     sha = t.source.sha256
+    checked = sum(bool(s.checked) for s in t.segments)
+    state = review_state(len(t.segments), checked, reviewed(bundle))
+    speakers = len({s.speaker for s in t.segments if s.speaker})
     with _transaction(con):
-        con.execute("DELETE FROM segments WHERE sha256 = ?", (sha,))
-        con.execute("INSERT OR REPLACE INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        _index_segments(con, sha, [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
+                                    fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
+                                    speaker_name(t, s)) for s in t.segments])
+        con.execute("INSERT OR REPLACE INTO videos (sha256, id, file_name, language, detected_language, duration, "
+                    "status, bundle, created, segments, flags, transcript_mtime, review, checked, flagged, speakers)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (sha, sha[:12], t.source.file_name, t.language, t.detected_language, t.source.duration,
-                     "done", _relative(archive, bundle), t.created, len(t.segments), json.dumps(t.flags), mtime))
-        con.executemany(
-            "INSERT INTO segments (sha256, segment, start, \"end\", language, text, translation, original, english,"
-            " speaker, speaker_name) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
-              fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
-              speaker_name(t, s)) for s in t.segments])
+                     "done", _relative(archive, bundle), t.created, len(t.segments), json.dumps(t.flags), mtime,
+                     state, checked, sum(bool(s.flags) for s in t.segments), speakers))
+
+
+_SEGMENT_COLUMNS = ('sha256, segment, start, "end", language, text, translation, original, english, speaker, '
+                    'speaker_name')
+
+
+def _index_segments(con: sqlite3.Connection, sha: str, rows: list[tuple]) -> None:
+    """Make the video's segment rows `rows`, touching only those that differ: a review save changes a
+    few segments of hundreds, and rewriting them all (and their full-text entries) wrote megabytes."""
+    kept: dict[tuple, list[int]] = {}
+    for row in con.execute(f"SELECT n, {_SEGMENT_COLUMNS} FROM segments WHERE sha256 = ?", (sha,)):
+        kept.setdefault(tuple(row)[1:], []).append(row[0])
+    new = []
+    for row in rows:
+        if kept.get(row):
+            kept[row].pop()  # this one is already there, as it is
+        else:
+            new.append(row)
+    con.executemany("DELETE FROM segments WHERE n = ?", [(n,) for ns in kept.values() for n in ns])
+    con.executemany(f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", new)
 
 
 def index_bundle(archive: str | Path, bundle: str | Path) -> None:
@@ -239,17 +303,17 @@ def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None
     with connect(archive) as con:
         known = {r["bundle"]: r["transcript_mtime"] for r in con.execute("SELECT bundle, transcript_mtime "
                                                                          "FROM videos WHERE bundle IS NOT NULL")}
-        for bundle in sorted(archive.iterdir()):
-            if bundle.name.startswith(".") or not (bundle / TRANSCRIPT).is_file():
-                continue  # staging folders, the catalog itself, stray files
+        seen = set()
+        for bundle, rel, mtime in _transcripts(archive):
+            seen.add(rel)
             try:
-                if known.get(_relative(archive, bundle)) != (bundle / TRANSCRIPT).stat().st_mtime_ns:
+                if known.get(rel) != mtime:
                     _index(con, archive, bundle)
                     changed += 1
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 if on_error:
                     on_error(bundle, exc)
-        for rel in known:
+        for rel in known.keys() - seen:
             if not (archive / rel / TRANSCRIPT).is_file():
                 with _transaction(con):
                     for (sha,) in con.execute("SELECT sha256 FROM videos WHERE bundle = ?", (rel,)).fetchall():
@@ -257,6 +321,24 @@ def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None
                         con.execute("DELETE FROM videos WHERE sha256 = ?", (sha,))
                         changed += 1
     return changed
+
+
+def _transcripts(archive: Path) -> Iterator[tuple[Path, str, int]]:
+    """(folder, its name in the catalog, transcript.json's mtime) of each bundle, by name: one stat a
+    bundle, so the workspace's first page can afford a sync of ten thousand. Staging folders, the
+    catalog itself and stray files are passed over."""
+    with os.scandir(archive) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            found = os.stat(os.path.join(entry.path, TRANSCRIPT))
+        except OSError:
+            continue
+        if stat.S_ISREG(found.st_mode):
+            bundle = Path(entry.path)
+            yield bundle, _relative(archive, bundle) if entry.is_symlink() else entry.name, found.st_mtime_ns
 
 
 def _video(row: sqlite3.Row) -> Video:
@@ -269,6 +351,32 @@ def list_videos(archive: str | Path) -> list[Video]:
     """Every video the catalog knows, by file name."""
     with connect(archive) as con:
         return [_video(r) for r in con.execute("SELECT * FROM videos ORDER BY file_name, sha256")]
+
+
+SORTABLE = ("file_name", "language", "duration", "review", "flagged", "checked", "segments", "speakers", "id")
+
+
+def bundles_page(archive: str | Path, *, offset: int = 0, limit: int = 100, sort: str = "file_name",
+                 descending: bool = False, review: str | None = None, words: str = "") -> tuple[list[Video], int]:
+    """One page of the archive's bundles and how many match: filtered, sorted and cut by SQLite, so a
+    page costs the same in an archive of ten bundles or ten thousand. `words` is looked for, in any
+    case, in the file name and language; `review` keeps one of REVIEW_STATES."""
+    if sort not in SORTABLE:
+        raise CatalogError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
+    where, params = ["status = 'done'", "bundle IS NOT NULL"], []
+    if review:
+        where.append("review = ?")
+        params.append(review)
+    if words.strip():
+        where.append("instr(casefold(file_name || ' ' || coalesce(language, '')), ?) > 0")
+        params.append(words.strip().casefold())
+    clause = " AND ".join(where)
+    order = f"{sort} {'DESC' if descending else 'ASC'}, file_name, sha256"
+    with connect(archive) as con:
+        total = con.execute(f"SELECT count(*) FROM videos WHERE {clause}", params).fetchone()[0]
+        rows = con.execute(f"SELECT * FROM videos WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                           [*params, max(0, limit), max(0, offset)]).fetchall()
+    return [_video(r) for r in rows], total
 
 
 def recent_videos(archive: str | Path, limit: int) -> list[Video]:

@@ -236,8 +236,10 @@ def record_unlogged_revisions(archive: str | Path, sha256: str, bundle: str | Pa
     from pipeline.review import revisions
 
     bundle = Path(bundle)
-    chain, problems = revisions.read_chain(bundle)
     logged = revision_hashes(archive, sha256)
+    if max(logged, default=0) >= len(revisions.stored_files(bundle)) - 1:
+        return []  # the newest stored revision is logged (the usual case): no revision file is read
+    chain, problems = revisions.read_chain(bundle)
     unlogged = [r for r in chain[1:] if r.number not in logged]
     if problems or not unlogged or unlogged[0].number <= max(logged, default=0):
         return []  # nothing to log, a broken chain, or a gap (not a save cut off at its end)

@@ -23,7 +23,8 @@ RENDER = {"txt": render_txt, "srt": render_srt, "vtt": render_vtt}
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register list, get and search on the `testimony` parser."""
-    ls = sub.add_parser("list", help="the videos in the archive: id, language, duration, segments, status")
+    ls = sub.add_parser("list", help="the videos in the archive: id, language, duration, segments, status "
+                        "(failed, or the review state: machine draft, in review, reviewed)")
     ls.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
 
     get = sub.add_parser("get", help="print (or save) one video's transcript in a format and language")
@@ -75,14 +76,15 @@ _guarded = guarded
 
 @_guarded
 def cmd_list(args: argparse.Namespace) -> int:
-    """A table of the archive; the file name comes last so right-to-left names cannot shift columns."""
+    """A table of the archive; the file name comes last so right-to-left names cannot shift columns.
+    A bundle's status is its review state, so a reviewed testimony never reads as the machine's "done"."""
     archive = _open_archive(args.out)
     videos = catalog.list_videos(archive)
     if not videos:
         print(f"no videos in {archive}", file=sys.stderr)
         return 0
     rows = [("ID", "LANG", "DURATION", "SEGMENTS", "STATUS", "FILE")]
-    rows += [(v.id, v.language or "-", _clock(v.duration), str(v.segments), v.status, _one_line(v.file_name))
+    rows += [(v.id, v.language or "-", _clock(v.duration), str(v.segments), v.state, _one_line(v.file_name))
              for v in videos]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:

@@ -6,6 +6,12 @@ the SHA-256 of its parent's file, who saved it and when, the revision the review
 segments, and every rendering is made from it by the same `write_bundle` a run uses. A bundle nobody
 reviewed has no folder: its revision 0 is implied by transcript.json, byte for byte the file the
 first save writes, so its hash is known before it exists.
+
+Each save publishes a new bundle folder (one rename, as a run does) holding one new revision file; the
+earlier files are hard links to the previous folder's (`bundle.write_bundle`), so a long review writes
+each revision once. A bundle whose revision files are copies, as saves before the links left them,
+is the same layout: files named by number, each holding its parent's hash. It reads and verifies
+unchanged, and its next save links those copies.
 """
 
 from __future__ import annotations
@@ -84,20 +90,48 @@ def machine_draft(transcript_data: dict) -> bytes:
                   list(transcript_data["segments"]), [])
 
 
-def chain(bundle: Path) -> list[Revision]:
-    """The bundle's revisions, oldest first; revision 0 implied from transcript.json when none is stored."""
+def stored_files(bundle: Path) -> list[Path]:
+    """The bundle's revision files, oldest first; none before the first save."""
     folder = bundle / DIR
-    files = sorted(folder.glob("[0-9][0-9][0-9][0-9].json")) if folder.is_dir() else []
-    if files:
-        return [decode(path.read_bytes(), f"{bundle.name}/{DIR}/{path.name}") for path in files]
+    return sorted(folder.glob("[0-9][0-9][0-9][0-9].json")) if folder.is_dir() else []
+
+
+def _read(bundle: Path, path: Path) -> Revision:
+    return decode(path.read_bytes(), f"{bundle.name}/{DIR}/{path.name}")
+
+
+def _implied(bundle: Path) -> Revision:
+    """Revision 0 of a bundle nobody has saved: the machine's draft, as transcript.json holds it."""
     data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
     implied = machine_draft(data)
-    return [Revision(0, hashlib.sha256(implied).hexdigest(), None, MACHINE, str(data.get("created") or ""),
-                     None, list(data["segments"]), [], stored=False)]
+    return Revision(0, hashlib.sha256(implied).hexdigest(), None, MACHINE, str(data.get("created") or ""),
+                    None, list(data["segments"]), [], stored=False)
+
+
+def chain(bundle: Path) -> list[Revision]:
+    """The bundle's revisions, oldest first; revision 0 implied from transcript.json when none is stored."""
+    files = stored_files(bundle)
+    return [_read(bundle, path) for path in files] if files else [_implied(bundle)]
 
 
 def newest(bundle: Path) -> Revision:
-    return chain(bundle)[-1]
+    """The newest revision, reading its one file (a save or an export need no more)."""
+    files = stored_files(bundle)
+    return _read(bundle, files[-1]) if files else _implied(bundle)
+
+
+def find(bundle: Path, sha256: str) -> Revision | None:
+    """The revision whose file has this SHA-256, newest first (a save usually starts from the newest):
+    files are hashed until one matches, and only that one is parsed."""
+    files = stored_files(bundle)
+    if not files:
+        implied = _implied(bundle)
+        return implied if implied.sha256 == sha256 else None
+    for path in reversed(files):
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return decode(data, f"{bundle.name}/{DIR}/{path.name}")
+    return None
 
 
 def read_chain(bundle: Path) -> tuple[list[Revision], list[str]]:

@@ -57,9 +57,8 @@ def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, s
         if bundle is None:
             raise ReviewError(f"no bundle for {sha256[:12]} in {archive}")
         custody.record_unlogged_revisions(archive, sha256, bundle)  # a save killed before logging its revision
-        chain = revisions.chain(bundle)
-        newest = chain[-1]
-        edited_from = next((r for r in chain if r.sha256 == base), None)
+        newest = revisions.newest(bundle)  # only the files a save needs are read, not the whole chain
+        edited_from = newest if newest.sha256 == base else revisions.find(bundle, str(base))
         if edited_from is None:
             raise ReviewError(f"base {str(base)[:16]!r} is not a revision of {bundle.name}: reload the transcript")
         transcript = Transcript.load(bundle / TRANSCRIPT)
@@ -73,13 +72,12 @@ def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, s
         changes = revisions.diff(newest.segments, proposed)
         if not changes:
             return Saved(newest, bundle, merged=merged, unchanged=True)
-        return _publish(archive, bundle, transcript, chain, proposed, changes, author, edited_from.number, merged)
+        return _publish(archive, bundle, transcript, newest, proposed, changes, author, edited_from.number, merged)
 
 
-def _publish(archive: Path, bundle: Path, transcript: Transcript, chain: list[Revision], segments: list[dict],
+def _publish(archive: Path, bundle: Path, transcript: Transcript, newest: Revision, segments: list[dict],
              changes: list[dict], author: str, base: int, merged: bool) -> Saved:
-    newest = chain[-1]
-    files = {revisions.file_name(r.number): _stored_bytes(bundle, r) for r in chain}
+    files = _earlier(bundle, newest)
     number = newest.number + 1
     data = revisions.encode(number, newest.sha256, author, _now(), base, segments, changes)
     files[revisions.file_name(number)] = data
@@ -91,11 +89,13 @@ def _publish(archive: Path, bundle: Path, transcript: Transcript, chain: list[Re
     return Saved(revision, published, merged=merged, warnings=catalog.index_or_warn(archive, published))
 
 
-def _stored_bytes(bundle: Path, revision: Revision) -> bytes:
-    """A revision's file as it is on disk; revision 0 made from transcript.json before the first save."""
-    if revision.stored:
-        return (bundle / revisions.file_name(revision.number)).read_bytes()
-    return revisions.machine_draft(json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")))
+def _earlier(bundle: Path, newest: Revision) -> dict[str, bytes | Path]:
+    """The earlier revisions' files as they are on disk (linked into the new bundle, never copied);
+    before the first save, revision 0's bytes made from transcript.json."""
+    if newest.stored:
+        return {f"{revisions.DIR}/{path.name}": path for path in revisions.stored_files(bundle)}
+    draft = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    return {revisions.file_name(0): revisions.machine_draft(draft)}
 
 
 def _now() -> str:

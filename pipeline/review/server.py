@@ -86,18 +86,61 @@ def _summary(opened: Opened) -> dict[str, Any]:
     data, segments = opened.data, opened.data["segments"]
     checked = sum(bool(s.get("checked")) for s in segments)
     flagged = sum(bool(s.get("flags")) for s in segments)
-    state = ("reviewed" if segments and checked == len(segments) else
-             "in review" if reviewed(opened.path) or checked else "not started")
     return {"id": opened.sha256[:12], "file_name": data["source"]["file_name"],
             "language": data.get("language"), "duration": data["source"].get("duration"),
-            "segments": len(segments), "flagged": flagged, "checked": checked, "state": state}
+            "segments": len(segments), "flagged": flagged, "checked": checked,
+            "speakers": len({s["speaker"] for s in segments if s.get("speaker")}),
+            "state": catalog.review_state(len(segments), checked, reviewed(opened.path))}
 
 
-def list_bundles(ws: Workspace, _request: Request) -> Response:
-    catalog.sync(ws.archive)
-    rows = [_summary(_open(ws.archive / v.bundle)) for v in catalog.list_videos(ws.archive)
-            if v.bundle and (ws.archive / v.bundle / TRANSCRIPT).is_file()]
-    return _json({"bundles": rows})
+def _row(video: catalog.Video) -> dict[str, Any]:
+    """A bundle's line on the archive page, from its catalog row (no transcript is read)."""
+    return {"id": video.id, "file_name": video.file_name, "language": video.language, "duration": video.duration,
+            "segments": video.segments, "flagged": video.flagged, "checked": video.checked,
+            "speakers": video.speakers, "state": video.review}
+
+
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+SORT_KEYS = {"state": "review"}  # the page's names for catalog columns, where they differ
+
+
+def _page_query(request: Request) -> dict[str, Any]:
+    """`?offset=&limit=&sort=&order=asc|desc&state=&q=`, checked; a ValueError says which is wrong."""
+    q = request.query_params
+    offset, limit = int(q.get("offset", 0)), int(q.get("limit", PAGE_DEFAULT))
+    if offset < 0 or not 1 <= limit <= PAGE_MAX:
+        raise ValueError(f"offset must be 0 or more and limit 1 to {PAGE_MAX}")
+    sort = SORT_KEYS.get(q.get("sort", "file_name"), q.get("sort", "file_name"))
+    state = q.get("state") or None
+    if state is not None and state not in catalog.REVIEW_STATES:
+        raise ValueError(f"state must be one of {', '.join(catalog.REVIEW_STATES)}")
+    return {"offset": offset, "limit": limit, "sort": sort, "descending": q.get("order") == "desc",
+            "review": state, "words": q.get("q", "")}
+
+
+def _listing(ws: Workspace, query: dict[str, Any]) -> dict[str, Any]:
+    """Blocking catalog work, run in a worker thread. The first page of a listing syncs the catalog
+    first, so bundles copied into the archive by hand appear (a stat per bundle, no transcript read
+    unless it changed); later pages come from the catalog alone."""
+    if query["offset"] == 0:
+        catalog.sync(ws.archive)
+    videos, total = catalog.bundles_page(ws.archive, **query)
+    return {"bundles": [_row(v) for v in videos], "total": total, "offset": query["offset"],
+            "limit": query["limit"]}
+
+
+async def list_bundles(ws: Workspace, request: Request) -> Response:
+    """A page of the archive from the catalog's columns, off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        query = _page_query(request)
+    except ValueError as exc:
+        return _error(400, f"bad listing request: {exc}")
+    try:
+        return _json(await run_in_threadpool(_listing, ws, query))
+    except catalog.CatalogError as exc:
+        return _error(400, str(exc))
 
 
 def get_bundle(ws: Workspace, request: Request) -> Response:

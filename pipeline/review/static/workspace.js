@@ -32,33 +32,51 @@ function clock(seconds) {
 }
 
 // ---------------------------------------------------------------- the archive page
-const archive = {rows: [], key: "file_name", ascending: true};
+// The server filters, sorts and pages from its catalog: the page holds one page of rows, whatever the
+// archive's size. A newer request supersedes an older one still in flight.
+const archive = {key: "file_name", ascending: true, offset: 0, total: 0, asked: 0, timer: null,
+                 limit: Number(new URLSearchParams(location.search).get("per_page")) || 100};
 
 async function showArchive() {
   $("#archive").hidden = false;
-  const {data} = await api("/api/bundles");
-  archive.rows = data.bundles || [];
-  $("#filter").addEventListener("input", drawArchive);
-  $("#state-filter").addEventListener("change", drawArchive);
+  $("#filter").addEventListener("input", () => {
+    clearTimeout(archive.timer);
+    archive.timer = setTimeout(() => { archive.offset = 0; loadArchive(); }, 200);
+  });
+  $("#state-filter").addEventListener("change", () => { archive.offset = 0; loadArchive(); });
+  $("#previous").addEventListener("click", () => turn(-1));
+  $("#next").addEventListener("click", () => turn(1));
   for (const th of document.querySelectorAll("#bundles th")) {
     th.addEventListener("click", () => {
       archive.ascending = archive.key === th.dataset.key ? !archive.ascending : true;
       archive.key = th.dataset.key;
-      drawArchive();
+      archive.offset = 0;
+      loadArchive();
     });
   }
-  drawArchive();
+  await loadArchive();
 }
 
-function drawArchive() {
-  const words = $("#filter").value.trim().toLowerCase();
-  const state = $("#state-filter").value;
-  const rows = archive.rows.filter(r => (!state || r.state === state) &&
-    (!words || `${r.file_name} ${r.language}`.toLowerCase().includes(words)));
-  rows.sort((a, b) => {
-    const x = a[archive.key] ?? "", y = b[archive.key] ?? "";
-    return (x < y ? -1 : x > y ? 1 : 0) * (archive.ascending ? 1 : -1);
-  });
+function turn(pages) {
+  archive.offset = Math.max(0, archive.offset + pages * archive.limit);
+  loadArchive();
+}
+
+async function loadArchive() {
+  const asked = ++archive.asked;
+  const query = new URLSearchParams({offset: archive.offset, limit: archive.limit, sort: archive.key,
+                                     order: archive.ascending ? "asc" : "desc"});
+  const words = $("#filter").value.trim(), state = $("#state-filter").value;
+  if (words) query.set("q", words);
+  if (state) query.set("state", state);
+  const {status, data} = await api(`/api/bundles?${query}`);
+  if (asked !== archive.asked) return;
+  if (status !== 200) { $("#page-info").textContent = data.error || "could not list the archive"; return; }
+  archive.total = data.total;
+  drawArchive(data.bundles || []);
+}
+
+function drawArchive(rows) {
   const body = $("#bundles tbody");
   body.replaceChildren(...rows.map(r => {
     const tr = document.createElement("tr");
@@ -67,8 +85,8 @@ function drawArchive() {
     link.textContent = r.file_name;
     const docs = document.createElement("span");
     docs.append(documentLink(r.id, "docx"), " ", documentLink(r.id, "xlsx"));
-    const cells = [link, r.language || "?", clock(r.duration), r.state, String(r.flagged),
-                   `${r.checked} / ${r.segments}`, docs];
+    const cells = [link, r.language || "?", clock(r.duration), String(r.speakers || ""), r.state,
+                   String(r.flagged), `${r.checked} / ${r.segments}`, docs];
     for (const value of cells) {
       const td = document.createElement("td");
       if (typeof value === "string") td.textContent = value; else td.append(value);
@@ -77,6 +95,10 @@ function drawArchive() {
     tr.dataset.state = r.state;
     return tr;
   }));
+  const first = rows.length ? archive.offset + 1 : 0;
+  $("#page-info").textContent = `${first}–${archive.offset + rows.length} of ${archive.total}`;
+  $("#previous").disabled = archive.offset === 0;
+  $("#next").disabled = archive.offset + rows.length >= archive.total;
 }
 
 // ---------------------------------------------------------------- the editor
