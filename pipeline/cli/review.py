@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from pipeline.cli.errors import REFUSED, error, guarded
 from pipeline.cli.integrity import OUT_HELP, _archive, _resolve
@@ -16,7 +18,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     history.add_argument("--revision", type=int, help="print this revision's changes, segment by segment")
     history.add_argument("--out", help=OUT_HELP)
 
-    review = sub.add_parser("review", help="serve the review workspace on 127.0.0.1 (the editor and its API)")
+    review = sub.add_parser("review", help="serve the review workspace on 127.0.0.1 (the editor and its API); "
+                            "`review import ID FILE --as NAME` brings back corrections made in another program")
+    review.add_argument("action", nargs="?", choices=["import"], help="import: save a returned SRT, VTT or "
+                        "DOCX as one revision by an account (its segments checked)")
+    review.add_argument("video", nargs="?", help="with import: id, SHA-256, file name or the video file")
+    review.add_argument("file", nargs="?", type=Path, help="with import: the returned SRT, VTT or DOCX")
+    review.add_argument("--as", dest="as_name", metavar="NAME", help="with import: the account the revision "
+                        "is saved as (it must exist: testimony users add)")
+    review.add_argument("--content", choices=["original", "english", "bilingual"], help="with import: what "
+                        "the file's lines hold (default: from its name, kk.srt original, en.srt English, "
+                        "kk-en.srt both; a DOCX both)")
     review.add_argument("--out", help=OUT_HELP)
     review.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
                         "only)")
@@ -73,11 +85,35 @@ def _change_text(change: dict) -> str:
 
 @guarded
 def cmd_review(args: argparse.Namespace) -> int:
+    if args.action == "import":
+        return _import(args)
     from pipeline.archive.viewer import use_review_port
     from pipeline.review.server import serve_workspace
 
     use_review_port(args.port)  # a viewer a save re-makes links to this workspace
     return serve_workspace(_archive(args.out), host=args.host, port=args.port)
+
+
+def _import(args: argparse.Namespace) -> int:
+    """One revision from a returned file; its number and what it changed on standard output."""
+    from pipeline.archive.bundle import TRANSCRIPT
+    from pipeline.review.imports import import_file
+    from pipeline.transcript import read_json
+
+    if not (args.video and args.file and args.as_name):
+        print("error: review import needs the video, the file and --as NAME: testimony review import ID FILE "
+              "--as NAME", file=sys.stderr)
+        return 2
+    archive = _archive(args.out)
+    bundle, _video = _resolve(archive, args.video)
+    sha256 = read_json(bundle / TRANSCRIPT)["source"]["sha256"]
+    saved = import_file(archive, sha256, args.file, args.as_name, args.content)
+    if saved.unchanged:
+        print(f"{bundle.name}: the file changes nothing (revision {saved.revision.number} stands)")
+    else:
+        print(f"{saved.bundle.name}: revision {saved.revision.number} by {saved.revision.author} from "
+              f"{args.file.name}, {len(saved.revision.changes)} segment(s) changed")
+    return 0
 
 
 @guarded

@@ -20,6 +20,7 @@ TIMES = re.compile(r"^\s*(\d+:)?(\d{1,2}):(\d{2})[,.](\d{3})\s*-->\s*(\d+:)?(\d{
 VOICE = re.compile(r"^<v(?:\.[^ >]*)?\s+([^>]*)>")
 CONTENTS = ("original", "english", "bilingual")
 MOST = 0.5  # share of a cue's time that must lie inside one segment
+STRADDLE = 0.25  # share inside a second segment that makes the cue ambiguous
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,11 @@ def _target(path: Path, cue: Cue, segments: list[dict]) -> int:
     """The index of the one segment the cue lies on, or a refusal naming the line."""
     length = cue.end - cue.start
     shares = sorted(((_overlap(cue, s) / length, i) for i, s in enumerate(segments)), reverse=True)
+    if len(shares) > 1 and shares[1][0] >= STRADDLE:
+        raise ReviewError(f"{path}:{cue.line}: this cue straddles two segments; split it at their boundary")
     if not shares or shares[0][0] < MOST:
         raise ReviewError(f"{path}:{cue.line}: no segment lies under this cue's times; keep the times the "
                           "transcript gave (only the text may change)")
-    if len(shares) > 1 and shares[1][0] >= 1 - MOST - 0.1:
-        raise ReviewError(f"{path}:{cue.line}: this cue straddles two segments; split it at their boundary")
     return shares[0][1]
 
 
@@ -159,3 +160,33 @@ def _fields(cues: list[Cue], content: str, names: set[str]) -> dict[str, Any]:
                 "english_source": "edited"}
     return {"text": " ".join(first), "translation": " ".join(r for r in rest if r) or None,
             "english_source": "edited"}
+
+
+def import_file(archive: Path, sha256: str, path: Path, author: str, content: str | None = None):
+    """Save a returned SRT, VTT or DOCX as one revision by `author`, an account of the archive that may
+    sign in; custody records the file's name and SHA-256. Returns the save (`save.Saved`)."""
+    from pipeline.archive.bundle import TRANSCRIPT, find_bundle
+    from pipeline.hashing import file_sha256
+    from pipeline.review import accounts, revisions
+    from pipeline.review.save import save_revision
+    from pipeline.transcript import Transcript
+
+    account = accounts.get(archive, author)
+    if account is None or account.disabled:
+        raise ReviewError(f"--as {author}: no account of that name may sign in (see `testimony users list`)")
+    cues, found = read_any(path)
+    bundle = find_bundle(archive, sha256)
+    if bundle is None:
+        raise ReviewError(f"no bundle for {sha256[:12]} in {archive}")
+    newest = revisions.newest(bundle)
+    names = _speaker_names(Transcript.load(bundle / TRANSCRIPT))
+    segments = apply_cues(path, newest.segments, cues, content or found, names)
+    return save_revision(archive, sha256, base=newest.sha256, author=account.name, segments=segments,
+                         origin={"file": path.name, "sha256": file_sha256(path)})
+
+
+def _speaker_names(transcript) -> set[str]:
+    """Every way a rendering may have written a speaker in front of a line: its label and its name."""
+    from pipeline.archive.formats import speaker_name
+
+    return {n for seg in transcript.segments for n in (seg.speaker, speaker_name(transcript, seg)) if n}

@@ -48,8 +48,11 @@ class Saved:
     warnings: list[str] = field(default_factory=list)
 
 
-def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, segments: Any) -> Saved:
-    """Publish `segments` (the whole list, as the editor holds it) as the next revision of the bundle."""
+def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, segments: Any,
+                  origin: dict[str, str] | None = None) -> Saved:
+    """Publish `segments` (the whole list, as the editor holds it) as the next revision of the bundle.
+    `origin` says where the text came from when not from the editor (a returned file: its name and
+    SHA-256), and goes into the revision's custody event."""
     archive = Path(archive)
     author = _name(author, "author")
     with bundle_lock(archive, sha256):  # write_bundle re-enters it: chain read, merge and publish as one
@@ -72,11 +75,12 @@ def save_revision(archive: str | Path, sha256: str, *, base: str, author: str, s
         changes = revisions.diff(newest.segments, proposed)
         if not changes:
             return Saved(newest, bundle, merged=merged, unchanged=True)
-        return _publish(archive, bundle, transcript, newest, proposed, changes, author, edited_from.number, merged)
+        return _publish(archive, bundle, transcript, newest, proposed, changes, author, edited_from.number, merged,
+                        origin)
 
 
 def _publish(archive: Path, bundle: Path, transcript: Transcript, newest: Revision, segments: list[dict],
-             changes: list[dict], author: str, base: int, merged: bool) -> Saved:
+             changes: list[dict], author: str, base: int, merged: bool, origin: dict[str, str] | None) -> Saved:
     files = _earlier(bundle, newest)
     number = newest.number + 1
     data = revisions.encode(number, newest.sha256, author, _now(), base, segments, changes)
@@ -85,7 +89,8 @@ def _publish(archive: Path, bundle: Path, transcript: Transcript, newest: Revisi
     failpoints.reached("revise:begin")
     published = write_bundle(archive, transcript, revisions=files)
     revision = revisions.decode(data, revisions.file_name(number))
-    custody.record_revise(archive, transcript.source.sha256, published, revision)
+    custody.record_revise(archive, transcript.source.sha256, published, revision,
+                          **({"from_file": origin} if origin else {}))
     return Saved(revision, published, merged=merged, warnings=catalog.index_or_warn(archive, published))
 
 
