@@ -59,10 +59,13 @@ class AsrOptions:
     word_timestamps: bool = True
     engine: str = "whisper"  # "whisper" (openai-whisper, the reference) or "faster-whisper" (fw_engine)
     prompt: str | None = None  # glossary names put before every window (`asr.prompt`); None: no prompt
+    expect: tuple[str, ...] | None = None  # `auto` picks among these languages (`asr.langid`); None: any
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown ASR engine {self.engine!r}: use one of {', '.join(ENGINES)}")
+        if self.expect is not None:  # a transcript's JSON list, read back by `verify --reproduce`
+            object.__setattr__(self, "expect", tuple(self.expect) or None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +98,8 @@ def whisper_token(language: str, override: str | None = None) -> str:
 
 
 Reroute = Callable[[str], "tuple[Any, AsrOptions] | None"]
-Detect = Callable[[Any, Audio, list[SpeechRegion]], "tuple[str | None, float | None]"]
+# (model, audio, voiced regions, expected languages or None) -> (language, probability)
+Detect = Callable[[Any, Audio, list[SpeechRegion], "tuple[str, ...] | None"], "tuple[str | None, float | None]"]
 # (model, audio of one chunk, clip_timestamps within it, Whisper token, options) -> raw segments
 Decode = Callable[[Any, np.ndarray, list[float], str, AsrOptions], list[dict]]
 
@@ -127,7 +131,7 @@ def plan(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect,
         speech = speech_regions(source) if options.vad else [SpeechRegion(0.0, duration(source))]
         detected = probability = None
         if options.language == "auto":
-            detected, probability = detect(model, source, speech)
+            detected, probability = detect(model, source, speech, options.expect)
         checkpoint.add("plan", speech=[[r.start, r.end] for r in speech], detected=detected,
                        probability=probability)
     if options.language != "auto":
