@@ -4,7 +4,8 @@
   so silence yields no text and times land where the speech is. Neighbouring stretches share one
   30 s window (`vad.window_groups`): one encoder pass per group, not per answer.
 - Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
-  check, and a segment that repeats its predecessor is flagged.
+  check, and a segment that repeats its predecessor is flagged; a loop that survives the fallback is
+  cut to its first occurrence, the cut kept in the segment (`asr.loops`).
 - Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
 - Reproducible fallback: the sampling of each chunk is seeded from its own samples and clip times
   (`chunk_seed`), so the same audio, options and model give the same segments in any process, after
@@ -30,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.asr.languages import languages
+from pipeline.asr.loops import cut_loop
 from pipeline.asr.prompt import leaked
 from pipeline.errors import ModelMissingError
 from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
@@ -228,6 +230,7 @@ def chunk_seed(audio: np.ndarray, clips: list[float]) -> int:
 
 def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
     segments: list[Segment] = []
+    previous = None
     for item in raw:
         text = item["text"].strip()
         if not text:
@@ -250,11 +253,14 @@ def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
         )
         if seg.avg_logprob < LOGPROB_THRESHOLD or seg.no_speech_prob > NO_SPEECH_THRESHOLD:
             seg.flag(LOW_CONFIDENCE)
-        repeated = bool(segments) and segments[-1].text == text
+        repeated = bool(segments) and previous == text  # as decoded, before any cut
         if (seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD or repeated
                 or _voiced_fraction(seg, speech) < 0.2):
             seg.flag(POSSIBLE_HALLUCINATION)
+        if seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD:  # a loop the fallback did not cure
+            cut_loop(seg)
         segments.append(seg)
+        previous = text
     return segments
 
 
