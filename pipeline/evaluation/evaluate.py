@@ -79,6 +79,7 @@ class ClipResult:
     detected_language: str | None = None  # among the expected languages (`--expect`), as `run` picks
     language_probability: float | None = None
     detected_any: str | None = None  # among every language Whisper knows (clip mode's one pass)
+    language_scores: dict[str, float] | None = None  # clip mode: Whisper's 8 most probable, to compare sets
     duration: float = 0.0
     process_s: float = 0.0
     detect_s: float | None = None
@@ -154,9 +155,10 @@ def clip_token(clip: Clip, flag: str | None) -> str | None:
 
 
 def detect_clip(clip: Clip, settings: dict[str, Any], expected: tuple[str, ...] | None,
-                device: str) -> tuple[str | None, float | None, str | None, float]:
+                device: str) -> tuple[str | None, float | None, str | None, dict[str, float], float]:
     """Language detection on the clip's extracted, voiced audio, by the engine `run` would use, as
-    the pipeline's auto mode does it: (among `expected`, its probability, unrestricted, seconds).
+    the pipeline's auto mode does it: (among `expected`, its probability, unrestricted, the 8 most
+    probable languages, seconds).
     Both choices come from one pass: the same probabilities, picked two ways (`asr.langid.pick`)."""
     from pipeline.asr.engine import engine_for
     from pipeline.asr.langid import pick
@@ -171,7 +173,8 @@ def detect_clip(clip: Clip, settings: dict[str, Any], expected: tuple[str, ...] 
     started = time.perf_counter()
     totals = engine.language_totals(model, audio, speech_regions(audio))
     language, probability = pick(totals, expected)
-    return language, probability, pick(totals)[0], round(time.perf_counter() - started, 3)
+    top = dict(sorted(((code, round(p, 4)) for code, p in totals.items()), key=lambda kv: -kv[1])[:8])
+    return language, probability, pick(totals)[0], top, round(time.perf_counter() - started, 3)
 
 
 def detection_model(settings: dict[str, Any]) -> str:
@@ -193,7 +196,8 @@ def run_clip(clip: Clip, archive: Path, settings: dict[str, Any], mode: str) -> 
         if mode == "clip":
             token = clip_token(clip, settings.get("whisper_token"))
             options = RunOptions.from_flat(**{**settings, "language": clip.language, "whisper_token": token})
-            result.detected_language, probability, result.detected_any, result.detect_s = detect_clip(
+            (result.detected_language, probability, result.detected_any, result.language_scores,
+             result.detect_s) = detect_clip(
                 clip, settings, expected_languages(settings.get("expect")), settings.get("device"))
             result.language_probability = None if probability is None else round(probability, 4)
         else:
