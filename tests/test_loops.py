@@ -7,8 +7,9 @@ import json
 from dataclasses import asdict
 
 from pipeline.archive.formats import renderings
-from pipeline.asr.core import COMPRESSION_RATIO_THRESHOLD, _segments
+from pipeline.asr.core import COMPRESSION_RATIO_THRESHOLD, AsrOptions, _segments
 from pipeline.asr.loops import loop_start
+from pipeline.run.process import RunOptions, process_video
 from pipeline.speakers.assign import apply_speakers
 from pipeline.speakers.diarize import Turn
 from pipeline.stages.vad import SpeechRegion
@@ -38,11 +39,11 @@ def test_a_loop_is_cut_to_its_first_occurrence_and_the_cut_restores_it():
     assert seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD
     assert seg.text == "мен үйге бардым үй"
     assert POSSIBLE_HALLUCINATION in seg.flags, "the flag stays: a person should still listen"
-    assert seg.cut["repeats"] == 50 and seg.cut["text"] == " ".join(["үй"] * 49)
+    assert seg.cut["repeats"] == 50 and seg.cut["text"] == " үй" * 49
     assert [w.word for w in seg.words] == [" мен", " үйге", " бардым", " үй"]
     assert (seg.start, seg.end) == (0.0, 2.0), "the span still points at the audio that was heard"
     restored = [*seg.words, *(Word(**w) for w in seg.cut["words"])]
-    assert f"{seg.text} {seg.cut['text']}" == text
+    assert seg.text + seg.cut["text"] == text
     assert "".join(w.word for w in restored).strip() == text and len(restored) == 53
 
 
@@ -58,6 +59,8 @@ def test_speech_that_repeats_itself_is_not_cut():
     [seg] = _segments([_raw("жоқ жоқ жоқ мен онда болған жоқпын")], SPEECH)
     assert seg.text == "жоқ жоқ жоқ мен онда болған жоқпын" and seg.cut is None
     assert loop_start("бір екі үш".split()) is None
+    [hesitation] = _segments([_raw("иә ааа " * 20 + "иә")], SPEECH)
+    assert hesitation.cut["text"] == " иә ааа" * 19 + " иә", "the word loop, not the letters of ааа"
 
 
 def test_repeat_of_the_previous_segment_compares_the_decoded_texts():
@@ -93,3 +96,19 @@ def test_a_speaker_split_keeps_the_cut_on_the_part_it_followed():
     transcript = apply_speakers(_transcript([seg]), [Turn(0.0, 3.0, "S1"), Turn(3.0, 26.0, "S2")], {})
     assert [s.speaker for s in transcript.segments] == ["S1", "S2"]
     assert transcript.segments[0].cut is None and transcript.segments[1].cut == asdict(seg)["cut"]
+
+
+def test_a_real_engines_loop_is_cut_in_the_bundle(tiny_whisper, media, tmp_path):
+    """Random weights loop on one character (`去去去…`, no spaces): the whole pipeline cuts it, the
+    bundle's text and renderings carry what is left, and the transcript keeps the cut."""
+    options = RunOptions(asr=AsrOptions(model=str(tiny_whisper), language="kk", word_timestamps=False,
+                                        temperatures=(0.0,)), translate=False, diarize=False)
+    result = process_video(media / "kk.wav", tmp_path / "archive", options)
+    transcript = Transcript.load(result.bundle / "transcript.json")
+    cut = [seg for seg in transcript.segments if seg.cut]
+    assert cut, [seg.text for seg in transcript.segments]
+    for seg in cut:
+        assert POSSIBLE_HALLUCINATION in seg.flags and seg.cut["repeats"] >= 8
+        whole = seg.text + seg.cut["text"]
+        assert len(seg.text) < len(whole) and whole.startswith(seg.text)
+        assert seg.cut["text"] not in (result.bundle / "kk.txt").read_text(encoding="utf-8")
