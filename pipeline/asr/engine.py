@@ -71,7 +71,7 @@ class Engine(ABC):
         times. `reroute`, given the detected language, may hand back the model and options that
         language's route wants (a Kazakh fine-tune, say), so detection and decoding need not share
         a model."""
-        return transcribe_with(model, audio, options, detect=self.detect_language, decode=self.decode,
+        return transcribe_with(model, audio, options, detect=self.language_totals, decode=self.decode,
                                progress=progress, reroute=reroute, checkpoint=checkpoint)
 
 

@@ -120,8 +120,6 @@ class _SeededWhisper:
 def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion],
                     expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
     """Language voted over voiced windows (as `whisper_engine.detect_language`), among `expected`."""
-    if not model.model.is_multilingual:
-        return ("en", 1.0) if voiced_windows(audio, regions) else (None, None)
     return pick(language_totals(model, audio, regions), expected)
 
 
@@ -132,6 +130,8 @@ def language_totals(model: Any, audio: Audio, regions: list[SpeechRegion]) -> di
     windows = voiced_windows(audio, regions)
     if not windows:
         return {}
+    if not model.model.is_multilingual:
+        return {"en": 1.0}
     extractor = model.feature_extractor
     features = np.stack([pad_or_trim(extractor(w)[:, :extractor.nb_max_frames]) for w in windows])
     results = model.model.detect_language(model.encode(features.astype(np.float32)))

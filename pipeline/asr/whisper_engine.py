@@ -26,8 +26,6 @@ from pipeline.store.record import ModelRecord
 def detect_language(model: whisper.Whisper, audio: Audio, regions: list[SpeechRegion],
                     expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
     """Language voted over voiced windows, among `expected` when given (`asr.langid.pick`)."""
-    if not model.is_multilingual:  # an English-only (.en) model has no language head
-        return ("en", 1.0) if voiced_windows(audio, regions) else (None, None)
     return pick(language_totals(model, audio, regions), expected)
 
 
@@ -35,6 +33,8 @@ def language_totals(model: whisper.Whisper, audio: Audio, regions: list[SpeechRe
     """Whisper's language probabilities averaged over the voiced windows (never the leading
     silence); empty with no speech."""
     windows = voiced_windows(audio, regions)
+    if not model.is_multilingual:  # an English-only (.en) model has no language head
+        return {"en": 1.0} if windows else {}
     totals: dict[str, float] = {}
     for window in windows:
         mel = pad_or_trim(log_mel_spectrogram(window, model.dims.n_mels), N_FRAMES)
