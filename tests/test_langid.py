@@ -65,6 +65,9 @@ def test_expect_changes_the_key_only_when_set():
     assert expecting.asr.expect == EXPECT, "a transcript's JSON list reads back as the tuple"
     assert plain.key() != expecting.key()
     assert RunOptions(asr=AsrOptions(model="base", expect=None), diarize=False).key() == plain.key()
+    forced = RunOptions(asr=AsrOptions(model="base", language="kk"), diarize=False)
+    forced_expecting = RunOptions(asr=AsrOptions(model="base", language="kk", expect=EXPECT), diarize=False)
+    assert forced_expecting.key() == forced.key(), "a language given by folder or sidecar detects nothing"
 
 
 def test_run_with_expect_detects_among_those_languages(tiny_whisper, media, tmp_path, capsys):

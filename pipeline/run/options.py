@@ -244,8 +244,8 @@ class RunOptions:
             del data["asr"]["engine"]
         if data["asr"]["prompt"] is None:  # no glossary: the keys bundles had before the prompt
             del data["asr"]["prompt"]
-        if data["asr"]["expect"] is None:  # any language: the keys bundles had before `--expect`
-            del data["asr"]["expect"]
+        if data["asr"]["expect"] is None or self.asr.language != "auto":  # nothing detected among them:
+            del data["asr"]["expect"]  # the keys bundles had before `--expect`
         if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
             from pipeline.store.routes import load_routes
 
