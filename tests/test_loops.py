@@ -54,6 +54,14 @@ def test_a_looping_phrase_is_cut_even_when_the_window_ended_mid_phrase():
     assert seg.cut["repeats"] == 12 and seg.cut["text"].endswith("Сіз қайдан")
 
 
+def test_a_word_loop_cut_short_by_the_window_is_cut_at_a_word():
+    """Met on real Kazakh (base, clip 19): the loop's last word stops mid-word; the cut keeps whole words."""
+    text = "қанамың жүзін құріңырі қалің өлің қҚлің " + "қалің " * 20 + "қа"
+    [seg] = _segments([_raw(text)], SPEECH)
+    assert seg.text == "қанамың жүзін құріңырі қалің өлің қҚлің қалің"
+    assert seg.cut["text"] == " қалің" * 19 + " қа" and seg.cut["repeats"] == 20
+
+
 def test_speech_that_repeats_itself_is_not_cut():
     """A witness's `жоқ жоқ жоқ` compresses badly (short text): flagged or not, never cut."""
     [seg] = _segments([_raw("жоқ жоқ жоқ мен онда болған жоқпын")], SPEECH)

@@ -38,14 +38,21 @@ def _key(token: str) -> str:
 
 def loop_start(keys: list[str], min_repeats: int = MIN_REPEATS, max_n: int = MAX_NGRAM) -> tuple[int, int] | None:
     """(index where the repeats start, occurrences) of the earliest loop that runs to the end of
-    `keys`: the n-gram at i..i+n repeats back to back to the end (the last copy may be partial) at
-    least `min_repeats` times in full. The cut keeps keys up to i+n. None when there is no loop."""
+    `keys`: the n-gram at i..i+n repeats back to back to the end (the last copy may be partial, down
+    to a word cut short) at least `min_repeats` times in full. The cut keeps keys up to i+n. None
+    when there is no loop."""
     for i in range(len(keys)):
         for n in range(1, min(max_n, (len(keys) - i) // min_repeats) + 1):
             tail = keys[i:]
-            if all(tail[j] == tail[j % n] for j in range(n, len(tail))):
-                return i + n, len(tail) // n
+            if all(_same(tail[j], tail[j % n], last=j == len(tail) - 1) for j in range(n, len(tail))):
+                whole = len(tail) if tail[-1] == tail[(len(tail) - 1) % n] else len(tail) - 1
+                return i + n, whole // n
     return None
+
+
+def _same(key: str, expected: str, *, last: bool) -> bool:
+    """A copy of the loop's key; the very last may stop short (`қа` for `қалің`): the window ended."""
+    return key == expected or (last and bool(key) and expected.startswith(key))
 
 
 def _found(text: str) -> tuple[int, int] | None:
