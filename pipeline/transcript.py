@@ -47,6 +47,9 @@ class Segment:
     checked: bool = False  # a person who speaks the language checked this segment
     english_source: str | None = None  # "machine", "edited" (a person changed it) or "written" (from scratch)
     suggestions: list[dict[str, str]] | None = None  # glossary near-misses: {"heard": ..., "glossary": ...}
+    # A loop cut off the text by the ASR (`asr.loops`): {"text", "words", "repeats", "reason"}; written
+    # only when there is one, so a transcript without cuts reads and writes as it did before.
+    cut: dict[str, Any] | None = None
 
     def flag(self, name: str) -> None:
         if name not in self.flags:
@@ -104,6 +107,9 @@ class Transcript:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for seg in data["segments"]:
+            if seg["cut"] is None:
+                del seg["cut"]
         return {"schema": data.pop("schema"), **data}
 
     def to_json(self) -> str:

@@ -4,7 +4,8 @@
   so silence yields no text and times land where the speech is. Neighbouring stretches share one
   30 s window (`vad.window_groups`): one encoder pass per group, not per answer.
 - Repetition loops: no conditioning on previous text (the usual trigger of loops), compression-ratio
-  check, and a segment that repeats its predecessor is flagged.
+  check, and a segment that repeats its predecessor is flagged; a loop that survives the fallback is
+  cut to its first occurrence, the cut kept in the segment (`asr.loops`).
 - Temperature-fallback runaways on CPU: fallback stops at 0.4 instead of climbing to 1.0.
 - Reproducible fallback: the sampling of each chunk is seeded from its own samples and clip times
   (`chunk_seed`), so the same audio, options and model give the same segments in any process, after
@@ -12,7 +13,8 @@
 - Confidence per segment, not per 30 s window: from the probabilities of the segment's own words
   (`segment_confidence`), so a flag points at the sentence that is doubtful.
 
-Decoding goes one window group at a time (`transcribe_with`; an engine gives `detect` and `decode`): only that
+Decoding goes one window group at a time (`transcribe_with`; an engine gives `detect`, its language
+probabilities, and `decode`): only that
 group's audio is read, so memory does not grow with the recording, and each finished group is
 appended to a checkpoint, so a killed run resumes where it stopped with the same times.
 """
@@ -29,7 +31,9 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.asr.langid import pick
 from pipeline.asr.languages import languages
+from pipeline.asr.loops import cut_loop
 from pipeline.asr.prompt import leaked
 from pipeline.errors import ModelMissingError
 from pipeline.stages.audio_source import Audio, AudioSource, as_source, duration
@@ -59,10 +63,13 @@ class AsrOptions:
     word_timestamps: bool = True
     engine: str = "whisper"  # "whisper" (openai-whisper, the reference) or "faster-whisper" (fw_engine)
     prompt: str | None = None  # glossary names put before every window (`asr.prompt`); None: no prompt
+    expect: tuple[str, ...] | None = None  # `auto` picks among these languages (`asr.langid`); None: any
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown ASR engine {self.engine!r}: use one of {', '.join(ENGINES)}")
+        if self.expect is not None:  # a transcript's JSON list, read back by `verify --reproduce`
+            object.__setattr__(self, "expect", tuple(self.expect) or None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +84,7 @@ class AsrResult:
     whisper_token: str | None
     speech: list[SpeechRegion]
     unprompted_chunks: int = 0  # chunks decoded again without the glossary prompt, which had leaked
+    first_choice: str | None = None  # Whisper's most probable language of all, when `expect` picked another
 
 
 def whisper_token(language: str, override: str | None = None) -> str:
@@ -95,7 +103,9 @@ def whisper_token(language: str, override: str | None = None) -> str:
 
 
 Reroute = Callable[[str], "tuple[Any, AsrOptions] | None"]
-Detect = Callable[[Any, Audio, list[SpeechRegion]], "tuple[str | None, float | None]"]
+# (model, audio, voiced regions) -> Whisper's probability of each language, averaged over the voiced
+# windows (an engine's `language_totals`); the pick among them is `asr.langid.pick`'s
+Detect = Callable[[Any, Audio, list[SpeechRegion]], "dict[str, float]"]
 # (model, audio of one chunk, clip_timestamps within it, Whisper token, options) -> raw segments
 Decode = Callable[[Any, np.ndarray, list[float], str, AsrOptions], list[dict]]
 
@@ -110,6 +120,7 @@ class Plan:
     language: str | None
     detected: str | None
     probability: float | None
+    first_choice: str | None = None  # the unrestricted pick, when it differs from `detected`
 
 
 def plan(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect,
@@ -122,19 +133,22 @@ def plan(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect,
     if saved := checkpoint.find("plan"):
         speech = [SpeechRegion(a, b) for a, b in saved[-1]["speech"]]
         detected, probability = saved[-1]["detected"], saved[-1]["probability"]
+        first = saved[-1].get("first_choice")
     else:
         source = as_source(audio)
         speech = speech_regions(source) if options.vad else [SpeechRegion(0.0, duration(source))]
-        detected = probability = None
+        detected = probability = first = None
         if options.language == "auto":
-            detected, probability = detect(model, source, speech)
+            totals = detect(model, source, speech)
+            detected, probability = pick(totals, options.expect)
+            first = pick(totals)[0] if pick(totals)[0] != detected else None
         checkpoint.add("plan", speech=[[r.start, r.end] for r in speech], detected=detected,
-                       probability=probability)
+                       probability=probability, **({"first_choice": first} if first else {}))
     if options.language != "auto":
         return Plan(model, options, speech, options.language, None, None)
     if detected and reroute and (routed := reroute(detected)):
         model, options = routed
-    return Plan(model, options, speech, detected, detected, probability)
+    return Plan(model, options, speech, detected, detected, probability, first)
 
 
 def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect, decode: Decode,
@@ -146,7 +160,7 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
     model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
     detected, probability = chosen.detected, chosen.probability
     if not speech or language is None:
-        return AsrResult([], language, detected, probability, None, speech)
+        return AsrResult([], language, detected, probability, None, speech, first_choice=chosen.first_choice)
 
     token = whisper_token(language, options.whisper_token)
     chunks = decode_chunks(speech, source)
@@ -161,7 +175,8 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
             checkpoint.add("group", index=index, start=chunk.start, end=chunk.end, segments=done[index])
         raw += done[index]
     unprompted = sum(any(item.get("unprompted") for item in segments) for segments in done.values())
-    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech, unprompted)
+    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech, unprompted,
+                     chosen.first_choice)
 
 
 def _decode_guarded(decode: Decode, model: Any, piece: np.ndarray, clips: list[float], token: str,
@@ -224,6 +239,7 @@ def chunk_seed(audio: np.ndarray, clips: list[float]) -> int:
 
 def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
     segments: list[Segment] = []
+    previous = None
     for item in raw:
         text = item["text"].strip()
         if not text:
@@ -246,11 +262,14 @@ def _segments(raw: list[dict], speech: list[SpeechRegion]) -> list[Segment]:
         )
         if seg.avg_logprob < LOGPROB_THRESHOLD or seg.no_speech_prob > NO_SPEECH_THRESHOLD:
             seg.flag(LOW_CONFIDENCE)
-        repeated = bool(segments) and segments[-1].text == text
+        repeated = bool(segments) and previous == text  # as decoded, before any cut
         if (seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD or repeated
                 or _voiced_fraction(seg, speech) < 0.2):
             seg.flag(POSSIBLE_HALLUCINATION)
+        if seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD:  # a loop the fallback did not cure
+            cut_loop(seg)
         segments.append(seg)
+        previous = text
     return segments
 
 

@@ -1,6 +1,6 @@
 """The interface every ASR engine fills in, and the one place that picks an engine by name.
 
-An engine knows four things: which device it runs on, how to load a model, how to vote a language
+An engine knows four things: which device it runs on, how to load a model, how to score languages
 over voiced windows and how to decode one chunk. Everything else that shapes a transcript (voiced
 regions, chunking, checkpoints, rerouting, flags, per-segment confidence) is `asr.core`'s loop,
 shared, so two engines cannot drift apart. Each engine lives in its own module, imported only when
@@ -46,9 +46,14 @@ class Engine(ABC):
         """The model (once per process) and the record of the file it came from."""
 
     @abstractmethod
-    def detect_language(self, model: Any, audio: Audio,
-                        regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
-        """(language, probability) averaged over the voiced windows; (None, None) with no speech."""
+    def detect_language(self, model: Any, audio: Audio, regions: list[SpeechRegion],
+                        expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
+        """(language, probability) averaged over the voiced windows, the most probable among
+        `expected` when given (`asr.langid`); (None, None) with no speech."""
+
+    @abstractmethod
+    def language_totals(self, model: Any, audio: Audio, regions: list[SpeechRegion]) -> dict[str, float]:
+        """Whisper's probability of every language, averaged over the voiced windows ({} with none)."""
 
     @abstractmethod
     def decode(self, model: Any, audio: np.ndarray, clips: list[float], token: str,
@@ -66,7 +71,7 @@ class Engine(ABC):
         times. `reroute`, given the detected language, may hand back the model and options that
         language's route wants (a Kazakh fine-tune, say), so detection and decoding need not share
         a model."""
-        return transcribe_with(model, audio, options, detect=self.detect_language, decode=self.decode,
+        return transcribe_with(model, audio, options, detect=self.language_totals, decode=self.decode,
                                progress=progress, reroute=reroute, checkpoint=checkpoint)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from pipeline.asr.core import LOGPROB_THRESHOLD, AsrOptions, chunk_seed
 from pipeline.asr.engine import Engine, guards
+from pipeline.asr.langid import pick
 from pipeline.errors import ModelMissingError, TestimonyError
 from pipeline.hardware import ct2_cuda_available, thread_count
 from pipeline.stages.audio_source import Audio
@@ -116,15 +117,21 @@ class _SeededWhisper:
             yield
 
 
-def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
-    """Language voted over voiced windows (as `asr.detect_language`), encoded as one batch."""
+def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion],
+                    expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
+    """Language voted over voiced windows (as `whisper_engine.detect_language`), among `expected`."""
+    return pick(language_totals(model, audio, regions), expected)
+
+
+def language_totals(model: Any, audio: Audio, regions: list[SpeechRegion]) -> dict[str, float]:
+    """Whisper's language probabilities averaged over the voiced windows, encoded as one batch."""
     from faster_whisper.audio import pad_or_trim
 
     windows = voiced_windows(audio, regions)
     if not windows:
-        return None, None
+        return {}
     if not model.model.is_multilingual:
-        return "en", 1.0
+        return {"en": 1.0}
     extractor = model.feature_extractor
     features = np.stack([pad_or_trim(extractor(w)[:, :extractor.nb_max_frames]) for w in windows])
     results = model.model.detect_language(model.encode(features.astype(np.float32)))
@@ -133,8 +140,7 @@ def detect_language(model: Any, audio: Audio, regions: list[SpeechRegion]) -> tu
         for token, p in ranked:
             code = token[2:-2]
             totals[code] = totals.get(code, 0.0) + p / len(windows)
-    best = max(totals, key=totals.get)
-    return best, float(totals[best])
+    return totals
 
 
 def _decode(model: Any, audio: np.ndarray, clips: list[float], token: str, options: AsrOptions) -> list[dict]:
@@ -172,9 +178,12 @@ class FasterWhisperEngine(Engine):
     def load(self, model: str, device: str) -> tuple[Any, ModelRecord]:
         return load_faster_whisper(model, device)
 
-    def detect_language(self, model: Any, audio: Audio,
-                        regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
-        return detect_language(model, audio, regions)
+    def detect_language(self, model: Any, audio: Audio, regions: list[SpeechRegion],
+                        expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
+        return detect_language(model, audio, regions, expected)
+
+    def language_totals(self, model: Any, audio: Audio, regions: list[SpeechRegion]) -> dict[str, float]:
+        return language_totals(model, audio, regions)
 
     def decode(self, model: Any, audio: np.ndarray, clips: list[float], token: str,
                options: AsrOptions) -> list[dict]:

@@ -17,27 +17,31 @@ from whisper.audio import N_FRAMES, log_mel_spectrogram, pad_or_trim
 
 from pipeline.asr.core import LOGPROB_THRESHOLD, AsrOptions, chunk_seed
 from pipeline.asr.engine import Engine, guards
+from pipeline.asr.langid import pick
 from pipeline.stages.audio_source import Audio
 from pipeline.stages.vad import SpeechRegion, voiced_windows
 from pipeline.store.record import ModelRecord
 
 
-def detect_language(model: whisper.Whisper, audio: Audio,
-                    regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
-    """Language voted over voiced windows: averaged probabilities, never the leading silence."""
+def detect_language(model: whisper.Whisper, audio: Audio, regions: list[SpeechRegion],
+                    expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
+    """Language voted over voiced windows, among `expected` when given (`asr.langid.pick`)."""
+    return pick(language_totals(model, audio, regions), expected)
+
+
+def language_totals(model: whisper.Whisper, audio: Audio, regions: list[SpeechRegion]) -> dict[str, float]:
+    """Whisper's language probabilities averaged over the voiced windows (never the leading
+    silence); empty with no speech."""
     windows = voiced_windows(audio, regions)
-    if not windows:
-        return None, None
     if not model.is_multilingual:  # an English-only (.en) model has no language head
-        return "en", 1.0
+        return {"en": 1.0} if windows else {}
     totals: dict[str, float] = {}
     for window in windows:
         mel = pad_or_trim(log_mel_spectrogram(window, model.dims.n_mels), N_FRAMES)
         _, probs = model.detect_language(mel.to(model.device))
         for code, p in probs.items():
             totals[code] = totals.get(code, 0.0) + p / len(windows)
-    best = max(totals, key=totals.get)
-    return best, float(totals[best])
+    return totals
 
 
 def _whisper_decode(model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
@@ -91,9 +95,13 @@ class WhisperEngine(Engine):
         configure_torch()
         return load_whisper(model, device)
 
-    def detect_language(self, model: whisper.Whisper, audio: Audio,
-                        regions: list[SpeechRegion]) -> tuple[str | None, float | None]:
-        return detect_language(model, audio, regions)
+    def detect_language(self, model: whisper.Whisper, audio: Audio, regions: list[SpeechRegion],
+                        expected: tuple[str, ...] | None = None) -> tuple[str | None, float | None]:
+        return detect_language(model, audio, regions, expected)
+
+    def language_totals(self, model: whisper.Whisper, audio: Audio,
+                        regions: list[SpeechRegion]) -> dict[str, float]:
+        return language_totals(model, audio, regions)
 
     def decode(self, model: whisper.Whisper, audio: np.ndarray, clips: list[float], token: str,
                options: AsrOptions) -> list[dict]:

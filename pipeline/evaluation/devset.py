@@ -12,11 +12,18 @@ Uyghur lines carry `"whisper_token": "uz"`: Whisper has no Uyghur token, and Uyg
 usually trained over the Uzbek one; stock Whisper decodes them as Uzbek, and the scores say so.
 
     bin/make-devset DIR [--per-language N] [--languages en,kk,ug]
+
+Real Kazakh: `bin/make-devset DIR --real-kk [FOLDER]` writes instead a manifest for the Kazakh
+code-switching benchmark kept beside the repository (`../shared/data/real-kk/`, MIT; 31 clips, 3.7
+minutes of spontaneous Kazakh with Russian, two YouTube channels). The clips stay where they are
+(absolute paths); the reference is the benchmark's normalised written layer (`в общем`, not the
+verbatim `вообщем`), which is what Whisper writes; the verbatim layer travels as `reference_verbatim`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import shutil
@@ -32,6 +39,7 @@ UDHR = REPO_ROOT / "tests" / "data" / "udhr-dev.tsv"
 UDHR_COLUMNS = {"kk": "kk", "ug": "ug-Arab"}
 TOKENS = {"ug": "uz"}  # languages Whisper has no token for: the token the dev set decodes them with
 MANIFEST = "manifest.jsonl"
+REAL_KK = REPO_ROOT.parent / "shared" / "data" / "real-kk"  # CI and /work/main keep shared/ beside the clone
 
 
 def librivox() -> list[tuple[str, Path, str]]:
@@ -100,14 +108,41 @@ def build_devset(out: Path, *, per_language: int = 5, languages: Sequence[str] =
     return manifest
 
 
+def real_kk(out: Path, data: Path = REAL_KK) -> Path:
+    """`out/manifest.jsonl` for the real Kazakh clips in `data` (its `metadata.csv` and `audio/`)."""
+    table = Path(data) / "metadata.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{table} not found: give the real-kk folder (--real-kk FOLDER), the one with "
+                                "metadata.csv and audio/")
+    entries = []
+    with table.open(encoding="utf-8", newline="") as rows:
+        for row in csv.DictReader(rows):
+            audio = (Path(data) / "audio" / f"{row['audio_id']}.flac").resolve()
+            if not audio.is_file():
+                raise FileNotFoundError(f"{audio} not found (listed in {table})")
+            entries.append({"id": row["audio_id"], "audio": str(audio), "language": "kk",
+                            "reference": row["transcript_normalized_written"],
+                            "reference_verbatim": row["transcript_verbatim"],
+                            "origin": f"real-kk benchmark: {row['audio_source_link'].split('. ')[0]}"})
+    Path(out).mkdir(parents=True, exist_ok=True)
+    manifest = Path(out) / MANIFEST
+    manifest.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+    return manifest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make-devset", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dir", type=Path, help="folder to write the clips and manifest.jsonl into")
     parser.add_argument("--per-language", type=int, default=5, help="clips per language (default 5)")
     parser.add_argument("--languages", default="en,kk,ug", help="comma-separated (default en,kk,ug)")
+    parser.add_argument("--real-kk", nargs="?", const=REAL_KK, type=Path, metavar="FOLDER",
+                        help=f"instead, a manifest for the real Kazakh clips in FOLDER (default {REAL_KK})")
     args = parser.parse_args(argv)
     try:
+        if args.real_kk:
+            print(real_kk(args.dir, args.real_kk))
+            return 0
         manifest = build_devset(args.dir, per_language=args.per_language,
                                 languages=[c.strip() for c in args.languages.split(",") if c.strip()])
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:

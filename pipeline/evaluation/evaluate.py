@@ -76,8 +76,10 @@ class ClipResult:
     hypothesis: str = ""
     english: str | None = None
     whisper_token: str | None = None
-    detected_language: str | None = None
+    detected_language: str | None = None  # among the expected languages (`--expect`), as `run` picks
     language_probability: float | None = None
+    detected_any: str | None = None  # among every language Whisper knows (clip mode's one pass)
+    language_scores: dict[str, float] | None = None  # clip mode: Whisper's 8 most probable, to compare sets
     duration: float = 0.0
     process_s: float = 0.0
     detect_s: float | None = None
@@ -152,21 +154,27 @@ def clip_token(clip: Clip, flag: str | None) -> str | None:
     return clip.whisper_token
 
 
-def detect_clip(clip: Clip, model_name: str, device: str,
-                audio_track: int | None) -> tuple[str | None, float | None, float]:
-    """Language detection on the clip's extracted, voiced audio, as the pipeline's auto mode does it."""
-    from pipeline.asr.whisper_engine import detect_language
+def detect_clip(clip: Clip, settings: dict[str, Any], expected: tuple[str, ...] | None,
+                device: str) -> tuple[str | None, float | None, str | None, dict[str, float], float]:
+    """Language detection on the clip's extracted, voiced audio, by the engine `run` would use, as
+    the pipeline's auto mode does it: (among `expected`, its probability, unrestricted, the 8 most
+    probable languages, seconds).
+    Both choices come from one pass: the same probabilities, picked two ways (`asr.langid.pick`)."""
+    from pipeline.asr.engine import engine_for
+    from pipeline.asr.langid import pick
     from pipeline.stages.media import extract_audio, load_wav, probe
     from pipeline.stages.vad import speech_regions
-    from pipeline.store.whisper_store import load_whisper
 
-    model, _ = load_whisper(model_name, device)
+    engine = engine_for(settings.get("engine") or "whisper")
+    model, _ = engine.load(detection_model(settings), engine.device(device))
     with tempfile.TemporaryDirectory(prefix="testimony-eval-") as tmp:
-        extracted = extract_audio(probe(clip.audio), Path(tmp) / "audio.wav", track=audio_track)
+        extracted = extract_audio(probe(clip.audio), Path(tmp) / "audio.wav", track=settings.get("audio_track"))
         audio = load_wav(extracted.wav_path)
     started = time.perf_counter()
-    language, probability = detect_language(model, audio, speech_regions(audio))
-    return language, probability, round(time.perf_counter() - started, 3)
+    totals = engine.language_totals(model, audio, speech_regions(audio))
+    language, probability = pick(totals, expected)
+    top = dict(sorted(((code, round(p, 4)) for code, p in totals.items()), key=lambda kv: -kv[1])[:8])
+    return language, probability, pick(totals)[0], top, round(time.perf_counter() - started, 3)
 
 
 def detection_model(settings: dict[str, Any]) -> str:
@@ -178,8 +186,8 @@ def detection_model(settings: dict[str, Any]) -> str:
 
 def run_clip(clip: Clip, archive: Path, settings: dict[str, Any], mode: str) -> ClipResult:
     """The real pipeline on one clip; any failure becomes the clip's error, scored as no text."""
-    from pipeline.asr.whisper_engine import default_device
     from pipeline.errors import TestimonyError
+    from pipeline.run.options import expected_languages
     from pipeline.run.process import RunOptions, process_video
     from pipeline.transcript import Transcript
 
@@ -188,9 +196,9 @@ def run_clip(clip: Clip, archive: Path, settings: dict[str, Any], mode: str) -> 
         if mode == "clip":
             token = clip_token(clip, settings.get("whisper_token"))
             options = RunOptions.from_flat(**{**settings, "language": clip.language, "whisper_token": token})
-            device = settings.get("device") or default_device()
-            result.detected_language, probability, result.detect_s = detect_clip(
-                clip, detection_model(settings), device, settings.get("audio_track"))
+            (result.detected_language, probability, result.detected_any, result.language_scores,
+             result.detect_s) = detect_clip(
+                clip, settings, expected_languages(settings.get("expect")), settings.get("device"))
             result.language_probability = None if probability is None else round(probability, 4)
         else:
             options = RunOptions.from_flat(**{**settings, "language": "auto"})
@@ -252,7 +260,8 @@ def aggregate(results: list[ClipResult], settings: dict[str, Any]) -> dict[str, 
             "normaliser": describe(language),
             "language_id": {"correct": correct, "total": len(group), "detectable": detectable,
                             "accuracy": correct / len(group) if detectable else None,
-                            "detected": dict(Counter(str(r.detected_language) for r in group).most_common())},
+                            "detected": dict(Counter(str(r.detected_language) for r in group).most_common()),
+                            **_unrestricted(group, language)},
         }
         entry["wer"] = entry["word_edits"] / ref_words
         entry["cer"] = entry["char_edits"] / ref_chars
@@ -277,6 +286,15 @@ def aggregate(results: list[ClipResult], settings: dict[str, Any]) -> dict[str, 
     }}
 
 
+def _unrestricted(group: list[ClipResult], language: str) -> dict[str, Any]:
+    """Clip mode's second reading of the same probabilities: the pick among every language, for
+    comparing `--expect` with detection as it was before it (empty in auto mode, which has one)."""
+    if any(r.detected_any is None and r.error is None for r in group):
+        return {}
+    return {"correct_any": sum(r.detected_any == language for r in group),
+            "detected_any": dict(Counter(str(r.detected_any) for r in group).most_common())}
+
+
 def _machine(device: str, load_before: list[float]) -> dict[str, Any]:
     """Where the timings were taken; other processes on the CPUs slow Whisper far beyond their share."""
     import torch
@@ -296,16 +314,16 @@ def evaluate(manifest: Path, out_dir: Path, settings: dict[str, Any], *, mode: s
     import whisper
 
     from pipeline import __version__
-    from pipeline.asr.whisper_engine import default_device
+    from pipeline.asr.engine import engine_for
     from pipeline.evaluation.report import render_markdown
-    from pipeline.store.whisper_store import load_whisper
 
     clips = load_manifest(manifest)
     say = log or (lambda _msg: None)
     load_before = _load()
-    device = settings.get("device") or default_device()
+    engine = engine_for(settings.get("engine") or "whisper")
+    device = engine.device(settings.get("device"))
     started = time.perf_counter()
-    _, record = load_whisper(detection_model(settings), device)  # loaded once, outside every clip's timing
+    _, record = engine.load(detection_model(settings), device)  # loaded once, outside every clip's timing
     load_s = time.perf_counter() - started
     results = []
     for n, clip in enumerate(clips, 1):

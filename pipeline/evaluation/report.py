@@ -36,6 +36,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"- language: `{report['mode']}` ("
         + ("each clip's own language forced; language ID from a separate detection pass"
            if report["mode"] == "clip" else "detected by the pipeline, as `testimony run` does") + ")",
+        f"- language ID among: {settings.get('expect') or 'any'} (`--expect`)",
+        f"- engine: {settings.get('engine') or 'whisper'}",
         f"- decoding: beam {settings.get('beam_size') or 'greedy'}, VAD {settings.get('vad')}, word timestamps "
         f"{settings.get('word_timestamps')}, temperature fallback {settings.get('temperature_fallback')}, "
         f"translation {settings.get('translate_to_english')}",
@@ -87,6 +89,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
         lid, tr = entry["language_id"], entry["translation"]
         detected = ", ".join(f"{code} ×{n}" for code, n in lid["detected"].items())
         lines.append(f"- **{language}**: normalised as {entry['normaliser']}; detected as {detected}.")
+        if "correct_any" in lid:
+            anyone = ", ".join(f"{code} ×{n}" for code, n in lid["detected_any"].items())
+            lines.append(f"  Among every language Whisper knows (no `--expect`): {lid['correct_any']}/{lid['total']} "
+                         f"right; detected as {anyone}.")
         if not tr["clips"]:
             lines.append(f"  chrF/BLEU skipped: {tr['skipped']}")
         else:

@@ -238,6 +238,10 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
                                    "(names copied or repeated): those were decoded again without it")
     if asr.detected_language and (warning := routing_warning(asr.detected_language)):
         transcript.warnings.append(warning)
+    elif asr.first_choice and (warning := routing_warning(asr.first_choice)):  # `--expect` picked another
+        transcript.warnings.append(f"{warning} (picked {asr.detected_language!r} among the expected languages "
+                                   f"{', '.join(options.asr.expect or ())}: Whisper's first choice was "
+                                   f"{asr.first_choice!r})")
     return transcript
 
 

@@ -74,7 +74,8 @@ def _part(seg: Segment, speaker: str | None, words: list[Word]) -> Segment:
     avg_logprob, compression = segment_confidence({"avg_logprob": seg.avg_logprob}, text, words)
     return replace(seg, start=words[0].start, end=words[-1].end, text=text, words=words, speaker=speaker,
                    avg_logprob=round(avg_logprob, 4), compression_ratio=round(compression, 4),
-                   flags=list(seg.flags), suggestions=None)
+                   flags=list(seg.flags), suggestions=None,
+                   cut=seg.cut if words[-1] is seg.words[-1] else None)  # a loop's cut followed the last word
 
 
 def apply_speakers(transcript: Transcript, turns: list[Turn], record: dict) -> Transcript:
