@@ -65,7 +65,7 @@ def check(spec: str) -> None:
 
 @lru_cache(maxsize=4)
 def encoder_for(spec: str) -> SpeakerEncoder:
-    """`resemblyzer` (the encoder inside its wheel) or the path of an ONNX speaker model; loaded once."""
+    """`resemblyzer` (the encoder shipped in this package) or the path of an ONNX speaker model; loaded once."""
     check(spec)
     if spec == DEFAULT:
         return import_module("pipeline.speakers.resemblyzer_encoder").load()
