@@ -42,8 +42,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
     from pipeline.errors import TestimonyError
+    from pipeline.run.options import RunOptions
+    from pipeline.run.preflight import check_before_work
 
     try:
+        check_before_work(RunOptions.from_flat(), "auto")  # what `run` refuses, refused before a video is taken
         return serve(args.inbox, config.archive_dir(args.out), host=args.host, port=args.port,
                      settle_seconds=args.settle, review_port=args.review_port)
     except TestimonyError as exc:  # refused before anything listens (an open address without credentials)
@@ -141,8 +144,8 @@ def _results(args: argparse.Namespace, settings: dict, options, archive: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.asr.core import whisper_token
     from pipeline.errors import TestimonyError
+    from pipeline.run.preflight import check_before_work
     from pipeline.run.process import RunOptions
 
     settings = _settings(args)
@@ -150,18 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
         originals.mode()  # or TESTIMONY_ORIGINALS
         options = RunOptions.from_flat(**settings)
-        if options.glossary:  # a missing or unreadable glossary stops the run before any work
-            from pipeline.stages.glossary import read_entries
-
-            if not Path(options.glossary).is_file():
-                raise TestimonyError(f"{options.glossary}: no such glossary file (a text file, one name a line)")
-            read_entries(Path(options.glossary))
-        if options.diarize:  # so does a speaker encoder that cannot load
-            from pipeline.speakers.encoder import check
-
-            check(options.speaker_encoder)
-        if args.language != "auto":
-            whisper_token(args.language, options.asr.whisper_token)
+        check_before_work(options, args.language)  # glossary, speaker encoder, token, ASR model installed
     except TestimonyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
