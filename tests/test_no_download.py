@@ -30,7 +30,7 @@ def _cli(args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess, 
     """The CLI in a child process whose every network attempt is logged and refused."""
     log = tmp_path / "network.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(GUARD), str(REPO)]), "TESTIMONY_NETGUARD_LOG": str(log)}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     return done, log.read_text() if log.exists() else ""
 

@@ -15,6 +15,7 @@ from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
 from pipeline.cli import models as models_cli
 from pipeline.cli import review as review_cli
+from pipeline.cli import sample as sample_cli
 from pipeline.run import options as options_table
 
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive_cli.add_parsers(sub)
     integrity_cli.add_parsers(sub)
     review_cli.add_parsers(sub)
+    sample_cli.add_parser(sub)
     return parser
 
 
@@ -194,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "models": models_cli.run, "eval": cmd_eval, "serve": cmd_serve,
                 "list": archive_cli.cmd_list, "get": archive_cli.cmd_get, "search": archive_cli.cmd_search,
                 "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export,
-                "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean}
+                "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean,
+                "sample": sample_cli.cmd_sample}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
