@@ -138,6 +138,8 @@ def test_a_pip_install_runs_offline_and_says_what_a_missing_model_needs(python, 
     text = transcript.read_text()
     assert '"speakers"' in text and '"resemblyzer"' in text, "speakers found with the shipped encoder"
     assert installed.testimony("serve", "--help").returncode == 0
+    scored = installed.testimony("eval", str(installed.here / "clips.jsonl"))  # without the eval extra
+    assert scored.returncode == 2 and "pip install 'testimony[eval]'" in scored.stderr, scored.stderr
     verified = installed.testimony("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert installed.attempts() == "", "a network connection was attempted:\n" + installed.attempts()
