@@ -2,7 +2,7 @@
 (`git archive`) and installed with its declared dependencies from the package index (nothing borrowed
 from the development venv) into a fresh venv; then, from a folder outside the checkout, with every network
 attempt logged and refused (and the network namespace removed where `unshare -n` works), `--help`,
-`models`, a default `run` of a short English video (Whisper base from the base-weights extra, speakers
+`models`, `sample`, a default `run` of its short English video (Whisper base from the base-weights extra, speakers
 on), `serve --help` and `verify` all work. With the base weights uninstalled, `run` stops with one line
 naming `testimony models install base` and attempts no connection.
 
@@ -25,8 +25,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
-from . import media_factory as mf
 
 REPO = Path(__file__).resolve().parent.parent
 GUARD = Path(__file__).resolve().parent / "netguard"
@@ -105,10 +103,11 @@ class Installed:
         self.figures["size_mb"] = _size_mb(self.venv)
         self.log = root / "network.log"
 
-    def testimony(self, *args: str) -> subprocess.CompletedProcess:
+    def testimony(self, *args: str, program: str = "testimony") -> subprocess.CompletedProcess:
+        """`program` of the venv, from a folder outside the checkout, with none of this session's settings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TESTIMONY_", "XDG_", "PYTHON", "VIRTUAL"))}
         env.update(HOME=str(self.home), PYTHONPATH=str(GUARD), TESTIMONY_NETGUARD_LOG=str(self.log))
-        return subprocess.run([*_offline_prefix(), str(self.venv / "bin" / "testimony"), *args], cwd=self.here,
+        return subprocess.run([*_offline_prefix(), str(self.venv / "bin" / program), *args], cwd=self.here,
                               env=env, capture_output=True, text=True, timeout=1800)
 
     def attempts(self) -> str:
@@ -120,16 +119,16 @@ def test_a_pip_install_runs_offline_and_says_what_a_missing_model_needs(python, 
     installed = Installed(python, wheel, tmp_path)
     print(f"\ninstall figures: {installed.figures}")
 
-    where = subprocess.run([str(installed.venv / "bin" / "python"), "-c", "import pipeline; print(pipeline.__file__)"],
-                           cwd=installed.here, capture_output=True, text=True)
+    where = installed.testimony("-c", "import pipeline; print(pipeline.__file__)", program="python")
     assert str(installed.venv) in where.stdout and str(REPO) not in where.stdout, where.stdout + where.stderr
     helped = installed.testimony("--help")
     assert helped.returncode == 0 and "run" in helped.stdout, helped.stdout + helped.stderr
     listed = installed.testimony("models")
     assert listed.returncode == 0 and "kk" in listed.stdout, listed.stdout + listed.stderr
 
-    video = mf.video_from_audio(mf.speak(mf.udhr("en")[3], "en", tmp_path / "en.wav"),
-                                installed.here / "witness.mp4", lead_silence=1.0)
+    sampled = installed.testimony("sample", "sample")  # README's English sample: 22 s of a LibriVox reading
+    assert sampled.returncode == 0, sampled.stdout + sampled.stderr
+    video = installed.here / "sample" / "interview-en.mp4"
     start = time.monotonic()
     run = installed.testimony("run", str(video))
     installed.figures["first run s"] = round(time.monotonic() - start, 1)
