@@ -39,6 +39,10 @@ def _check_glossary(path: Path) -> None:
 
 def _check_asr_model(model: str, engine: str) -> None:
     """The model is in the store, a file or folder here, or `base` from its packages; never fetched."""
+    from pipeline.store.ct2_to_openai import packaged_base_parts
+
+    if model == "base" and packaged_base_parts():  # converted on first use by the run itself, not here
+        return
     if engine == "faster-whisper":
         from pipeline.store.ct2_store import resolve_ct2
 
