@@ -1,6 +1,7 @@
-"""Resemblyzer's speaker encoder as an ONNX model that takes raw 16 kHz audio, made at test time.
+"""Resemblyzer's speaker encoder as an ONNX model that takes raw 16 kHz audio: how the shipped encoder
+was made, and made again at test time.
 
-This is what a user-imported ONNX speaker model looks like to `pipeline.speakers.onnx_encoder`: audio
+This is also what a user-imported ONNX speaker model looks like to `pipeline.speakers.onnx_encoder`: audio
 (batch, samples) in, embeddings out. The mel spectrogram Resemblyzer computes with librosa is built into
 the graph (a DFT as a strided convolution, then librosa's own mel filters), so the export needs no STFT
 operator and gives the same embeddings as the shipped encoder.
@@ -42,13 +43,19 @@ class WaveformEncoder(torch.nn.Module):
         return torch.relu(self.linear(hidden[-1]))
 
 
+def resemblyzer_weights() -> Path:
+    """`pretrained.pt` inside the resemblyzer package (bin/setup installs it for the tests)."""
+    from importlib.util import find_spec
+
+    return Path(find_spec("resemblyzer").origin).parent / "pretrained.pt"
+
+
 def export_resemblyzer(out: Path) -> Path:
-    """The shipped encoder's weights as `out` (ONNX, opset 17, batch and length free)."""
+    """Resemblyzer's trained weights as `out` (ONNX, opset 17, batch and length free): how the shipped
+    `pipeline/speakers/weights/resemblyzer.onnx` was made (bin/export-speaker-encoder)."""
     from resemblyzer import VoiceEncoder
 
-    from pipeline.speakers.resemblyzer_encoder import weights_path
-
-    model = WaveformEncoder(VoiceEncoder("cpu", verbose=False, weights_fpath=weights_path())).eval()
+    model = WaveformEncoder(VoiceEncoder("cpu", verbose=False, weights_fpath=resemblyzer_weights())).eval()
     with warnings.catch_warnings():  # the legacy exporter's notes on LSTM batch sizes: every batch runs alike
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(2, 25600),), str(out), input_names=["audio"],

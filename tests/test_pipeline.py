@@ -161,8 +161,8 @@ def test_cli_archive_from_environment(kk_video, tiny_whisper, tmp_path, monkeypa
 
 def test_missing_model_and_uyghur_token_are_explained(kk_video, media, tiny_whisper, tmp_path, capsys):
     code = main(["run", str(kk_video), "--out", str(tmp_path / "a"), "--asr-model", "no-such-model"])
-    assert code == 1
-    assert "Unknown ASR model 'no-such-model'" in capsys.readouterr().out
+    assert code == 2 and "Unknown ASR model 'no-such-model'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists(), "a missing model is refused before any work"
     ug = mf.video_from_audio(media / "ug.wav", tmp_path / "ug.mp4")
     code = main(["run", str(ug), "--out", str(tmp_path / "b"), "--language", "ug",
                  "--asr-model", str(tiny_whisper), *TINY_FLAGS])

@@ -15,6 +15,7 @@ from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
 from pipeline.cli import models as models_cli
 from pipeline.cli import review as review_cli
+from pipeline.cli import sample as sample_cli
 from pipeline.cli import users as users_cli
 from pipeline.run import options as options_table
 
@@ -43,8 +44,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from flows.serve import serve
     from pipeline.errors import TestimonyError
+    from pipeline.run.options import RunOptions
+    from pipeline.run.preflight import check_before_work
 
     try:
+        check_before_work(RunOptions.from_flat(), "auto")  # what `run` refuses, refused before a video is taken
         return serve(args.inbox, config.archive_dir(args.out), host=args.host, port=args.port,
                      settle_seconds=args.settle, review_port=args.review_port)
     except TestimonyError as exc:  # refused before anything listens (an open address without credentials)
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     integrity_cli.add_parsers(sub)
     review_cli.add_parsers(sub)
     users_cli.add_parser(sub)
+    sample_cli.add_parser(sub)
     return parser
 
 
@@ -143,8 +148,8 @@ def _results(args: argparse.Namespace, settings: dict, options, archive: Path):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.asr.core import whisper_token
     from pipeline.errors import TestimonyError
+    from pipeline.run.preflight import check_before_work
     from pipeline.run.process import RunOptions
 
     settings = _settings(args)
@@ -152,18 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
         originals.mode()  # or TESTIMONY_ORIGINALS
         options = RunOptions.from_flat(**settings)
-        if options.glossary:  # a missing or unreadable glossary stops the run before any work
-            from pipeline.stages.glossary import read_entries
-
-            if not Path(options.glossary).is_file():
-                raise TestimonyError(f"{options.glossary}: no such glossary file (a text file, one name a line)")
-            read_entries(Path(options.glossary))
-        if options.diarize:  # so does a speaker encoder that cannot load
-            from pipeline.speakers.choice import check
-
-            check(options.speaker_encoder)
-        if args.language != "auto":
-            whisper_token(args.language, options.asr.whisper_token)
+        check_before_work(options, args.language)  # glossary, speaker encoder, token, ASR model installed
     except TestimonyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -193,8 +187,15 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
     from pipeline.evaluation.evaluate import run_eval
 
+    missing = [name for name in ("jiwer", "sacrebleu") if find_spec(name) is None]
+    if missing:  # the scorers are an extra: say so before any clip is transcribed
+        print(f"error: testimony eval scores with {' and '.join(missing)}: pip install 'testimony[eval]'",
+              file=sys.stderr)
+        return 2
     return run_eval(args)
 
 
@@ -206,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "deploy": cmd_deploy, "verify": integrity_cli.cmd_verify, "export": integrity_cli.cmd_export,
                 "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean,
                 "users": users_cli.run, "quality": review_cli.cmd_quality,
-                "repair": integrity_cli.cmd_repair}
+                "repair": integrity_cli.cmd_repair,
+                "sample": sample_cli.cmd_sample}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -18,10 +18,11 @@ from pipeline.store.record import ModelRecord
 
 
 class OnnxEncoder(SpeakerEncoder):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, record: ModelRecord | None = None) -> None:
+        """`record` names a model this package ships (its origin and licence); a user's file is cited by path."""
         import onnxruntime
 
-        self.record = ModelRecord(path.name, path, file_sha256(path), f"ONNX speaker model {path}")
+        self.record = record or ModelRecord(path.name, path, file_sha256(path), f"ONNX speaker model {path}")
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
 

