@@ -29,6 +29,11 @@ class Word:
     probability: float
 
 
+# Segment fields stored only when set, so transcripts (and revisions) made before they existed read and
+# write byte for byte as they did.
+WRITTEN_WHEN_SET = ("cut",)
+
+
 @dataclass
 class Segment:
     id: int
@@ -108,8 +113,9 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for seg in data["segments"]:
-            if seg["cut"] is None:
-                del seg["cut"]
+            for name in WRITTEN_WHEN_SET:
+                if seg[name] is None:
+                    del seg[name]
         return {"schema": data.pop("schema"), **data}
 
     def to_json(self) -> str:

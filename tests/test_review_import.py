@@ -46,7 +46,7 @@ def test_an_edited_srt_is_one_revision_by_the_account(archive, capsys, tmp_path)
     event = custody.read(archive, SHA)[-1]
     assert event["event"] == "revise" and event["author"] == "aigerim"
     assert event["from_file"] == {"file": "kk.srt", "sha256": hashlib.sha256(returned.read_bytes()).hexdigest()}
-    assert main(["verify", SHA[:12], "--out", str(archive)]) == 0
+    assert main(["verify", SHA[:12], "--out", str(archive)]) == 0, capsys.readouterr()
 
 
 def test_a_bilingual_vtt_and_english_only(archive, capsys, tmp_path):  # noqa: F811
@@ -107,3 +107,15 @@ def test_the_account_must_exist_and_may_sign_in(archive, capsys, tmp_path):  # n
     accounts.disable(archive, "gone")
     assert _cli(capsys, "review", "import", SHA[:12], str(returned), "--as", "gone", "--out", str(archive))[0] == 2
     assert _cli(capsys, "review", "import", SHA[:12], str(returned), "--out", str(archive))[0] == 2
+
+
+def test_docx_times_cut_to_tenths_still_place_a_short_segment():
+    """The document shows 12.31-12.38 s as 0:00:12.3-0:00:12.3: the cue is placed, not divided by zero."""
+    from pathlib import Path
+
+    from pipeline.review.imports import _row_cue, apply_cues
+
+    cue = _row_cue(Path("t.docx"), 1, ["", "0:00:12.3–0:00:12.3", "", "ия", ""])
+    segments = [{"id": 0, "start": 10.0, "end": 12.31, "text": "a"}, {"id": 1, "start": 12.31, "end": 12.38,
+                                                                        "text": "b"}]
+    assert apply_cues(Path("t.docx"), segments, [cue], "bilingual", set())[1]["text"] == "ия"

@@ -23,7 +23,11 @@ from pipeline.archive.locks import bundle_lock
 def repair(archive: str | Path, sha256: str | None = None) -> list[str]:
     """Repair the archive (or one video's part of it); one line per thing done, [] when all was well."""
     archive = Path(archive)
-    done = _tidy(archive, sha256[:12] if sha256 else "")
+    if sha256:  # one video: its leftovers are tidied under its lock (the whole archive locks per video)
+        with bundle_lock(archive, sha256):
+            done = _tidy(archive, sha256[:12])
+    else:
+        done = _tidy(archive, "")
     bundles = {b.name[:12]: b for b in bundles_in(archive)}  # one listing, not one per video
     for sha in [sha256] if sha256 else _videos(archive):
         done += [f"{sha[:12]}: {line}" for line in repair_video(archive, sha, bundles.get(sha[:12]))]

@@ -59,3 +59,14 @@ def _about(exc: BaseException, subject: object) -> str:
     if subject and str(subject) not in message:
         return f"{subject}: {message}"
     return message
+
+
+def missing_eval_extra(command: str) -> bool:
+    """The scorers (jiwer, sacrebleu) are the `eval` extra: when one is missing, say so in one line
+    before any work (True), instead of a traceback half way."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("jiwer", "sacrebleu") if find_spec(name) is None]
+    if missing:
+        error(f"testimony {command} scores with {' and '.join(missing)}: pip install 'testimony[eval]'")
+    return bool(missing)

@@ -234,6 +234,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     archive = _archive(args.out)
     bundle, _video = _resolve(archive, args.video)
+    if Path(args.output).exists():  # refused before the repair below logs anything
+        print(f"error: {args.output} already exists: choose another name or remove it first", file=sys.stderr)
+        return 2
     with bundle_lock(archive, bundle.name):  # the bundle repaired and exported is the one verified, whole
         _repair_before_export(archive, bundle)
         if args.redact is not None:

@@ -187,15 +187,10 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from importlib.util import find_spec
-
     from pipeline.evaluation.evaluate import run_eval
 
-    missing = [name for name in ("jiwer", "sacrebleu") if find_spec(name) is None]
-    if missing:  # the scorers are an extra: say so before any clip is transcribed
-        print(f"error: testimony eval scores with {' and '.join(missing)}: pip install 'testimony[eval]'",
-              file=sys.stderr)
-        return 2
+    if cli_errors.missing_eval_extra("eval"):  # before any clip is transcribed
+        return cli_errors.REFUSED
     return run_eval(args)
 
 

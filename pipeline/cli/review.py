@@ -121,8 +121,11 @@ def cmd_quality(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from pipeline.cli.errors import REFUSED, missing_eval_extra
     from pipeline.evaluation import quality
 
+    if missing_eval_extra("quality"):
+        return REFUSED
     archive = _archive(args.out)
     glossary = []
     if args.glossary:

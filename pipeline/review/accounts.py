@@ -187,6 +187,9 @@ def accounts(archive: Path) -> list[Account]:
 
 
 def get(archive: Path, name: str) -> Account | None:
+    """The account called `name`, or None; asking about an archive with no accounts creates nothing."""
+    if not db_path(archive).exists():
+        return None
     with closing(connect(archive)) as conn:
         row = conn.execute(f"SELECT {_COLUMNS} FROM accounts WHERE name = ?", (name,)).fetchone()
     return _account(row) if row else None

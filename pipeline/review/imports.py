@@ -90,7 +90,11 @@ def _row_cue(path: Path, n: int, cells: list[str]) -> Cue:
         raise ReviewError(f"{path}: table row {n}: expected its time as H:MM:SS.s–H:MM:SS.s, found {cells[1:2]}")
     h1, m1, s1, d1, h2, m2, s2, d2 = (int(g) for g in m.groups())
     english = "" if cells[4] == UNTRANSLATED else cells[4]
-    return Cue(n, h1 * 3600 + m1 * 60 + s1 + d1 / 10, h2 * 3600 + m2 * 60 + s2 + d2 / 10, (cells[3], english))
+    start, end = h1 * 3600 + m1 * 60 + s1 + d1 / 10, h2 * 3600 + m2 * 60 + s2 + d2 / 10
+    if end < start:
+        raise ReviewError(f"{path}: table row {n}: the row ends before it starts; keep the times it had")
+    # the document cut each time down to its tenth: the true times lie within the tenth after each
+    return Cue(n, start + 0.05, end + 0.05 + (0.05 if end == start else 0.0), (cells[3], english))
 
 
 def read_any(path: Path) -> tuple[list[Cue], str]:
@@ -112,7 +116,7 @@ def _overlap(cue: Cue, seg: dict) -> float:
 
 def _target(path: Path, cue: Cue, segments: list[dict]) -> int:
     """The index of the one segment the cue lies on, or a refusal naming the line."""
-    length = cue.end - cue.start
+    length = max(cue.end - cue.start, 1e-6)  # read_cues and _row_cue refuse a cue that ends before it starts
     shares = sorted(((_overlap(cue, s) / length, i) for i, s in enumerate(segments)), reverse=True)
     if len(shares) > 1 and shares[1][0] >= STRADDLE:
         raise ReviewError(f"{path}:{cue.line}: this cue straddles two segments; split it at their boundary")
@@ -172,7 +176,7 @@ def import_file(archive: Path, sha256: str, path: Path, author: str, content: st
     from pipeline.transcript import Transcript
 
     account = accounts.get(archive, author)
-    if account is None or account.disabled:
+    if account is None or account.disabled or account.locked:
         raise ReviewError(f"--as {author}: no account of that name may sign in (see `testimony users list`)")
     cues, found = read_any(path)
     bundle = find_bundle(archive, sha256)

@@ -22,7 +22,7 @@ from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
 from pipeline.archive.locks import bundle_lock
 from pipeline.review import revisions
 from pipeline.review.revisions import ENGLISH_SOURCES, ReviewError, Revision
-from pipeline.transcript import Segment, Transcript, Word
+from pipeline.transcript import WRITTEN_WHEN_SET, Segment, Transcript, Word
 
 MAX_TEXT = 20_000  # characters in one field: a whole hour's answer fits; a pasted book does not
 MAX_NAME = 200
@@ -202,7 +202,8 @@ def _english_source(n: int, raw: dict, base: dict, translation: str | None) -> s
 
 def _machine_fields(base: dict) -> dict:
     """The fields only the machine writes, as the base segment had them (empty for a new segment)."""
-    defaults = {f: getattr(Segment(0, 0.0, 0.0, ""), f) for f in Segment.__dataclass_fields__}
+    defaults = {f: getattr(Segment(0, 0.0, 0.0, ""), f) for f in Segment.__dataclass_fields__
+                if f not in WRITTEN_WHEN_SET}  # stored only when set, as in transcript.json
     return {**defaults, **{k: v for k, v in base.items() if k not in revisions.EDITABLE and k != "words"},
             "flags": list(base.get("flags") or [])}
 
