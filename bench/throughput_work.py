@@ -50,7 +50,7 @@ def _ours(spec: dict, language: str = "auto") -> tuple[Any, Any, float, float]:
     """Options, the loaded model and (import, load) seconds for our pipeline on spec's engine."""
     from pipeline.asr.core import AsrOptions
     from pipeline.asr.engine import engine_for
-    from pipeline.run.stages import RunOptions
+    from pipeline.run.steps import RunOptions
 
     imported = time.perf_counter() - STARTED
     options = RunOptions(asr=AsrOptions(model=spec["model"], language=language, engine=spec["engine"]),
@@ -66,7 +66,7 @@ def stages(spec: dict) -> dict:
     from pipeline.archive.bundle import write_bundle
     from pipeline.asr.engine import engine_for
     from pipeline.hashing import file_sha256
-    from pipeline.run.stages import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
+    from pipeline.run.steps import build_transcript, stage_extract, stage_transcribe, stage_translate, work_dir
     from pipeline.stages.media import load_wav
     from pipeline.stages.vad import speech_regions
 

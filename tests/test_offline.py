@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import config
 from pipeline.cli.main import main
-from pipeline.run import stages as stages_module
+from pipeline.run import steps as stages_module
 from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf

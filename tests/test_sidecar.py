@@ -15,7 +15,7 @@ import pytest
 from pipeline import config
 from pipeline.archive import custody
 from pipeline.run.sidecar import SidecarError, read_sidecar
-from pipeline.run.stages import routing_warning
+from pipeline.run.steps import routing_warning
 
 from . import media_factory as mf
 

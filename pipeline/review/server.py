@@ -193,7 +193,7 @@ async def post_translate(ws: Workspace, request: Request) -> Response:
 
 
 def machine_english(language: str | None, text: str) -> dict[str, Any]:
-    from pipeline.run.stages import translate_segments
+    from pipeline.run.steps import translate_segments
 
     if language in (None, "en"):
         return {"translation": None, "reason": "the original is English"}

@@ -3,7 +3,7 @@
 `testimony run`, the Prefect flows (`process-video`, `inbox`, `process-folder`, `retranslate`) and
 `eval` call `prepare_video`/`finish_video`/`retranslate`; what happens between stages (custody,
 archive permissions, reuse, cleanup) is written here once. The stages themselves are in
-`run.stages`; a caller may hand them in wrapped (`Stages`), as Prefect does to make tasks.
+`run.steps`; a caller may hand them in wrapped (`Stages`), as Prefect does to make tasks.
 
 Resumable: the work folder keeps the extracted WAV with a record of it, and checkpoints of decoded
 chunks and translated batches. A run killed at any point is picked up by the next run of the same
@@ -25,7 +25,7 @@ from pipeline.errors import BadInputError
 from pipeline.run.options import RunOptions
 from pipeline.run.sidecar import Sidecar, read_sidecar
 from pipeline.run.sidecar import apply as apply_sidecar
-from pipeline.run.stages import (
+from pipeline.run.steps import (
     PLAIN,
     Stages,
     Translation,

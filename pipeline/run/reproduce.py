@@ -72,7 +72,7 @@ def _with_speakers(transcript: Transcript, audio: Any, segments: list[Segment],
     recorded = transcript.models.get("speakers")
     if not recorded:
         return segments, []
-    from pipeline.run.stages import diarize_audio
+    from pipeline.run.steps import diarize_audio
     from pipeline.speakers.assign import apply_speakers
     from pipeline.speakers.choice import DEFAULT
 
