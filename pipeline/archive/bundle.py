@@ -187,7 +187,7 @@ def _tidy_video(archive: Path, vid: str) -> None:
         if not retired.is_dir():
             continue
         name = retired.name[1:].rsplit(".old-", 1)[0]
-        if find_bundle(archive, _sha_of(retired) or name[:12]) is None:
+        if find_bundle(archive, source_of(retired).get("sha256") or name[:12]) is None:
             os.replace(retired, archive / name)
         else:
             shutil.rmtree(retired, ignore_errors=True)
@@ -199,11 +199,15 @@ def _call_tag() -> str:
     return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
-def _sha_of(bundle: Path) -> str | None:
+def source_of(bundle: Path) -> dict:
+    """The `source` a bundle folder's transcript names (file name, SHA-256, ...), {} when unreadable:
+    what tidying, repair and the commands need to tell whose folder it is."""
     try:
-        return read_json(bundle / TRANSCRIPT)["source"]["sha256"]
+        source = read_json(bundle / TRANSCRIPT)["source"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return {}
+    return source if isinstance(source, dict) else {}
+
 
 
 def _publish(staging: Path, final: Path, previous: Path | None) -> None:

@@ -10,12 +10,11 @@ Anything else stays a problem for `verify` to name.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.archive import custody, originals
-from pipeline.archive.bundle import TRANSCRIPT, find_bundle, tidy_after_kill
+from pipeline.archive.bundle import find_bundle, source_of, tidy_after_kill
 from pipeline.archive.integrity import bundles_in
 from pipeline.archive.locks import bundle_lock
 
@@ -49,7 +48,7 @@ def _repair_video(archive: Path, sha256: str, bundle: Path | None) -> list[str]:
     if event := originals.record_unlogged(archive, sha256):
         done.append(f"the archive's copy of the original ({event['path']}) was not logged: re-hashed, logged")
     bundle = bundle or find_bundle(archive, sha256)
-    if bundle is None or _source_sha(bundle) != sha256:
+    if bundle is None or source_of(bundle).get("sha256") != sha256:
         return done
     for event in custody.record_unlogged_revisions(archive, sha256, bundle):
         done.append(f"revision {event['revision']} of {bundle.name} was not logged: its files check out, logged")
@@ -68,7 +67,7 @@ def _videos(archive: Path) -> list[str]:
 def _tidy(archive: Path, prefix: str) -> list[str]:
     """What killed publishes left (`tidy_after_kill`), undone; a retired bundle put back is logged."""
     staging = [p for p in archive.glob(f".{prefix}*.partial-*") if p.is_dir()]
-    retired = [(p, _source_sha(p)) for p in archive.glob(f".{prefix}*.old-*") if p.is_dir()]
+    retired = [(p, source_of(p).get("sha256")) for p in archive.glob(f".{prefix}*.old-*") if p.is_dir()]
     orphans = [(p, sha) for p, sha in retired if sha and find_bundle(archive, sha) is None]
     tidy_after_kill(archive, prefix)
     done = [f"{p.name}: the staging folder of a publish killed half way, removed" for p in staging if not p.exists()]
@@ -79,11 +78,3 @@ def _tidy(archive: Path, prefix: str) -> list[str]:
         custody.append(archive, sha, "repair", repaired="retired-bundle-restored", tool="testimony",
                        version=__version__, bundle=bundle.name)
     return done
-
-
-def _source_sha(bundle: Path) -> str | None:
-    """The SHA-256 of the video a bundle folder names in its transcript, or None when unreadable."""
-    try:
-        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

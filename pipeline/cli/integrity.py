@@ -4,13 +4,12 @@ right what a crash left, pack one for others, remove abandoned work."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from pipeline import config
 from pipeline.archive import catalog, integrity
-from pipeline.archive.bundle import TRANSCRIPT, find_bundle
+from pipeline.archive.bundle import find_bundle, source_of
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.archive.locks import bundle_lock
 from pipeline.cli.errors import guarded
@@ -122,9 +121,9 @@ def _resolve_reading(archive: Path, key: str) -> tuple[Path, Path | None]:
     found = []
     if len(key) >= 4 and all(c in "0123456789abcdef" for c in key.lower()):
         found = [b for b in bundles if b.name[:12].startswith(key.lower()[:12])
-                 and (len(key) <= 12 or (_source(b).get("sha256") or "").startswith(key.lower()))]
+                 and (len(key) <= 12 or (source_of(b).get("sha256") or "").startswith(key.lower()))]
     if not found:
-        found = [b for b in bundles if _source(b).get("file_name") in (key, given.name)]
+        found = [b for b in bundles if source_of(b).get("file_name") in (key, given.name)]
     if not found:
         raise catalog.CatalogError(f"no bundle in {archive} matches {key!r}: give its id (4 or more characters), "
                                    "SHA-256, file name or bundle folder (`testimony list` shows them)")
@@ -132,13 +131,6 @@ def _resolve_reading(archive: Path, key: str) -> tuple[Path, Path | None]:
         raise catalog.CatalogError(f"{key!r} matches {len(found)} bundles ({'; '.join(b.name for b in found)}): "
                                    "give the bundle folder's name instead")
     return found[0], None
-
-
-def _source(bundle: Path) -> dict:
-    try:
-        return json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 _guarded = guarded
@@ -209,7 +201,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     sha256 = None
     if args.video:
         bundle, _video = _resolve(archive, args.video)
-        sha256 = _source(bundle).get("sha256") or integrity.files_problems(bundle)[0]
+        sha256 = source_of(bundle).get("sha256") or integrity.files_problems(bundle)[0]
     done = repair(archive, sha256)
     for line in done:
         print(line)
@@ -250,7 +242,7 @@ def _repair_before_export(archive: Path, bundle: Path) -> None:
     would (each step in custody), so a complete bundle is not refused for it."""
     from pipeline.archive.repair import repair_video
 
-    if sha256 := _source(bundle).get("sha256"):
+    if sha256 := source_of(bundle).get("sha256"):
         for line in repair_video(archive, sha256):
             print(f"repaired: {line}", file=sys.stderr)
 

@@ -25,6 +25,7 @@ from typing import Any
 from pipeline.archive.bundle import REVISIONS as DIR
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.errors import TestimonyError
+from pipeline.transcript import read_json
 
 SCHEMA = "testimony.revision/1"
 MACHINE = "machine"
@@ -102,7 +103,7 @@ def _read(bundle: Path, path: Path) -> Revision:
 
 def _implied(bundle: Path) -> Revision:
     """Revision 0 of a bundle nobody has saved: the machine's draft, as transcript.json holds it."""
-    data = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    data = read_json(bundle / TRANSCRIPT)
     implied = machine_draft(data)
     return Revision(0, hashlib.sha256(implied).hexdigest(), None, MACHINE, str(data.get("created") or ""),
                     None, list(data["segments"]), [], stored=False)
@@ -155,7 +156,7 @@ def _chain_problems(bundle: Path, revisions: list[Revision]) -> list[str]:
                             "revision was changed, removed or replaced")
         parent = revision.sha256
     try:
-        published = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))["segments"]
+        published = read_json(bundle / TRANSCRIPT)["segments"]
     except (OSError, ValueError, KeyError):
         return problems  # the manifest check already names a missing or changed transcript
     if revisions and published != revisions[-1].segments:

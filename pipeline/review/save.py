@@ -9,7 +9,6 @@ event with the revision's hash and the new manifest's, and the catalog is update
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
 from pipeline.archive.locks import bundle_lock
 from pipeline.review import revisions
 from pipeline.review.revisions import ENGLISH_SOURCES, ReviewError, Revision
-from pipeline.transcript import WRITTEN_WHEN_SET, Segment, Transcript, Word
+from pipeline.transcript import WRITTEN_WHEN_SET, Segment, Transcript, Word, read_json
 
 MAX_TEXT = 20_000  # characters in one field: a whole hour's answer fits; a pasted book does not
 MAX_NAME = 200
@@ -99,7 +98,7 @@ def _earlier(bundle: Path, newest: Revision) -> dict[str, bytes | Path]:
     before the first save, revision 0's bytes made from transcript.json."""
     if newest.stored:
         return {f"{revisions.DIR}/{path.name}": path for path in revisions.stored_files(bundle)}
-    draft = json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8"))
+    draft = read_json(bundle / TRANSCRIPT)
     return {revisions.file_name(0): revisions.machine_draft(draft)}
 
 

@@ -27,6 +27,7 @@ from pipeline.archive.bundle import TRANSCRIPT, reviewed
 from pipeline.review import auth, revisions
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
+from pipeline.transcript import read_json
 
 STATIC = Path(__file__).resolve().parent / "static"
 ID = re.compile(r"[0-9a-f]{12}")
@@ -79,7 +80,7 @@ def _bundle(ws: Workspace, key: str) -> Opened:
 
 
 def _open(bundle: Path) -> Opened:
-    return Opened(bundle, json.loads((bundle / TRANSCRIPT).read_text(encoding="utf-8")))
+    return Opened(bundle, read_json(bundle / TRANSCRIPT))
 
 
 def _summary(opened: Opened) -> dict[str, Any]:
