@@ -99,10 +99,13 @@ def test_two_voices_get_two_speakers_named_and_searchable(two_voices, converted_
 
 
 def _catalog_of_version_1_is_migrated(archive: Path) -> None:
-    """A catalog written before speakers gets the columns, and its bundles are indexed again to fill them."""
+    """A catalog written before speakers (so before the review columns too) gets the columns, and its
+    bundles are indexed again to fill them."""
     with sqlite3.connect(catalog.catalog_path(archive)) as con:
         con.executescript("ALTER TABLE segments DROP COLUMN speaker; ALTER TABLE segments DROP COLUMN speaker_name;"
-                          "PRAGMA user_version = 1;")
+                          + "".join(f"ALTER TABLE videos DROP COLUMN {c};" for c in ("review", "checked", "flagged",
+                                                                                   "speakers"))
+                          + "PRAGMA user_version = 1;")
     catalog.sync(archive)
     assert [h.speaker for h in catalog.search(archive, "torture", speaker="S2")] == ["Witness"]
 

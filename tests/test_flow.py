@@ -125,10 +125,13 @@ def test_bad_input_fails_without_retry(prefect_server, tmp_path):
     assert result.returncode == 1
     assert f"FAILED {bad}" in result.stdout and "not a video or audio file" in result.stdout
     api = prefect_server["api"]
-    runs = httpx.post(f"{api}/task_runs/filter", json={"task_runs": {"name": {"like_": "extract-audio"}}},
-                      timeout=10).json()
-    failed = [r for r in runs if r["state"]["type"] == "FAILED"]
-    assert failed and all(r["run_count"] == 1 for r in failed), "bad input is not retried"
+    flows = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+    failed = [r for r in flows if r["state"]["type"] == "FAILED" and r["parameters"].get("video") == str(bad)]
+    assert len(failed) == 1 and failed[0]["run_count"] == 1, "bad input is not retried"
+    tasks = httpx.post(f"{api}/task_runs/filter", json={"flow_runs": {"id": {"any_": [failed[0]["id"]]}}},
+                       timeout=10).json()
+    assert all(r["run_count"] <= 1 for r in tasks), "no stage of it is retried"
+    assert not [r for r in tasks if r["name"].startswith("extract-audio")], "probed before any stage: never extracted"
     assert bad.read_bytes() == b"\x00" * 2048
 
 

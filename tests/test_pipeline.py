@@ -133,7 +133,7 @@ def test_failed_write_leaves_no_bundle(kk_video, tiny_whisper, tmp_path, monkeyp
     with pytest.raises(OSError):
         process_video(kk_video, archive, _options(tiny_whisper))
     assert [p.name for p in archive.iterdir()
-            if not p.name.startswith(".work") and p.name not in ("custody", "originals")] == []
+            if not p.name.startswith(".work") and p.name not in ("custody", "originals", ".locks")] == []
 
 
 def test_cli_reports_each_file_and_fails_on_bad_input(kk_video, tiny_whisper, tmp_path, capsys):
