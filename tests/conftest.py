@@ -99,3 +99,17 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def video(media, tmp_path) -> Path:
+    """A short Kazakh video with a space in its name, for the runs the fault and recovery tests kill."""
+    return mf.video_from_audio(media / "kk.wav", tmp_path / "witness 1.mp4", lead_silence=1.0)
+
+
+@pytest.fixture
+def run_args(tiny_whisper) -> list[str]:
+    """`run` flags for a quick, real run: Kazakh forced, the tiny model, no translation or speakers."""
+    from .test_pipeline import TINY_FLAGS
+
+    return ["--language", "kk", "--no-translate", "--asr-model", str(tiny_whisper), *TINY_FLAGS]

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from pipeline.cli.main import main
 from pipeline.stages.checkpoint import Checkpoint
 
 from .test_catalog import EN, KK, transcript
-from .test_faults import _fill
+from .test_faults import _fill, mounted_tmpfs
 
 
 @pytest.fixture
@@ -132,15 +131,8 @@ def test_a_checkpoint_short_write_adds_nothing(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    """A real 1 MiB tmpfs, unmounted afterwards (mounting needs root, as CI has)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(disk)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): a real full disk needs root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    """A real 1 MiB tmpfs."""
+    yield from mounted_tmpfs(tmp_path, "1m")
 
 
 def test_a_really_full_disk_adds_no_event_and_the_chain_goes_on(tiny_disk):

@@ -24,7 +24,6 @@ import pytest
 from pipeline.archive import custody
 from pipeline.store import registry as model_registry
 
-from . import media_factory as mf
 from .test_flow import prefect_server  # noqa: F401  (the module's real Prefect server)
 from .test_pipeline import TINY_FLAGS
 from .tiny_argos import build_tiny_argos_package
@@ -58,29 +57,25 @@ def _content(archive: Path) -> dict:
     return data
 
 
-@pytest.fixture
-def video(media, tmp_path) -> Path:
-    return mf.video_from_audio(media / "kk.wav", tmp_path / "witness 1.mp4", lead_silence=1.0)
-
-
-@pytest.fixture
-def run_args(tiny_whisper) -> list[str]:
-    return ["--language", "kk", "--no-translate", "--asr-model", str(tiny_whisper), *TINY_FLAGS]
-
-
 # --- a full disk -------------------------------------------------------------------------------
+
+def mounted_tmpfs(tmp_path: Path, size: str):
+    """A real tmpfs of `size` (e.g. 64m) at tmp_path/disk, unmounted afterwards: a disk that really fills
+    up. Mounting needs root, as CI has; elsewhere the test is skipped, saying so."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): a real full disk needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 64 MiB tmpfs for the archive, unmounted afterwards (mounting needs root, as CI has)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(disk)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the disk-full cases need root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    """A real 64 MiB tmpfs for the archive."""
+    yield from mounted_tmpfs(tmp_path, "64m")
 
 
 def _fill(disk: Path) -> Path:

@@ -23,8 +23,6 @@ from pipeline.archive.bundle import find_bundle
 from pipeline.review import revisions
 from pipeline.run import process
 
-from . import media_factory as mf
-from .test_pipeline import TINY_FLAGS
 from .test_review import SHA, _transcript
 
 
@@ -131,16 +129,6 @@ def test_a_retired_bundle_is_reported_by_verify_and_put_back_by_repair(reviewed)
 
 
 # --- real runs ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def video(media, tmp_path) -> Path:
-    return mf.video_from_audio(media / "kk.wav", tmp_path / "witness 1.mp4", lead_silence=1.0)
-
-
-@pytest.fixture
-def run_args(tiny_whisper) -> list[str]:
-    return ["--language", "kk", "--no-translate", "--asr-model", str(tiny_whisper), *TINY_FLAGS]
-
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
