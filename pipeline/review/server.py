@@ -19,23 +19,19 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, revisions
+from pipeline.review import auth, revisions, web
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
+from pipeline.review.web import SECURITY_HEADERS, STATIC
 from pipeline.transcript import read_json
 
-STATIC = Path(__file__).resolve().parent / "static"
 ID = re.compile(r"[0-9a-f]{12}")
 MAX_BODY = 32 * 1024 * 1024  # a 5-hour transcript with every field at its limit still fits
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; connect-src 'self'; "
-       "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 
 @dataclass(frozen=True)
@@ -46,12 +42,7 @@ class Workspace:
     origin: str  # scheme://host:port the page is served from
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=SECURITY_HEADERS)
-
-
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status, headers=SECURITY_HEADERS)
+_error, _json = web.error, web.json_response
 
 
 @dataclass(frozen=True)
