@@ -85,12 +85,14 @@ def _start(archive: Path) -> tuple[str, object]:
 
     import uvicorn
 
-    from pipeline.review import auth, server
+    from pipeline.review import accounts, server
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = server.build_app(archive, auth.Credentials(*AUTH), origin=f"http://127.0.0.1:{port}")
+    if accounts.get(archive, AUTH[0]) is None:
+        accounts.add(archive, AUTH[0], "admin", password=AUTH[1], must_change=False)
+    app = server.build_app(archive, origin=f"http://127.0.0.1:{port}")
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=srv.run, daemon=True).start()
     while not srv.started:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.archive.viewer import use_review_port
-from pipeline.review.auth import credentials_file, credentials_for
+from pipeline.review.auth import Exposure, service_credentials, service_file
 
 from .server import Server, check_free, start_or_reuse
 
@@ -49,17 +49,22 @@ def _deployments(inbox: Path, out: Path) -> list[tuple]:
     return list(zip(flows, deployments))
 
 
-def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, settle_seconds: float = 2.0,
+def serve(inbox: Path, out: Path, *, exposure: Exposure | None = None, port: int = 4200, settle_seconds: float = 2.0,
           review_port: int = 4300, ready: threading.Event | None = None, stop: threading.Event | None = None) -> int:
-    """Run until Ctrl-C (or `stop` is set); returns the exit status."""
+    """Run until Ctrl-C (or `stop` is set); returns the exit status. Prefect's server and UI stay on
+    127.0.0.1 (they speak no TLS; admins reach them from this machine or through a tunnel); only the
+    workspace follows `exposure` to another address."""
     config.apply_privacy_defaults()
     inbox, out = inbox.resolve(), out.resolve()
     began = time.monotonic()
-    credentials = credentials_for(out, host)  # an open address without credentials: refused before anything
+    exposure = exposure or Exposure()
+    exposure.check()  # an open address without TLS: refused before anything
+    host = "127.0.0.1"
     config.private_dirs(out)  # owner-only before Prefect's home is made inside it
+    credentials = service_credentials(out)  # Prefect's: the service's, known to admins, never to reviewers
     _clean_abandoned(out)
     if review_port:  # a busy port would only be logged by the workspace's thread, and serve run on without it
-        check_free(host, review_port, "--review-port")
+        check_free(exposure.host, review_port, "--review-port")
     server: Server = start_or_reuse(host, port, archive=out, auth_string=credentials.auth_string)
     # Before Prefect's settings are first read in this process: talk to this server, keep state beside it.
     os.environ["PREFECT_API_URL"] = server.api_url
@@ -85,13 +90,13 @@ def serve(inbox: Path, out: Path, *, host: str = "127.0.0.1", port: int = 4200, 
         executor.start()
         watcher = InboxWatcher(inbox, settle_seconds=settle_seconds)
         watcher.start()
-        workspace = _start_workspace(out, host, review_port, stop) if review_port else None
+        workspace = _start_workspace(out, exposure, review_port, stop) if review_port else None
         print(f"testimony serve: ready in {time.monotonic() - began:.1f} s "
               f"(server {'reused' if server.process is None else f'started in {server.startup_seconds:.1f} s'})\n"
               f"  Prefect UI: {server.ui_url}\n  review:     {workspace or 'off'}\n  inbox:      {inbox}\n"
               f"  archive:    {out}\n  log:        {log_file} (errors in full)\n"
-              f"  credentials: user {credentials.user}, password in {credentials_file(out)} "
-              "(or TESTIMONY_AUTH); the UI asks for user:password\n"
+              f"  Prefect UI credential (admins only): user {credentials.user}, password in "
+              f"{service_file(out)} (or TESTIMONY_AUTH)\n"
               "  Ctrl-C stops everything.", flush=True)
         if ready:
             ready.set()
@@ -116,13 +121,16 @@ def _clean_abandoned(archive: Path) -> None:
               flush=True)
 
 
-def _start_workspace(archive: Path, host: str, port: int, stop: threading.Event) -> str:
-    """The review workspace in a thread of this process; it stops when serve does."""
+def _start_workspace(archive: Path, exposure: Exposure, port: int, stop: threading.Event) -> str:
+    """The review workspace in a thread of this process; it stops when serve does. Its first start
+    (accounts made or converted) happens here, before the thread, so it is announced before `ready`."""
+    from pipeline.review.accounts import first_start
     from pipeline.review.server import serve_workspace
 
-    threading.Thread(target=serve_workspace, args=(archive,), kwargs={"host": host, "port": port, "stop": stop},
-                     name="review-workspace", daemon=True).start()
-    return f"http://{host}:{port}/"
+    first_start(archive, announce=lambda line: print(line, flush=True))
+    threading.Thread(target=serve_workspace, args=(archive,), kwargs={"exposure": exposure, "port": port,
+                     "stop": stop}, name="review-workspace", daemon=True).start()
+    return f"{exposure.scheme}://{exposure.host}:{port}/"
 
 
 def _flush_logs() -> None:

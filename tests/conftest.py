@@ -113,3 +113,12 @@ def run_args(tiny_whisper) -> list[str]:
     from .test_pipeline import TINY_FLAGS
 
     return ["--language", "kk", "--no-translate", "--asr-model", str(tiny_whisper), *TINY_FLAGS]
+
+
+def sign_in(page, base: str, name: str, password: str) -> None:
+    """Sign in on the workspace's sign-in page as a person does; the page lands on the archive page."""
+    page.goto(base + "/signin")
+    page.fill("#name", name)
+    page.fill("#password", password)
+    page.click("#signin button[type=submit]")
+    page.wait_for_url(base + "/")

@@ -112,8 +112,22 @@ def test_old_shared_credentials_become_an_admin_and_the_file_goes(tmp_path):
     assert accounts.first_admin(archive) is None, "the converted account is the admin: no second one"
     assert not (archive / ".credentials").exists()
     account = accounts.authenticate(archive, "reviewer", "old-shared-secret-123")
-    assert (account.role, account.must_change) == ("admin", True)
+    assert (account.role, account.must_change) == ("admin", False), "scripts that used it keep working"
     assert b"old-shared-secret-123" not in _every_byte(archive)
+
+
+def test_first_start_announces_the_one_time_password_once_or_takes_testimony_auth(tmp_path, monkeypatch):
+    monkeypatch.delenv("TESTIMONY_AUTH", raising=False)
+    said: list[str] = []
+    accounts.first_start(tmp_path / "a", announce=said.append)
+    accounts.first_start(tmp_path / "a", announce=said.append)
+    assert len(said) == 1 and "first admin 'admin'" in said[0]
+    password = said[0].split("one-time password ")[1].split()[0]
+    assert accounts.authenticate(tmp_path / "a", "admin", password).must_change
+    monkeypatch.setenv("TESTIMONY_AUTH", "archivist:chosen by the archivist")
+    accounts.first_start(tmp_path / "b", announce=said.append)
+    assert "chosen by the archivist" not in said[-1]
+    assert accounts.authenticate(tmp_path / "b", "archivist", "chosen by the archivist").role == "admin"
 
 
 def test_first_start_makes_one_admin_once(tmp_path):

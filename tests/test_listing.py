@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from pipeline.archive import catalog
 from pipeline.archive.bundle import find_bundle
 from pipeline.cli.main import main
-from pipeline.review import auth, revisions, server
+from pipeline.review import accounts, revisions, server
 from pipeline.review.save import save_revision
 from pipeline.run import process
 
@@ -120,7 +120,9 @@ def test_an_old_catalog_gains_the_columns_and_is_filled_on_sync(archive):
 
 
 def _client(archive: Path) -> TestClient:
-    app = server.build_app(archive, auth.Credentials(USER, PASSWORD), origin="http://testserver")
+    if accounts.get(archive, USER) is None:
+        accounts.add(archive, USER, "admin", password=PASSWORD, must_change=False)
+    app = server.build_app(archive, origin="http://testserver")
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     return TestClient(app, headers={"Authorization": f"Basic {token}"})
 

@@ -263,10 +263,24 @@ def test_without_credentials_the_prefect_api_reveals_nothing(service, clips):
     assert "tester-secret" not in service["log"].read_text(), "the password never reaches the log"
 
 
-def test_serve_on_an_open_address_without_credentials_is_refused(tmp_path):
+def test_the_prefect_ui_refuses_a_reviewers_account_and_the_workspace_takes_it(service):
+    """Prefect's basic auth is the service's credential (TESTIMONY_AUTH here, known to the archivist, who is
+    also the first admin); a reviewer's own name and password open the workspace and nothing of Prefect."""
+    added = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "users", "--out", str(service["archive"]),
+                            "add", "aigerim", "--role", "reviewer", "--languages", "kk", "--password-stdin"],
+                           input="aigerim's own password\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    reviewer = ("aigerim", "aigerim's own password")
+    assert httpx.post(f"{service['api']}/flow_runs/filter", json={}, auth=reviewer, timeout=10).status_code == 401
+    assert httpx.post(f"{service['api']}/flow_runs/filter", json={}, auth=API_AUTH, timeout=10).status_code == 200
+    assert httpx.get(f"{service['review']}/api/me", auth=reviewer, timeout=10).json()["role"] == "reviewer"
+    assert httpx.get(f"{service['review']}/api/me", auth=API_AUTH, timeout=10).json()["role"] == "admin"
+
+
+def test_serve_on_an_open_address_without_tls_is_refused(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TESTIMONY_AUTH", "PREFECT_API_URL")}
     done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "serve", "--host", "0.0.0.0", "--inbox",
                            str(tmp_path / "inbox"), "--out", str(tmp_path / "archive"), "--port", str(_free_port())],
                           env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "TESTIMONY_AUTH" in done.stderr
+    assert done.returncode == 2 and "--tls-cert" in done.stderr and "--insecure-http" in done.stderr
     assert not (tmp_path / "archive" / ".prefect").exists(), "nothing was started"

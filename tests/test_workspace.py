@@ -33,6 +33,7 @@ from pipeline.run.process import RunOptions
 from pipeline.transcript import LOW_CONFIDENCE, Segment, Source, Transcript
 
 from . import media_factory as mf
+from .conftest import sign_in
 from .test_flow import _free_port
 from .test_viewer import wait_js
 
@@ -99,10 +100,11 @@ def _auth() -> dict:
 
 
 def _page(browser: Browser, server: str, path: str) -> Page:
-    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD})
+    context = browser.new_context()
     page = context.new_page()
     page.on("request", lambda r: r.url.startswith(server) or r.url.startswith("blob:")
             or pytest.fail(f"request left the workspace: {r.url}"))
+    sign_in(page, server, USER, PASSWORD)
     page.goto(server + path)
     return page
 
@@ -112,7 +114,9 @@ def _english_id(archive: Path) -> str:
 
 
 def test_without_credentials_nothing_is_revealed(server, archive):
-    for path in ("/", "/api/bundles", f"/api/bundles/{KK_SHA[:12]}", f"/media/{KK_SHA[:12]}"):
+    page = httpx.get(server + "/", timeout=10)
+    assert page.status_code == 303 and page.headers["location"] == "/signin", "a page sends a browser to sign in"
+    for path in ("/api/bundles", f"/api/bundles/{KK_SHA[:12]}", f"/media/{KK_SHA[:12]}"):
         response = httpx.get(server + path, timeout=10)
         assert response.status_code == 401 and "kazakh" not in response.text and "witness" not in response.text
     wrong = {"Authorization": "Basic " + base64.b64encode(b"reviewer:guess").decode()}

@@ -24,7 +24,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 from pipeline import config
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
@@ -357,13 +357,20 @@ SORTABLE = ("file_name", "language", "duration", "review", "flagged", "checked",
 
 
 def bundles_page(archive: str | Path, *, offset: int = 0, limit: int = 100, sort: str = "file_name",
-                 descending: bool = False, review: str | None = None, words: str = "") -> tuple[list[Video], int]:
+                 descending: bool = False, review: str | None = None, words: str = "",
+                 languages: Collection[str] | None = None, only: Collection[str] | None = None
+                 ) -> tuple[list[Video], int]:
     """One page of the archive's bundles and how many match: filtered, sorted and cut by SQLite, so a
     page costs the same in an archive of ten bundles or ten thousand. `words` is looked for, in any
-    case, in the file name and language; `review` keeps one of REVIEW_STATES."""
+    case, in the file name and language; `review` keeps one of REVIEW_STATES; `languages` and `only`
+    (SHA-256s) keep what a person's role lets them see."""
     if sort not in SORTABLE:
         raise CatalogError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
     where, params = ["status = 'done'", "bundle IS NOT NULL"], []
+    for column, allowed in (("language", languages), ("sha256", only)):
+        if allowed is not None:
+            where.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(allowed)))
     if review:
         where.append("review = ?")
         params.append(review)

@@ -33,8 +33,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--inbox", type=Path, default=Path("inbox"), help="watch folder (default: inbox/)")
     serve.add_argument("--out", help="archive root (default: $TESTIMONY_OUT, else transcripts/)")
     serve.add_argument("--port", type=int, default=4200, help="Prefect server port on 127.0.0.1 (default: 4200)")
-    serve.add_argument("--host", default="127.0.0.1", help="address the Prefect server and the workspace bind "
-                       "(default: 127.0.0.1, this machine only; another needs TESTIMONY_AUTH)")
+    review_cli.add_exposure(serve, "the review workspace (Prefect stays on 127.0.0.1)")
     serve.add_argument("--settle", type=float, default=2.0,
                        help="seconds a dropped file's size must hold still before it is read (default: 2)")
     serve.add_argument("--review-port", type=int, default=4300,
@@ -49,9 +48,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         check_before_work(RunOptions.from_flat(), "auto")  # what `run` refuses, refused before a video is taken
-        return serve(args.inbox, config.archive_dir(args.out), host=args.host, port=args.port,
+        return serve(args.inbox, config.archive_dir(args.out), exposure=review_cli.exposure_of(args), port=args.port,
                      settle_seconds=args.settle, review_port=args.review_port)
-    except TestimonyError as exc:  # refused before anything listens (an open address without credentials)
+    except TestimonyError as exc:  # refused before anything listens (an open address without TLS)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # the server would not start: say where its log is

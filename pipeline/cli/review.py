@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.cli.errors import REFUSED, error, guarded
 from pipeline.cli.integrity import OUT_HELP, _archive, _resolve
+from pipeline.errors import TestimonyError
 from pipeline.names import display_name
 
 
@@ -30,8 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "the file's lines hold (default: from its name, kk.srt original, en.srt English, "
                         "kk-en.srt both; a DOCX both)")
     review.add_argument("--out", help=OUT_HELP)
-    review.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine "
-                        "only)")
+    add_exposure(review, "the workspace")
     review.add_argument("--port", type=int, default=4300, help="port (default: 4300)")
 
     quality = sub.add_parser("quality", help="the machine's drafts scored against what reviewers checked: WER "
@@ -42,6 +42,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--glossary", help="the team's glossary file: its names are not offered again")
     quality.add_argument("--json", action="store_true", help="print the figures as JSON")
     quality.add_argument("--out", help=OUT_HELP)
+
+
+def add_exposure(parser: argparse.ArgumentParser, what: str) -> None:
+    """--host and what another address than this machine's own needs: TLS, or saying no on purpose."""
+    parser.add_argument("--host", default="127.0.0.1", help=f"address {what} binds (default: 127.0.0.1, this "
+                        "machine only; another address needs --tls-cert and --tls-key, or --insecure-http)")
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate: serve HTTPS (cookies then go Secure)")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument("--insecure-http", action="store_true", help="serve another address over plain HTTP "
+                        "anyway (passwords and testimony cross the network in clear)")
+
+
+def exposure_of(args: argparse.Namespace):
+    from pipeline.review.auth import Exposure
+
+    return Exposure(args.host, args.tls_cert, args.tls_key, args.insecure_http)
 
 
 @guarded
@@ -91,7 +107,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.review.server import serve_workspace
 
     use_review_port(args.port)  # a viewer a save re-makes links to this workspace
-    return serve_workspace(_archive(args.out), host=args.host, port=args.port)
+    try:
+        return serve_workspace(_archive(args.out), exposure=exposure_of(args), port=args.port)
+    except TestimonyError as exc:  # refused before anything listens: an open address without TLS
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """`testimony users`: the archive's accounts (add, list, disable, reset).
 
 `add` and `reset` print the new one-time password alone on standard output, so a script can take it;
-`--password-stdin` reads one instead. The person changes it at first sign-in.
+`--password-stdin` reads one instead. A made password must be changed at first sign-in; one a script
+gave with `add` is the person's own (the script's operator chose it for them on purpose).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     verb = args.users_command
     if verb == "add":
         languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())
-        print(accounts.add(archive, args.name, args.role, languages, _password(args)))
+        given = _password(args)  # a password a script chose is the person's; a made one is one-time
+        print(accounts.add(archive, args.name, args.role, languages, given, must_change=given is None))
     elif verb == "reset":
         print(accounts.reset(archive, args.name, _password(args)))
     elif verb == "disable":

@@ -245,9 +245,9 @@ def _now_text() -> str:
 
 
 def migrate_credentials(archive: Path) -> str | None:
-    """An archive from before accounts: its `.credentials` (user:password) becomes an admin account
-    with that password, which must then be changed, and the plain-text file is removed. Returns the
-    account name, or None when there was nothing to convert."""
+    """An archive from before accounts: its `.credentials` (user:password) becomes an admin account with
+    that password, so scripts and people who used it keep working, and the plain-text file is removed.
+    Returns the account name, or None when there was nothing to convert."""
     from pipeline.review.auth import credentials_file, parse
 
     path = credentials_file(archive)
@@ -255,7 +255,7 @@ def migrate_credentials(archive: Path) -> str | None:
         return None
     old = parse(path.read_text(encoding="utf-8").strip(), str(path))
     if get(archive, old.user) is None:
-        add(archive, old.user, "admin", password=old.password)
+        add(archive, old.user, "admin", password=old.password, must_change=False)
     path.unlink()
     return old.user
 
@@ -266,4 +266,31 @@ def first_admin(archive: Path, name: str = "admin") -> str | None:
     migrate_credentials(archive)
     if accounts(archive):
         return None
-    return add(archive, name, "admin")
+    try:
+        return add(archive, name, "admin")
+    except AccountError:  # another process's first start made it a moment ago
+        return None
+
+
+def first_start(archive: Path, announce) -> None:
+    """What `serve` and `review` do before they listen: convert `.credentials`; in an archive with no
+    accounts, make the first admin, from TESTIMONY_AUTH when an archivist set it (a scripted setup),
+    else with a one-time password `announce` shows this once."""
+    import os
+
+    if (converted := migrate_credentials(archive)) is not None:
+        announce(f"accounts: the old shared credentials are now the admin account {converted!r} (the plain-text "
+                 "file is removed); give each person their own account with `testimony users add`")
+    given = os.environ.get("TESTIMONY_AUTH")
+    if given and not accounts(archive):
+        from pipeline.review.auth import parse
+
+        made = parse(given, "TESTIMONY_AUTH")
+        try:
+            add(archive, made.user, "admin", password=made.password, must_change=False)
+        except AccountError:  # another process's first start made it a moment ago
+            return
+        announce(f"accounts: first admin {made.user!r}, with the password TESTIMONY_AUTH gives")
+    elif (password := first_admin(archive)) is not None:
+        announce(f"accounts: first admin 'admin', one-time password {password} (shown this once; it must be "
+                 "changed at the first sign-in)")

@@ -1,13 +1,14 @@
-"""The workspace's credentials: generated at first start and kept owner-only in the archive.
+"""The service's credential and who may reach the workspace from where.
 
-`TESTIMONY_AUTH=user:password` sets them instead. Every request must present them (HTTP basic auth,
-which a browser asks for once per session); the password is never printed or logged.
+People sign in with their own accounts (`accounts`, `sessions`). What is left here is the one
+credential that is not a person's: Prefect's basic auth, which `serve` and the flows use to talk to the
+archive's own Prefect server. Admins may read it (`<archive>/.prefect/service-credential`, owner-only,
+or `TESTIMONY_AUTH=user:password` when they set it); reviewers and readers are never given it, so
+their accounts open the workspace and nothing of Prefect. The password is never printed or logged.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import secrets
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from pathlib import Path
 from pipeline import atomic, config
 from pipeline.errors import TestimonyError
 
-FILE = ".credentials"
-USER = "reviewer"
+FILE = ".credentials"  # before accounts: one shared user:password for everything (converted at start)
+SERVICE_FILE = Path(".prefect") / "service-credential"
+SERVICE_USER = "service"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -35,19 +38,25 @@ class Credentials:
 
 
 def credentials_file(archive: Path) -> Path:
+    """Where an archive from before accounts kept its shared credentials."""
     return Path(archive) / FILE
 
 
-def workspace_credentials(archive: Path) -> Credentials:
-    """TESTIMONY_AUTH, else the archive's credentials file, made (0600) at first use."""
+def service_file(archive: Path) -> Path:
+    return Path(archive) / SERVICE_FILE
+
+
+def service_credentials(archive: Path) -> Credentials:
+    """TESTIMONY_AUTH, else the archive's service credential, made (0600) at first use."""
     given = os.environ.get("TESTIMONY_AUTH")
     if given is not None:
         return parse(given, "TESTIMONY_AUTH")
-    path = credentials_file(archive)
+    path = service_file(archive)
     if path.is_file():
         return parse(path.read_text(encoding="utf-8").strip(), str(path))
-    config.private_dirs(archive)
-    made = Credentials(USER, secrets.token_urlsafe(18))
+    config.private_dirs(Path(archive))
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    made = Credentials(SERVICE_USER, secrets.token_urlsafe(18))
     atomic.write_text(path, f"{made.user}:{made.password}\n", mode=0o600)
     return made
 
@@ -59,26 +68,32 @@ def parse(text: str, where: str) -> Credentials:
     return Credentials(user, password)
 
 
-def matches(expected: Credentials, header: str | None) -> bool:
-    """Whether an Authorization header presents exactly these credentials (compared in constant time)."""
-    if not header or not header.lower().startswith("basic "):
-        return False
-    try:
-        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return secrets.compare_digest(user.encode(), expected.user.encode()) & secrets.compare_digest(
-        password.encode(), expected.password.encode())
+@dataclass(frozen=True)
+class Exposure:
+    """How a server is reached: its address and, when it leaves this machine, TLS or a person's
+    explicit choice to go without."""
 
+    host: str = "127.0.0.1"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    insecure_http: bool = False
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
-def credentials_for(archive: Path, host: str) -> Credentials:
-    """The archive's credentials for a server bound to `host`. Another address than this machine's own
-    is served only with credentials a person set (TESTIMONY_AUTH, or a credentials file already in the
-    archive), never with ones made up on the spot that nobody has read."""
-    if host not in LOOPBACK and not os.environ.get("TESTIMONY_AUTH") and not credentials_file(archive).is_file():
-        raise TestimonyError(f"--host {host} would let other machines in: set TESTIMONY_AUTH=user:password first "
-                             f"(or start once on 127.0.0.1 and share the credentials in {credentials_file(archive)})")
-    return workspace_credentials(archive)
+    def check(self) -> None:
+        """Refuse, before anything listens, an address other machines reach without TLS, and a
+        certificate without its key (or the other way round)."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise TestimonyError("give both --tls-cert and --tls-key (a certificate and its private key)")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not Path(path).is_file():
+                raise TestimonyError(f"{path}: no such file: give the PEM file of the certificate or its key")
+        if self.host not in LOOPBACK and not self.tls and not self.insecure_http:
+            raise TestimonyError(f"--host {self.host} lets other machines in: passwords and testimony would cross "
+                                 "the network in clear; give --tls-cert and --tls-key, or --insecure-http on purpose")

@@ -1,10 +1,12 @@
 """The review workspace: the archive page, the editor and the JSON API they use, on 127.0.0.1.
 
-Every request needs the workspace's credentials (HTTP basic auth; `auth.credentials`). A request
-that changes anything must also be JSON, carry the page's per-process token in `X-Testimony-Token`,
-and, when the browser names an `Origin`, come from the workspace's own: another page open in the
-same browser can neither read the token nor send that header without a preflight we never grant.
-Only ids of the archive's bundles reach the file system; a path in a request never does.
+Every request but the sign-in page's needs a person: a session cookie from signing in, or that person's
+own name and password as HTTP basic auth (`gate`); what their role allows is checked per bundle, and a
+refusal is a 403 that changes nothing and names no file. A request that changes anything must also be
+JSON, carry the page's per-process token in `X-Testimony-Token`, and, when the browser names an
+`Origin`, come from the workspace's own: another page open in the same browser can neither read the
+token nor send that header without a preflight we never grant. Only ids of the archive's bundles reach
+the file system; a path in a request never does. Who saw and changed what goes to the access log.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, revisions, web
+from pipeline.review import auth, revisions, sessions, signin, web
+from pipeline.review.accounts import Account, SignInRefused
+from pipeline.review.gate import Forbidden, Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
 from pipeline.review.web import SECURITY_HEADERS, STATIC
@@ -37,7 +41,7 @@ MAX_BODY = 32 * 1024 * 1024  # a 5-hour transcript with every field at its limit
 @dataclass(frozen=True)
 class Workspace:
     archive: Path
-    credentials: auth.Credentials
+    gate: Gate
     token: str  # per process: the page carries it, state-changing requests must send it back
     origin: str  # scheme://host:port the page is served from
 
@@ -72,6 +76,31 @@ def _bundle(ws: Workspace, key: str) -> Opened:
 
 def _open(bundle: Path) -> Opened:
     return Opened(bundle, read_json(bundle / TRANSCRIPT))
+
+
+def _account(request: Request) -> Account:
+    return request.state.account
+
+
+def _approved(ws: Workspace, sha256: str) -> bool:
+    from pipeline.review import workflow
+
+    return workflow.state(ws.archive, sha256).state == workflow.APPROVED
+
+
+def _readable(ws: Workspace, request: Request) -> Opened:
+    """The bundle a request names, when the asker's role may read it (a 403 otherwise)."""
+    opened, account = _bundle(ws, request.path_params["id"]), _account(request)
+    language = opened.data.get("language")
+    need(may_read(account, language, account.role == "reader" and _approved(ws, opened.sha256)),
+         "read this transcript")
+    return opened
+
+
+def _editable(ws: Workspace, request: Request) -> Opened:
+    opened = _bundle(ws, request.path_params["id"])
+    need(_account(request).can_edit(opened.data.get("language")), "change this transcript")
+    return opened
 
 
 def _summary(opened: Opened) -> dict[str, Any]:
@@ -110,6 +139,17 @@ def _page_query(request: Request) -> dict[str, Any]:
             "review": state, "words": q.get("q", "")}
 
 
+def _visible(ws: Workspace, account: Account) -> dict[str, Any]:
+    """The part of the archive a role may list: all, a reviewer's languages, or approved bundles."""
+    if account.role == "admin":
+        return {}
+    if account.role == "reviewer":
+        return {"languages": account.languages}
+    from pipeline.review import workflow
+
+    return {"only": workflow.approved(ws.archive)}
+
+
 def _listing(ws: Workspace, query: dict[str, Any]) -> dict[str, Any]:
     """Blocking catalog work, run in a worker thread. The first page of a listing syncs the catalog
     first, so bundles copied into the archive by hand appear (a stat per bundle, no transcript read
@@ -129,6 +169,9 @@ async def list_bundles(ws: Workspace, request: Request) -> Response:
         query = _page_query(request)
     except ValueError as exc:
         return _error(400, f"bad listing request: {exc}")
+    query.update(_visible(ws, _account(request)))
+    if query["words"].strip():
+        trail(ws.archive, _account(request).name, "search", words=query["words"][:200])
     try:
         return _json(await run_in_threadpool(_listing, ws, query))
     except catalog.CatalogError as exc:
@@ -136,20 +179,22 @@ async def list_bundles(ws: Workspace, request: Request) -> Response:
 
 
 def get_bundle(ws: Workspace, request: Request) -> Response:
-    opened = _bundle(ws, request.path_params["id"])
+    opened = _readable(ws, request)
     chain = revisions.chain(opened.path)
     wanted = request.query_params.get("revision")
     chosen = chain[-1] if wanted is None else next((r for r in chain if r.sha256 == wanted), None)
     if chosen is None:
         return _error(404, "no such revision of this bundle")
-    has_video = _original(ws, opened.sha256) is not None
+    account = _account(request)
+    has_video = may_play(account, opened.data.get("language")) and _original(ws, opened.sha256) is not None
+    trail(ws.archive, account.name, "view", opened.sha256[:12], revision=chosen.number)
     return _json({**_summary(opened), "revision": chosen.sha256, "number": chosen.number,
                   "newest": chain[-1].sha256, "segments": chosen.segments,
                   "video": f"/media/{opened.sha256[:12]}" if has_video else None})
 
 
 def get_revisions(ws: Workspace, request: Request) -> Response:
-    opened = _bundle(ws, request.path_params["id"])
+    opened = _readable(ws, request)
     return _json({"revisions": [r.summary() for r in revisions.chain(opened.path)]})
 
 
@@ -157,18 +202,20 @@ async def post_revision(ws: Workspace, request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     body = await _json_body(request)
-    opened = _bundle(ws, request.path_params["id"])
+    opened, author = _editable(ws, request), _account(request).name  # whatever name the body gives
     if not isinstance(body, dict) or not isinstance(body.get("base"), str):
-        return _error(400, "expected {\"base\": <revision>, \"author\": NAME, \"segments\": [...]}")
+        return _error(400, "expected {\"base\": <revision>, \"segments\": [...]}")
     try:
         saved = await run_in_threadpool(save_revision, ws.archive, opened.sha256, base=body["base"],
-                                        author=body.get("author"), segments=body.get("segments"))
+                                        author=author, segments=body.get("segments"))
     except ConflictError as exc:
         return _error(409, str(exc), newest=exc.newest.sha256, number=exc.newest.number,
                       conflicts=exc.conflicts, segments=exc.merged)
     except ReviewError as exc:
         return _error(400, str(exc))
     status = 200 if saved.unchanged else 201
+    if not saved.unchanged:
+        trail(ws.archive, author, "save", opened.sha256[:12], revision=saved.revision.number)
     return _json({"revision": saved.revision.sha256, "number": saved.revision.number, "merged": saved.merged,
                   "unchanged": saved.unchanged, "warnings": saved.warnings}, status)
 
@@ -178,7 +225,7 @@ async def post_translate(ws: Workspace, request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     body = await _json_body(request)
-    opened = _bundle(ws, request.path_params["id"])
+    opened = _editable(ws, request)
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > MAX_TEXT:
         return _error(400, "expected {\"text\": the original of one segment}")
     return _json(await run_in_threadpool(machine_english, opened.data.get("language"), body["text"]))
@@ -201,7 +248,7 @@ async def get_document(ws: Workspace, request: Request) -> Response:
 
     from pipeline.archive import documents
 
-    opened = _bundle(ws, request.path_params["id"])
+    opened = _readable(ws, request)
     fmt = request.query_params.get("format", "")
     try:
         spec = documents.check_format(fmt)
@@ -209,6 +256,7 @@ async def get_document(ws: Workspace, request: Request) -> Response:
         return _error(400, str(exc))
     data = await run_in_threadpool(documents.document, opened.path, fmt)
     name = documents.file_name(opened.sha256[:12], fmt)
+    trail(ws.archive, _account(request).name, "download", opened.sha256[:12], format=fmt)
     return Response(data, media_type=spec.media_type,
                     headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -219,20 +267,43 @@ def _original(ws: Workspace, sha256: str) -> Path | None:
 
 
 def media(ws: Workspace, request: Request) -> Response:
-    path = _original(ws, _bundle(ws, request.path_params["id"]).sha256)
+    opened = _bundle(ws, request.path_params["id"])
+    need(may_play(_account(request), opened.data.get("language")), "play the original video")
+    path = _original(ws, opened.sha256)
     if path is None:
         return _error(404, "the archive keeps no copy of this video")
+    if request.headers.get("range", "bytes=0-").startswith("bytes=0-"):  # a play starts; its seeks are not new
+        trail(ws.archive, _account(request).name, "play", opened.sha256[:12])
     return FileResponse(path, headers=SECURITY_HEADERS, media_type="video/mp4")
 
 
 def page(ws: Workspace, _request: Request) -> Response:
-    html = (STATIC / "workspace.html").read_text(encoding="utf-8").replace("{{TOKEN}}", ws.token)
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return signin.page(ws, "workspace.html")
+
+
+def signin_page(ws: Workspace, _request: Request) -> Response:
+    return signin.page(ws, "signin.html")
+
+
+def whoami(_ws: Workspace, request: Request) -> Response:
+    return _json(signin.me(_account(request)))
+
+
+async def sign_in(ws: Workspace, request: Request) -> Response:
+    return await signin.sign_in(ws, request, await _json_body(request))
+
+
+def sign_out(ws: Workspace, request: Request) -> Response:
+    return signin.sign_out(ws, request, _account(request))
+
+
+async def change_password(ws: Workspace, request: Request) -> Response:
+    return await signin.change_password(ws, request, _account(request), await _json_body(request))
 
 
 def static(_ws: Workspace, request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in ("workspace.js", "workspace.css"):
+    if name not in ("workspace.js", "workspace.css", "signin.js"):
         return _error(404, "not found")
     kind = "text/javascript" if name.endswith(".js") else "text/css"
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
@@ -256,10 +327,7 @@ class BodyError(Exception):
 
 
 def _refusal(ws: Workspace, request: Request) -> Response | None:
-    """Why this request is refused before it is handled, or None to let it through."""
-    if not auth.matches(ws.credentials, request.headers.get("authorization")):
-        return Response("credentials required\n", status_code=401, media_type="text/plain",
-                        headers={**SECURITY_HEADERS, "WWW-Authenticate": 'Basic realm="testimony review"'})
+    """Why a request that changes something is refused before anyone is asked who they are."""
     if request.method in ("GET", "HEAD"):
         return None
     origin = request.headers.get("origin")
@@ -272,45 +340,90 @@ def _refusal(ws: Workspace, request: Request) -> Response | None:
     return None
 
 
-def build_app(archive: Path, credentials: auth.Credentials, *, origin: str) -> Starlette:
-    ws = Workspace(Path(archive), credentials, secrets.token_urlsafe(24), origin)
-
-    def bound(handler):
-        async def endpoint(request: Request) -> Response:
-            if (refused := _refusal(ws, request)) is not None:
-                return refused
-            try:
-                result = handler(ws, request)
-                return await result if hasattr(result, "__await__") else result
-            except LookupError:
-                return _error(404, "no such bundle in this archive")
-            except BodyError as exc:
-                return _error(exc.status, exc.message)
-        return endpoint
-
-    routes = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", static, "GET"),
-              ("/api/bundles", list_bundles, "GET"), ("/api/bundles/{id}", get_bundle, "GET"),
-              ("/api/bundles/{id}/revisions", get_revisions, "GET"),
-              ("/api/bundles/{id}/revisions", post_revision, "POST"),
-              ("/api/bundles/{id}/translate", post_translate, "POST"),
-              ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET")]
-    return Starlette(routes=[Route(path, bound(handler), methods=[method]) for path, handler, method in routes])
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="testimony review"'}
 
 
-def serve_workspace(archive: Path, *, host: str = "127.0.0.1", port: int = 4300,
+def _unsigned(request: Request) -> Response:
+    """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401 (with a
+    basic-auth challenge for scripts, not for a page whose session ran out, so no browser dialog opens)."""
+    if request.method == "GET" and (request.url.path == "/" or request.url.path.startswith("/edit/")):
+        return RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
+    challenge = {} if sessions.COOKIE in request.cookies else CHALLENGE
+    return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})
+
+
+async def _signed_in(ws: Workspace, request: Request, handler) -> Response | None:
+    """Puts the asker on the request, or answers for them: not signed in, refused, or a one-time
+    password that must be changed before anything else."""
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        account = await run_in_threadpool(ws.gate.who, request)
+    except SignInRefused as exc:
+        trail(ws.archive, "-", "sign-in-refused", via="basic auth", reason=str(exc))
+        return signin.refused(exc, {**SECURITY_HEADERS, **CHALLENGE})
+    if account is None:
+        return _unsigned(request)
+    if account.must_change and handler not in (page, whoami, change_password, sign_out):
+        return _error(403, "change your one-time password first (sign in on the workspace's page)")
+    request.state.account = account
+    return None
+
+
+OPEN = ("signin_page", "static", "sign_in")  # the handlers nobody needs to be signed in for
+
+
+def _endpoint(ws: Workspace, handler):
+    async def endpoint(request: Request) -> Response:
+        if (refused := _refusal(ws, request)) is not None:
+            return refused
+        try:
+            if handler.__name__ not in OPEN and (answer := await _signed_in(ws, request, handler)) is not None:
+                return answer
+            result = handler(ws, request)
+            return await result if hasattr(result, "__await__") else result
+        except Forbidden as exc:
+            return _error(403, exc.message)
+        except LookupError:
+            return _error(404, "no such bundle in this archive")
+        except BodyError as exc:
+            return _error(exc.status, exc.message)
+    return endpoint
+
+
+ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", static, "GET"),
+          ("/signin", signin_page, "GET"), ("/api/session", sign_in, "POST"), ("/api/session", sign_out, "DELETE"),
+          ("/api/me", whoami, "GET"), ("/api/password", change_password, "POST"),
+          ("/api/bundles", list_bundles, "GET"), ("/api/bundles/{id}", get_bundle, "GET"),
+          ("/api/bundles/{id}/revisions", get_revisions, "GET"),
+          ("/api/bundles/{id}/revisions", post_revision, "POST"),
+          ("/api/bundles/{id}/translate", post_translate, "POST"),
+          ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET")]
+
+
+def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:
+    ws = Workspace(Path(archive), Gate(Path(archive), secure), secrets.token_urlsafe(24), origin)
+    return Starlette(routes=[Route(path, _endpoint(ws, handler), methods=[method]) for path, handler, method in ROUTES])
+
+
+def serve_workspace(archive: Path, *, exposure: auth.Exposure | None = None, port: int = 4300,
                     stop: threading.Event | None = None) -> int:
     """Run the workspace until Ctrl-C, or until `stop` is set (serve runs it in a thread)."""
     import uvicorn
 
     from pipeline.archive.bundle import tidy_after_kill
+    from pipeline.review.accounts import first_start
 
+    exposure = exposure or auth.Exposure()
+    exposure.check()
     tidy_after_kill(archive)  # a save killed half way: its one whole bundle is put back before anyone reads
-    credentials = auth.credentials_for(archive, host)
-    origin = f"http://{host}:{port}"
-    app = build_app(archive, credentials, origin=origin)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    print(f"testimony review: {origin}/  (user {credentials.user}; the password is in "
-          f"{auth.credentials_file(archive)}, or TESTIMONY_AUTH)", flush=True)
+    first_start(archive, announce=print)
+    origin = f"{exposure.scheme}://{exposure.host}:{port}"
+    app = build_app(archive, origin=origin, secure=exposure.tls)
+    tls = {"ssl_certfile": str(exposure.tls_cert), "ssl_keyfile": str(exposure.tls_key)} if exposure.tls else {}
+    server = uvicorn.Server(uvicorn.Config(app, host=exposure.host, port=port, log_level="warning",
+                                           access_log=False, **tls))
+    print(f"testimony review: {origin}/  (people sign in with their accounts: `testimony users`)", flush=True)
     if stop is not None:
         def watch() -> None:
             stop.wait()

@@ -5,14 +5,24 @@
 const TOKEN = document.querySelector('meta[name="testimony-token"]').content;
 const $ = (sel, root = document) => root.querySelector(sel);
 
-async function api(path, body) {
+async function api(path, body, method = "POST") {
   const init = body === undefined ? {} : {
-    method: "POST", body: JSON.stringify(body),
+    method, body: JSON.stringify(body),
     headers: {"Content-Type": "application/json", "X-Testimony-Token": TOKEN},
   };
   const response = await fetch(path, init);
+  if (response.status === 401) { location.assign("/signin"); return {status: 401, data: {error: "sign in first"}}; }
   const data = await response.json().catch(() => ({error: response.statusText}));
   return {status: response.status, data};
+}
+
+// Who is signed in, and signing out. The server decides who the author of a save is, never this page.
+async function showWho() {
+  const {status, data} = await api("/api/me");
+  if (status !== 200) return;
+  $("#who-name").textContent = `${data.name} (${data.role}${data.languages.length ? ": " + data.languages.join(", ") : ""})`;
+  $("#signout").addEventListener("click", async () => { await api("/api/session", {}, "DELETE"); location.assign("/signin"); });
+  if (data.must_change) location.assign("/signin");
 }
 
 // A testimony's documents (DOCX, spreadsheets, OHMS XML), made by the server from the newest revision.
@@ -107,8 +117,6 @@ const ed = {id: null, base: null, number: 0, language: null, segments: [], curre
 async function showEditor(id) {
   ed.id = id;
   $("#editor").hidden = false;
-  $("#author").value = localStorage.getItem("testimony-author") || "";
-  $("#author").addEventListener("change", () => localStorage.setItem("testimony-author", $("#author").value));
   $("#speed").addEventListener("change", () => { $("#player").playbackRate = Number($("#speed").value); });
   $("#save").addEventListener("click", save);
   $("#player").addEventListener("timeupdate", keepLooping);
@@ -252,9 +260,7 @@ function payload() {
 }
 
 async function save() {
-  const author = $("#author").value.trim();
-  if (!author) { say("type your name under Reviewer first: every revision names who saved it"); $("#author").focus(); return; }
-  const {status, data} = await api(`/api/bundles/${ed.id}/revisions`, {base: ed.base, author, segments: payload()});
+  const {status, data} = await api(`/api/bundles/${ed.id}/revisions`, {base: ed.base, segments: payload()});
   if (status === 201 || status === 200) {
     say(data.unchanged ? "nothing changed" : `saved revision ${data.number}${data.merged ? " (merged with another save)" : ""}`);
     $("#conflicts").hidden = true;
@@ -327,5 +333,6 @@ function shortcut(event) {
   }
 }
 
+showWho();
 const match = location.pathname.match(/^\/edit\/([0-9a-f]{12})$/);
 if (match) showEditor(match[1]); else showArchive();

@@ -1,0 +1,171 @@
+"""Signing in to the workspace and what each role may do, through the real app (Starlette's test client,
+real SQLite accounts and sessions, real bundles). The same in real Chromium against a real
+`testimony serve` is tests/test_team.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from pipeline.archive import catalog
+from pipeline.archive.bundle import find_bundle
+from pipeline.review import accounts, revisions, server
+from pipeline.run import process
+
+from .test_catalog import transcript
+
+PASSWORDS = {"archivist": "archivist password", "aigerim": "aigerim password", "dilnur": "dilnur password",
+             "reader": "reader password"}
+ORIGIN = "http://testserver"
+
+
+def _publish(archive: Path, name: str, language: str) -> str:
+    t = transcript(name, language, ["бірінші сөйлем", "екінші сөйлем"], ["first sentence", "second sentence"])
+    process.publish_transcript(archive, t)
+    return t.source.sha256
+
+
+@pytest.fixture
+def team(tmp_path) -> dict:
+    archive = tmp_path / "archive"
+    shas = {"kk": _publish(archive, "kazakh witness.mp4", "kk"), "ug": _publish(archive, "uyghur witness.mp4", "ug")}
+    catalog.sync(archive)
+    roles = {"archivist": ("admin", ()), "aigerim": ("reviewer", ("kk",)), "dilnur": ("reviewer", ("ug",)),
+             "reader": ("reader", ())}
+    for name, (role, languages) in roles.items():
+        accounts.add(archive, name, role, languages, PASSWORDS[name], must_change=False)
+    app = server.build_app(archive, origin=ORIGIN)
+    return {"archive": archive, "app": app, "sha": shas}
+
+
+def _client(team: dict) -> TestClient:
+    return TestClient(team["app"], base_url=ORIGIN, follow_redirects=False)
+
+
+def _token(client: TestClient) -> str:
+    html = client.get("/signin").text
+    return html.split('name="testimony-token" content="')[1].split('"')[0]
+
+
+def _send(client: TestClient, method: str, path: str, body: dict, **headers: str):
+    return client.request(method, path, content=json.dumps(body), headers={
+        "Content-Type": "application/json", "X-Testimony-Token": _token(client), "Origin": ORIGIN, **headers})
+
+
+def _signed_in(team: dict, name: str) -> TestClient:
+    client = _client(team)
+    response = _send(client, "POST", "/api/session", {"name": name, "password": PASSWORDS[name]})
+    assert response.status_code == 200, response.text
+    return client
+
+
+def _basic(name: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def _save(client: TestClient, sha: str, **body):
+    bundle = client.get(f"/api/bundles/{sha[:12]}").json()
+    segments = [{**s, "text": s["text"] + " (түзетілді)", "checked": True} for s in bundle["segments"]]
+    return _send(client, "POST", f"/api/bundles/{sha[:12]}/revisions",
+                 {"base": bundle["revision"], "segments": segments, **body})
+
+
+def test_nobody_signed_in_is_sent_to_sign_in_and_shown_nothing(team):
+    client = _client(team)
+    page = client.get("/")
+    assert page.status_code == 303 and page.headers["location"] == "/signin"
+    for path in ("/api/bundles", f"/api/bundles/{team['sha']['kk'][:12]}", f"/media/{team['sha']['kk'][:12]}"):
+        answer = client.get(path)
+        assert answer.status_code == 401 and "witness" not in answer.text and "сөйлем" not in answer.text
+    signin = client.get("/signin")
+    assert signin.status_code == 200 and 'id="signin"' in signin.text and "witness" not in signin.text
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_that_sign_out_ends(team):
+    client = _signed_in(team, "aigerim")
+    cookie = next(v for k, v in client.cookies.items())
+    set_cookie = _send(_client(team), "POST", "/api/session", {"name": "aigerim", "password": PASSWORDS["aigerim"]})
+    assert "HttpOnly" in set_cookie.headers["set-cookie"] and "SameSite=Strict" in set_cookie.headers["set-cookie"]
+    assert "Secure" not in set_cookie.headers["set-cookie"], "plain HTTP on 127.0.0.1: Secure would drop it"
+    assert client.get("/api/me").json() == {"name": "aigerim", "role": "reviewer", "languages": ["kk"],
+                                            "must_change": False}
+    assert _send(client, "DELETE", "/api/session", {}).status_code == 200
+    stale = _client(team)
+    stale.cookies.set("testimony_session", cookie)
+    assert stale.get("/api/bundles").status_code == 401, "the cookie opens nothing after sign-out"
+    assert PASSWORDS["aigerim"].encode() not in b"".join(
+        p.read_bytes() for p in team["archive"].rglob("*") if p.is_file()), "no password in any file"
+
+
+def test_bad_passwords_are_refused_then_slowed(team):
+    client = _client(team)
+    answers = [_send(client, "POST", "/api/session", {"name": "aigerim", "password": "guess"})
+               for _ in range(accounts.FREE_TRIES + 1)]
+    statuses = [a.status_code for a in answers]
+    assert statuses == [401] * (accounts.FREE_TRIES - 1) + [429, 429], "free tries, then each answer says wait"
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    right = _send(client, "POST", "/api/session", {"name": "aigerim", "password": PASSWORDS["aigerim"]})
+    assert right.status_code == 429, "even the right password waits until the wait is over"
+
+
+def test_a_cross_site_request_changes_nothing(team):
+    client = _signed_in(team, "archivist")
+    sha = team["sha"]["kk"]
+    before = (find_bundle(team["archive"], sha) / "transcript.json").read_bytes()
+    form = client.post(f"/api/bundles/{sha[:12]}/revisions", content="base=x",
+                       headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": "http://evil.example"})
+    plain = client.post(f"/api/bundles/{sha[:12]}/revisions", content="{}", headers={"Content-Type": "text/plain"})
+    no_token = client.post(f"/api/bundles/{sha[:12]}/revisions", content="{}",
+                           headers={"Content-Type": "application/json"})
+    assert (form.status_code, plain.status_code, no_token.status_code) == (403, 415, 403)
+    assert (find_bundle(team["archive"], sha) / "transcript.json").read_bytes() == before
+
+
+def test_a_reviewer_sees_and_edits_their_languages_only(team):
+    client, sha = _signed_in(team, "aigerim"), team["sha"]
+    listed = client.get("/api/bundles").json()
+    assert [b["language"] for b in listed["bundles"]] == ["kk"] and listed["total"] == 1
+    for path in (f"/api/bundles/{sha['ug'][:12]}", f"/api/bundles/{sha['ug'][:12]}/revisions",
+                 f"/media/{sha['ug'][:12]}", f"/api/bundles/{sha['ug'][:12]}/document?format=csv"):
+        answer = client.get(path)
+        assert answer.status_code == 403 and "uyghur" not in answer.text.lower() and "/" not in answer.json()["error"]
+    ug_before = (find_bundle(team["archive"], sha["ug"]) / "transcript.json").read_bytes()
+    admin = _signed_in(team, "archivist")
+    ug = admin.get(f"/api/bundles/{sha['ug'][:12]}").json()
+    refused = _send(client, "POST", f"/api/bundles/{sha['ug'][:12]}/revisions",
+                    {"base": ug["revision"], "segments": ug["segments"]})
+    assert refused.status_code == 403
+    assert (find_bundle(team["archive"], sha["ug"]) / "transcript.json").read_bytes() == ug_before
+
+
+def test_the_author_is_the_signed_in_account_whatever_the_body_says(team):
+    client, sha = _signed_in(team, "aigerim"), team["sha"]["kk"]
+    saved = _save(client, sha, author="archivist")
+    assert saved.status_code == 201, saved.text
+    assert revisions.newest(find_bundle(team["archive"], sha)).author == "aigerim"
+
+
+def test_a_script_uses_its_own_name_and_password(team):
+    client, sha = _client(team), team["sha"]["kk"]
+    assert client.get("/api/bundles", headers=_basic("dilnur", PASSWORDS["dilnur"])).json()["total"] == 1
+    assert client.get(f"/api/bundles/{sha[:12]}", headers=_basic("dilnur", PASSWORDS["dilnur"])).status_code == 403
+    wrong = client.get("/api/bundles", headers=_basic("dilnur", "wrong"))
+    assert wrong.status_code == 401 and "WWW-Authenticate" in wrong.headers
+
+
+def test_a_one_time_password_opens_only_the_change_form(team):
+    one_time = accounts.add(team["archive"], "newcomer", "reviewer", ("kk",))
+    client = _client(team)
+    signed = _send(client, "POST", "/api/session", {"name": "newcomer", "password": one_time})
+    assert signed.status_code == 200 and signed.json()["must_change"] is True
+    assert client.get("/api/bundles").status_code == 403
+    short = _send(client, "POST", "/api/password", {"password": one_time, "new": "short"})
+    assert short.status_code == 400
+    changed = _send(client, "POST", "/api/password", {"password": one_time, "new": "a long new password"})
+    assert changed.status_code == 200 and changed.json()["must_change"] is False
+    assert client.get("/api/bundles").status_code == 200, "the new session cookie works"
+    assert accounts.authenticate(team["archive"], "newcomer", "a long new password").name == "newcomer"
