@@ -27,7 +27,7 @@ from pipeline.archive.bundle import TRANSCRIPT, find_bundle
 from pipeline.archive.integrity import verify_bundle
 from pipeline.asr.core import AsrOptions
 from pipeline.evaluation.devset import librivox
-from pipeline.review import revisions
+from pipeline.review import accounts, revisions
 from pipeline.run import process
 from pipeline.run.process import RunOptions
 from pipeline.transcript import LOW_CONFIDENCE, Segment, Source, Transcript
@@ -77,6 +77,9 @@ def server(archive, tmp_path_factory):
     package = build_tiny_argos_package(tmp_path_factory.mktemp("argos-build"), "kk", "en")
     subprocess.run([sys.executable, "-m", "pipeline.cli.main", "models", "import", str(package)], env=env,
                    check=True, capture_output=True)
+    accounts.add(archive, USER, "admin", password=PASSWORD, must_change=False)  # what TESTIMONY_AUTH would make
+    for name, password in REVIEWERS.items():
+        accounts.add(archive, name, "reviewer", ("kk", "en"), password, must_change=False)
     log = tmp_path_factory.mktemp("review-log") / "review.log"
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "review", "--out", str(archive),
                              "--port", str(port)], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -99,12 +102,15 @@ def _auth() -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
 
-def _page(browser: Browser, server: str, path: str) -> Page:
+REVIEWERS = {"Aigul": "Aigul's password", "Erlan": "Erlan's password"}  # both check kk and en
+
+
+def _page(browser: Browser, server: str, path: str, who: str = USER) -> Page:
     context = browser.new_context()
     page = context.new_page()
     page.on("request", lambda r: r.url.startswith(server) or r.url.startswith("blob:")
             or pytest.fail(f"request left the workspace: {r.url}"))
-    sign_in(page, server, USER, PASSWORD)
+    sign_in(page, server, who, REVIEWERS.get(who, PASSWORD))
     page.goto(server + path)
     return page
 
@@ -172,7 +178,7 @@ def test_archive_page_pages_and_sorts_on_the_server(browser, server, archive):
 
 def test_edit_split_merge_check_and_save_from_the_browser(browser, server, archive):
     sha = next(v.sha256 for v in catalog.list_videos(archive) if v.sha256 != KK_SHA)
-    page = _page(browser, server, f"/edit/{sha[:12]}")
+    page = _page(browser, server, f"/edit/{sha[:12]}", "Aigul")
     page.wait_for_selector("#segments .seg")
     count = page.locator("#segments .seg").count()
     assert count >= 3, "three LibriVox answers"
@@ -187,7 +193,6 @@ def test_edit_split_merge_check_and_save_from_the_browser(browser, server, archi
     page.locator("#segments .seg").nth(2).locator(".merge").click()
     assert page.locator("#segments .seg").count() == count
     page.locator("#segments .seg").nth(0).locator(".checked").check()
-    page.fill("#author", "Aigul Reviewer")
     page.click("#save")
     expect(page.locator("#status")).to_contain_text("saved revision 1")
     page.reload()
@@ -204,7 +209,7 @@ def test_edit_split_merge_check_and_save_from_the_browser(browser, server, archi
     assert verify_bundle(archive, bundle).ok
     history = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "history", sha[:12], "--out",
                               str(archive)], capture_output=True, text=True, check=True).stdout
-    assert "Aigul Reviewer" in history
+    assert "Aigul" in history, "the signed-in account is the author"
     (bundle / "en.srt").write_text("hand-edited\n", encoding="utf-8")
     problems = verify_bundle(archive, bundle).problems
     assert any("en.srt: changed" in p for p in problems)
@@ -225,11 +230,10 @@ def test_keys_play_replay_and_pause_the_video(browser, server, archive):
 
 
 def test_two_reviewers_merge_then_conflict(browser, server, archive):
-    one = _page(browser, server, f"/edit/{KK_SHA[:12]}")
-    two = _page(browser, server, f"/edit/{KK_SHA[:12]}")
-    for page, name in ((one, "Aigul"), (two, "Erlan")):
+    one = _page(browser, server, f"/edit/{KK_SHA[:12]}", "Aigul")
+    two = _page(browser, server, f"/edit/{KK_SHA[:12]}", "Erlan")
+    for page in (one, two):
         page.wait_for_selector("#segments .seg")
-        page.fill("#author", name)
     one.locator("#segments .seg").nth(0).locator(".english").fill("My father was held in the camp")
     one.click("#save")
     expect(one.locator("#status")).to_contain_text("saved revision")
@@ -264,7 +268,6 @@ def test_two_reviewers_merge_then_conflict(browser, server, archive):
 def test_an_edited_original_is_offered_the_machines_english(browser, server, archive):
     page = _page(browser, server, f"/edit/{KK_SHA[:12]}")
     page.wait_for_selector("#segments .seg")
-    page.fill("#author", "Aigul")
     seg = page.locator("#segments .seg").nth(0)
     reviewer_english = seg.locator(".english").input_value()
     seg.locator(".original").fill("Менің әкем лагерьде екі жыл болды")
@@ -287,7 +290,6 @@ def test_keyboard_only_and_hostile_text_stays_text(browser, server, archive):
     assert page.locator("#segments .seg").nth(2).locator(".original").input_value() == HOSTILE
     width = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     assert width, "a 5,000-character word wraps instead of stretching the page"
-    page.fill("#author", "Keyboard")
     page.locator("#segments .seg").nth(0).locator(".original").focus()
     page.keyboard.press("Alt+N")  # the next flagged segment
     assert page.evaluate("document.activeElement.closest('.seg').dataset.index") == "1"
