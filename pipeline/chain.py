@@ -9,6 +9,7 @@ line, so the chain goes on from the last whole line.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -56,6 +57,18 @@ def _torn_path(log: Path) -> Path:
     while (path := log.with_name(f"{log.stem}.torn-{n}")).exists():
         n += 1
     return path
+
+
+def read_shared(path: Path) -> bytes:
+    """The log's bytes, read under a shared lock: a line being appended (under the writer's exclusive
+    lock) is never caught half written and taken for a torn one. Opens read-only; writes nothing."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def problems(data: bytes, label: str, torn_hint: str,
