@@ -95,8 +95,10 @@ def test_a_hand_edited_line_is_named_and_fails_verify_which_writes_nothing(publi
     archive, bundle, _sha = published
     for who in ("aigerim", "reader1", "admin"):
         access.record(archive, who, "view", bundle=bundle.name[:12])
+    intact = _snapshot(archive)
     code, out, err = _cli(capsys, "verify", "--out", str(archive))
     assert code == 0 and f"{bundle.name}: ok" in out, out + err
+    assert _snapshot(archive) == intact, "verify changed nothing"
 
     log = access.log_path(archive)
     log.write_bytes(log.read_bytes().replace(b'"reader1"', b'"nobody1"'))  # who saw it, hidden by hand
@@ -122,6 +124,7 @@ def test_a_torn_tail_is_set_aside_and_logged_on_the_next_record(tmp_path, capsys
     assert len(problems) == 1 and "incomplete" in problems[0] and "testimony repair" in problems[0]
     code, out, _ = _cli(capsys, "verify", "--out", str(archive))
     assert code == 1 and "incomplete" in out
+    assert log.read_bytes() == whole + fragment, "verify reports the torn line and leaves it"
 
     access.record(archive, "aigerim", "view", bundle=BUNDLE_A)
     events = access.entries(archive)
