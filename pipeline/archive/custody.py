@@ -4,23 +4,22 @@ Berkeley Protocol practice: hash on arrival, never alter the original, record ev
 it. Each line is one event with its UTC time and `prev`, the SHA-256 of the previous line's bytes
 (newline included; 64 zeros on the first line), so editing, removing or reordering an earlier line
 breaks the chain and `check_chain` names the line. Lines are written with O_APPEND under an exclusive
-lock, then flushed to disk, so concurrent writers (a batch, the flow) never interleave.
+lock, then flushed to disk, so concurrent writers (a batch, the flow) never interleave. The chaining
+(the `prev` hash, setting a torn line aside, checking the chain) is `pipeline.chain`'s, shared with the
+access log.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__, jsonl
+from pipeline import __version__, chain, jsonl
 from pipeline.names import display_name
 
 DIR = "custody"
-GENESIS = "0" * 64
+GENESIS = chain.GENESIS
+TORN_HINT = "`testimony repair` sets it aside and logs that"
 EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair")
 
 
@@ -48,10 +47,7 @@ def append(archive: str | Path, sha256: str, event: str, **fields: Any) -> dict[
 
 def _write(log: jsonl.Appender, sha256: str, event: str, fields: dict[str, Any]) -> dict[str, Any]:
     """One event chained to the log's last whole line (the caller holds the log's lock)."""
-    last = log.last_line()
-    record = {"time": datetime.now(timezone.utc).isoformat(timespec="microseconds"), "event": event,
-              "prev": hashlib.sha256(last).hexdigest() if last is not None else GENESIS,
-              "sha256": sha256, **fields}
+    record = {"time": chain.now(), "event": event, "prev": chain.prev_hash(log), "sha256": sha256, **fields}
     log.write(jsonl.encode(record, ascii_only=True))
     return record
 
@@ -59,28 +55,11 @@ def _write(log: jsonl.Appender, sha256: str, event: str, fields: dict[str, Any])
 def _repair_torn_tail(log: jsonl.Appender, sha256: str) -> dict[str, Any] | None:
     """A last line without its newline (a crash mid-write) is never a record: its bytes are kept aside in
     `custody/<sha256>.torn-<n>`, cut from the log, and a `repair` event says so, keeping the chain whole."""
-    torn = log.torn_tail()
-    if not torn:
+    torn = chain.set_aside_torn_tail(log)
+    if torn is None:
         return None
-    kept = _torn_path(log.path)
-    fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, torn)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    log.cut(log.size() - len(torn))
     return _write(log, sha256, "repair", {"repaired": "torn-tail", "tool": "testimony", "version": __version__,
-                                           "kept": kept.name, "size": len(torn),
-                                           "fragment_sha256": hashlib.sha256(torn).hexdigest()})
-
-
-def _torn_path(log: Path) -> Path:
-    """The first free `<sha256>.torn-<n>` beside the log."""
-    n = 1
-    while (path := log.with_name(f"{log.stem}.torn-{n}")).exists():
-        n += 1
-    return path
+                                           **torn})
 
 
 def repair_torn_tail(archive: str | Path, sha256: str) -> dict[str, Any] | None:
@@ -102,28 +81,11 @@ def check_chain(archive: str | Path, sha256: str) -> list[str]:
     path = log_path(archive, sha256)
     if not path.is_file():
         return []
-    problems = []
-    expected = GENESIS
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        problems.append("custody log: the last line is incomplete (a write was cut off): `testimony repair` "
-                        "sets it aside and logs that")
-    for n, line in enumerate(jsonl.whole_lines(data), start=1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            problems.append(f"custody log line {n}: not valid JSON")
-            record = {}
-        if not isinstance(record, dict):
-            problems.append(f"custody log line {n}: not a JSON object")
-            record = {}
-        if record and record.get("prev") != expected:
-            problems.append(f"custody log line {n}: prev does not match line {n - 1}'s hash: an earlier "
-                            "line was changed, removed or reordered")
-        if record and record.get("sha256") != sha256:
-            problems.append(f"custody log line {n}: names another video ({record.get('sha256')})")
-        expected = hashlib.sha256(line).hexdigest()
-    return problems
+
+    def names_this_video(record: dict[str, Any]) -> str | None:
+        return None if record.get("sha256") == sha256 else f"names another video ({record.get('sha256')})"
+
+    return chain.problems(path.read_bytes(), "custody log", TORN_HINT, names_this_video)
 
 
 def arrival_paths(archive: str | Path, sha256: str) -> list[Path]:

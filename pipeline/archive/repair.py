@@ -3,8 +3,9 @@
 `verify` only reads, so a forensic copy can be checked and a check changes nothing; what a kill or a
 power cut leaves is put right here instead, and only where it is certain: a publish killed half way
 (its staging folder goes, a retired bundle that is the only copy comes back), a custody line cut off
-(set aside, `custody.repair_torn_tail`), and work that landed whole but was never logged (a copied
-original, a published bundle, a saved revision), logged with `recovered` once its hashes check out.
+(set aside, `custody.repair_torn_tail`; the access log's too), and work that landed whole but was never
+logged (a copied original, a published bundle, a saved revision), logged with `recovered` once its
+hashes check out.
 Anything else stays a problem for `verify` to name.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.archive import custody, originals
+from pipeline.archive import access, custody, originals
 from pipeline.archive.bundle import find_bundle, source_of, tidy_after_kill
 from pipeline.archive.integrity import bundles_in
 from pipeline.archive.locks import bundle_lock
@@ -26,7 +27,7 @@ def repair(archive: str | Path, sha256: str | None = None) -> list[str]:
         with bundle_lock(archive, sha256):
             done = _tidy(archive, sha256[:12])
     else:
-        done = _tidy(archive, "")
+        done = _tidy(archive, "") + _repair_access(archive)
     bundles = {b.name[:12]: b for b in bundles_in(archive)}  # one listing, not one per video
     for sha in [sha256] if sha256 else _videos(archive):
         done += [f"{sha[:12]}: {line}" for line in repair_video(archive, sha, bundles.get(sha[:12]))]
@@ -55,6 +56,14 @@ def _repair_video(archive: Path, sha256: str, bundle: Path | None) -> list[str]:
     if custody.record_unlogged_publish(archive, sha256, bundle):
         done.append(f"the publish of {bundle.name} was not logged: its files check out, logged")
     return done
+
+
+def _repair_access(archive: Path) -> list[str]:
+    """The access log's line a crash cut off, set aside (and logged there) as a custody line's is."""
+    if torn := access.repair_torn_tail(archive):
+        return [f"an access log line a crash cut off ({torn['detail']['size']} bytes) set aside in "
+                f"{torn['detail']['kept']}"]
+    return []
 
 
 def _videos(archive: Path) -> list[str]:

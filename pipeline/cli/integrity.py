@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline import config
-from pipeline.archive import catalog, integrity
+from pipeline.archive import access, catalog, integrity
 from pipeline.archive.bundle import find_bundle, source_of
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.archive.locks import bundle_lock
@@ -21,7 +21,8 @@ OUT_HELP = "archive root (default: $TESTIMONY_OUT, else transcripts/)"
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register verify and export on the `testimony` parser."""
     verify = sub.add_parser("verify", help="re-hash bundles against their manifests, check the custody log "
-                            "and the original video; exit 1 on any problem")
+                            "and the original video (and, for the whole archive, the access log's chain); exit 1 "
+                            "on any problem")
     verify.add_argument("video", nargs="?", help="id, SHA-256, file name or the video file itself "
                         "(default: every bundle in the archive)")
     verify.add_argument("--out", help=OUT_HELP)
@@ -149,7 +150,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     else:
-        leftovers = integrity.leftovers(archive)
+        leftovers = integrity.leftovers(archive) + access.check_chain(archive)  # the archive's, not a bundle's
         targets = [(bundle, None) for bundle in bundles_in(archive)]
         if not targets and not leftovers:
             print(f"no bundles in {archive}", file=sys.stderr)
@@ -234,7 +235,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.redact is not None:
             return _export_public(archive, bundle, args)
         print(export_bundle(archive, bundle, args.output, with_original=args.with_original, formats=args.formats))
+        _log_export(archive, bundle, args)
     return 0
+
+
+def _log_export(archive: Path, bundle: Path, args: argparse.Namespace) -> None:
+    """Who took what out of the archive, in the access log: the OS user, the bundle, where it went and
+    with what (the original, documents, a redacted public copy)."""
+    detail = {"output": str(Path(args.output).resolve()), "with_original": args.with_original,
+              "formats": args.formats, "redacted": args.redact is not None, "media": args.media}
+    access.record(archive, access.local_user(), "export", bundle=bundle.name[:12], **detail)
 
 
 def _repair_before_export(archive: Path, bundle: Path) -> None:
@@ -252,6 +262,7 @@ def _export_public(archive: Path, bundle: Path, args: argparse.Namespace) -> int
     from pipeline.archive.redact import RedactList
 
     done = export_public(archive, bundle, args.output, RedactList.read(args.redact), media=args.media)
+    _log_export(archive, bundle, args)
     print(done.folder)
     print(f"{len(done.changed)} segment(s) redacted, {len(done.muted)} span(s) muted; public id {done.public_id}",
           file=sys.stderr)

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from pipeline import config
 from pipeline.archive import originals
+from pipeline.cli import access_log as access_cli
 from pipeline.cli import archive as archive_cli
 from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     integrity_cli.add_parsers(sub)
     review_cli.add_parsers(sub)
     users_cli.add_parser(sub)
+    access_cli.add_parser(sub)
     sample_cli.add_parser(sub)
     return parser
 
@@ -202,6 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean,
                 "users": users_cli.run, "quality": review_cli.cmd_quality,
                 "repair": integrity_cli.cmd_repair,
+                "access-log": access_cli.cmd_access_log,
                 "sample": sample_cli.cmd_sample}
     try:
         return handlers[args.command](args)

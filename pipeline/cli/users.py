@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pipeline import config
 from pipeline.cli.errors import guarded
@@ -63,13 +64,29 @@ def run(args: argparse.Namespace) -> int:
     if verb == "add":
         languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())
         given = _password(args)  # a password a script chose is the person's; a made one is one-time
-        print(accounts.add(archive, args.name, args.role, languages, given, must_change=given is None))
+        password = accounts.add(archive, args.name, args.role, languages, given, must_change=given is None)
+        _log(archive, args.name, "add")
+        print(password)
     elif verb == "reset":
-        print(accounts.reset(archive, args.name, _password(args)))
+        password = accounts.reset(archive, args.name, _password(args))
+        _log(archive, args.name, "reset")
+        print(password)
     elif verb == "disable":
         accounts.disable(archive, args.name)
+        _log(archive, args.name, "disable")
         print(f"{args.name}: disabled", file=sys.stderr)
     else:
         for a in accounts.accounts(archive):
             print(f"{a.name}\t{a.role}\t{','.join(a.languages) or '-'}\t{_state(a)}")
     return 0
+
+
+def _log(archive: Path, name: str, change: str) -> None:
+    """The change, in the access log as the OS user who made it: whose account, what, its role now;
+    never the password. Logged once the change is made, before the password is shown."""
+    from pipeline.archive import access
+    from pipeline.review import accounts
+
+    account = accounts.get(archive, name)
+    access.record(archive, access.local_user(), "account", account=name, change=change,
+                  role=account.role if account else None, languages=list(account.languages) if account else [])
