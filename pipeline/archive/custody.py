@@ -21,7 +21,7 @@ from pipeline.names import display_name
 
 DIR = "custody"
 GENESIS = "0" * 64
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair", "state")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:

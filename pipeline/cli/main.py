@@ -17,6 +17,7 @@ from pipeline.cli import models as models_cli
 from pipeline.cli import review as review_cli
 from pipeline.cli import sample as sample_cli
 from pipeline.cli import users as users_cli
+from pipeline.cli import workflow as workflow_cli
 from pipeline.run import options as options_table
 
 
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     integrity_cli.add_parsers(sub)
     review_cli.add_parsers(sub)
     users_cli.add_parser(sub)
+    workflow_cli.add_parser(sub)
     sample_cli.add_parser(sub)
     return parser
 
@@ -203,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "history": review_cli.cmd_history, "review": review_cli.cmd_review, "clean": integrity_cli.cmd_clean,
                 "users": users_cli.run, "quality": review_cli.cmd_quality,
                 "repair": integrity_cli.cmd_repair,
-                "sample": sample_cli.cmd_sample}
+                "sample": sample_cli.cmd_sample, "progress": workflow_cli.cmd_progress}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
