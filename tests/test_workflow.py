@@ -270,6 +270,10 @@ def test_cli_acts_as_a_named_account_and_prints_progress(archive, capsys):
     assert lines[4].split() == ["all", "2.50", "1.00", "0.00", "0.00"]
     code, out, _ = _cli(capsys, "progress", "--json", *out_arg)
     assert code == 0 and json.loads(out)["kk"] == {"draft": 0.5, "in_review": 1.0, "checked": 0.0, "approved": 0.0}
+    with workflow_record.connect(archive) as con:
+        con.execute("DELETE FROM states")  # an index a crash left behind its custody events
+    code, out, err = _cli(capsys, "progress", "--json", "--rebuild", *out_arg)
+    assert code == 0 and json.loads(out)["kk"]["in_review"] == 1.0 and "rebuilt: 2 bundle(s)" in err  # 1 held, 1 freed
 
 
 def test_cli_progress_as_a_process(archive, tmp_path):

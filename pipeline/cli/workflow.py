@@ -19,6 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     progress = sub.add_parser("progress", help="hours of speech per language in each review state: draft, "
                               "in review, checked, approved")
     progress.add_argument("--json", action="store_true", help="print the hours as JSON")
+    progress.add_argument("--rebuild", action="store_true", help="first make the state index "
+                          "(.workflow.sqlite) again from the custody logs, which are the record")
     progress.add_argument("--out", help=OUT_HELP)
 
 
@@ -43,6 +45,10 @@ def cmd_progress(args: argparse.Namespace) -> int:
 
     archive = _archive(args.out)
     catalog.sync(archive)
+    if args.rebuild:
+        from pipeline.review import workflow_record
+
+        print(f"state index rebuilt: {workflow_record.rebuild(archive)} bundle(s) moved by a person", file=sys.stderr)
     hours = workflow.progress(archive)
     if args.json:
         print(json.dumps({lang: {s: round(h, 4) for s, h in row.items()} for lang, row in hours.items()}))

@@ -15,6 +15,7 @@ allow it; its message names the video by id, never a file path.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -202,29 +203,35 @@ def after_save(archive: str | Path, sha256: str, account: accounts.Account) -> S
     return _transition(archive, sha256, account, "save", decide)
 
 
-def _bundles(archive: str | Path, language: str | None = None) -> list:
-    """The catalog's published bundles (of one language), oldest publish first."""
-    where, params = "status = 'done' AND bundle IS NOT NULL", []
-    if language is not None:
-        where += " AND language = ?"
-        params.append(language)
-    with catalog.connect(archive) as con:
-        return con.execute(f"SELECT sha256, id, file_name, language, duration, created FROM videos WHERE {where} "
-                           "ORDER BY created, file_name, sha256", params).fetchall()
+PUBLISHED = "status = 'done' AND bundle IS NOT NULL"
+_MOVED = "sha256 IN (SELECT value FROM json_each(?))"  # a JSON list of SHA-256s: one parameter, any length
+
+
+def _moved(archive: str | Path) -> dict[str, str]:
+    """sha256 -> state of every bundle that is not a draft now (usually a few of the archive's)."""
+    return {sha: s.state for sha, s in record.states(archive).items() if s.state != DRAFT}
 
 
 def queue(archive: str | Path, language: str) -> list[Queued]:
     """The drafts of one language nobody holds, oldest first (by the time the machine published them)."""
-    moved = record.states(archive)
-    return [Queued(r["sha256"], r["id"], r["file_name"], r["duration"], r["created"])
-            for r in _bundles(archive, language) if moved.get(r["sha256"], Status()).state == DRAFT]
+    with catalog.connect(archive) as con:
+        rows = con.execute(f"SELECT sha256, id, file_name, duration, created FROM videos WHERE {PUBLISHED} "
+                           f"AND language = ? AND NOT {_MOVED} ORDER BY created, file_name, sha256",
+                           (language, json.dumps(list(_moved(archive))))).fetchall()
+    return [Queued(*row) for row in rows]
 
 
 def progress(archive: str | Path) -> dict[str, dict[str, float]]:
-    """Hours of speech in each state, per language (a bundle of unknown language under "unknown")."""
-    moved = record.states(archive)
-    out: dict[str, dict[str, float]] = {}
-    for r in _bundles(archive):
-        row = out.setdefault(r["language"] or "unknown", dict.fromkeys(STATES, 0.0))
-        row[moved.get(r["sha256"], Status()).state] += (r["duration"] or 0.0) / 3600.0
-    return dict(sorted(out.items()))
+    """Hours of speech in each state, per language (a bundle of unknown language under "unknown"): SQLite
+    sums each language; only the bundles that are not drafts are read one by one."""
+    moved = _moved(archive)
+    language = "coalesce(language, 'unknown')"
+    with catalog.connect(archive) as con:
+        totals = con.execute(f"SELECT {language}, total(duration) FROM videos WHERE {PUBLISHED} GROUP BY 1")
+        seconds = {lang: {**dict.fromkeys(STATES, 0.0), DRAFT: secs} for lang, secs in totals}
+        for sha, lang, secs in con.execute(f"SELECT sha256, {language}, coalesce(duration, 0) FROM videos "
+                                           f"WHERE {PUBLISHED} AND {_MOVED}", (json.dumps(list(moved)),)):
+            seconds[lang][DRAFT] -= secs
+            seconds[lang][moved[sha]] += secs
+    return {lang: {state: round(max(secs, 0.0) / 3600.0, 6) for state, secs in row.items()}
+            for lang, row in sorted(seconds.items())}
