@@ -232,6 +232,7 @@ def test_the_index_is_rebuilt_from_custody(archive):
     before = workflow.progress(archive)
     workflow_record.index_path(archive).unlink()  # an archive copied without it
     assert workflow.progress(archive) == before
+    assert workflow_record.index_path(archive).stat().st_mode & 0o777 == 0o600, "owner-only, as the catalog"
     assert workflow_record.states(archive)[KK_OLD].holder == "aigerim"
     with workflow_record.connect(archive) as con:  # a copy that went wrong: the record puts it right
         con.execute("UPDATE states SET state = 'approved'")

@@ -122,6 +122,7 @@ def _may_edit(account: accounts.Account, video: Video) -> None:
 
 
 def _require(now: Status, allowed: tuple[str, ...], verb: str, video: Video) -> None:
+    """A 409 naming the state the bundle is in, when it is not one the transition starts from."""
     if now.state not in allowed:
         raise WorkflowError(f"cannot {verb} video {video.id}: it is {describe(now)}", CONFLICT)
 
