@@ -20,7 +20,7 @@ from pipeline.names import display_name
 DIR = "custody"
 GENESIS = chain.GENESIS
 TORN_HINT = "`testimony repair` sets it aside and logs that"
-EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair")
+EVENTS = ("arrival", "stage", "resume", "reused", "failure", "export", "revise", "repair", "state")
 
 
 def log_path(archive: str | Path, sha256: str) -> Path:

@@ -18,6 +18,7 @@ from pipeline.cli import models as models_cli
 from pipeline.cli import review as review_cli
 from pipeline.cli import sample as sample_cli
 from pipeline.cli import users as users_cli
+from pipeline.cli import workflow as workflow_cli
 from pipeline.run import options as options_table
 
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_cli.add_parsers(sub)
     users_cli.add_parser(sub)
     access_cli.add_parser(sub)
+    workflow_cli.add_parser(sub)
     sample_cli.add_parser(sub)
     return parser
 
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "users": users_cli.run, "quality": review_cli.cmd_quality,
                 "repair": integrity_cli.cmd_repair,
                 "access-log": access_cli.cmd_access_log,
-                "sample": sample_cli.cmd_sample}
+                "sample": sample_cli.cmd_sample, "progress": workflow_cli.cmd_progress}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

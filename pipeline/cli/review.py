@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.cli import workflow as workflow_cli
 from pipeline.cli.errors import REFUSED, error, guarded
 from pipeline.cli.integrity import OUT_HELP, _archive, _resolve
 from pipeline.errors import TestimonyError
@@ -21,12 +22,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     review = sub.add_parser("review", help="serve the review workspace on 127.0.0.1 (the editor and its API); "
                             "`review import ID FILE --as NAME` brings back corrections made in another program")
-    review.add_argument("action", nargs="?", choices=["import"], help="import: save a returned SRT, VTT or "
-                        "DOCX as one revision by an account (its segments checked)")
-    review.add_argument("video", nargs="?", help="with import: id, SHA-256, file name or the video file")
+    review.add_argument("action", nargs="?", choices=["import", *workflow_cli.ACTIONS], help="import: save a "
+                        "returned SRT, VTT or DOCX as one revision by an account (its segments checked); claim, "
+                        "release, check, approve, assign: move the bundle through the review workflow as --as NAME")
+    review.add_argument("video", nargs="?", help="with an action: id, SHA-256, file name or the video file")
     review.add_argument("file", nargs="?", type=Path, help="with import: the returned SRT, VTT or DOCX")
     review.add_argument("--as", dest="as_name", metavar="NAME", help="with import: the account the revision "
-                        "is saved as (it must exist: testimony users add)")
+                        "is saved as; with an action: the account that acts (it must exist: testimony users add)")
+    workflow_cli.add_review_arguments(review)
     review.add_argument("--content", choices=["original", "english", "bilingual"], help="with import: what "
                         "the file's lines hold (default: from its name, kk.srt original, en.srt English, "
                         "kk-en.srt both; a DOCX both)")
@@ -103,6 +106,8 @@ def _change_text(change: dict) -> str:
 def cmd_review(args: argparse.Namespace) -> int:
     if args.action == "import":
         return _import(args)
+    if args.action in workflow_cli.ACTIONS:
+        return workflow_cli.cmd_transition(args)
     from pipeline.archive.viewer import use_review_port
     from pipeline.review.server import serve_workspace
 
