@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, revisions, sessions, signin, web
+from pipeline.review import auth, revisions, sessions, signin, web, workflow_api
 from pipeline.review.accounts import Account, SignInRefused
 from pipeline.review.gate import Forbidden, Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
@@ -114,11 +114,14 @@ def _summary(opened: Opened) -> dict[str, Any]:
             "state": catalog.review_state(len(segments), checked, reviewed(opened.path))}
 
 
-def _row(video: catalog.Video) -> dict[str, Any]:
-    """A bundle's line on the archive page, from its catalog row (no transcript is read)."""
+def _row(video: catalog.Video, moved: dict[str, Any]) -> dict[str, Any]:
+    """A bundle's line on the archive page, from its catalog row and the workflow's index (no
+    transcript is read)."""
+    flow = moved.get(video.sha256)
     return {"id": video.id, "file_name": video.file_name, "language": video.language, "duration": video.duration,
             "segments": video.segments, "flagged": video.flagged, "checked": video.checked,
-            "speakers": video.speakers, "state": video.review}
+            "speakers": video.speakers, "state": video.review, "workflow": flow.state if flow else "draft",
+            "holder": flow.holder if flow else None}
 
 
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
@@ -156,8 +159,11 @@ def _listing(ws: Workspace, query: dict[str, Any]) -> dict[str, Any]:
     unless it changed); later pages come from the catalog alone."""
     if query["offset"] == 0:
         catalog.sync(ws.archive)
+    from pipeline.review.workflow_record import states
+
     videos, total = catalog.bundles_page(ws.archive, **query)
-    return {"bundles": [_row(v) for v in videos], "total": total, "offset": query["offset"],
+    moved = states(ws.archive)
+    return {"bundles": [_row(v, moved) for v in videos], "total": total, "offset": query["offset"],
             "limit": query["limit"]}
 
 
@@ -188,7 +194,10 @@ def get_bundle(ws: Workspace, request: Request) -> Response:
     account = _account(request)
     has_video = may_play(account, opened.data.get("language")) and _original(ws, opened.sha256) is not None
     trail(ws.archive, account.name, "view", opened.sha256[:12], revision=chosen.number)
+    from pipeline.review import workflow
+
     return _json({**_summary(opened), "revision": chosen.sha256, "number": chosen.number,
+                  "workflow": workflow_api.status_json(workflow.state(ws.archive, opened.sha256)),
                   "newest": chain[-1].sha256, "segments": chosen.segments,
                   "video": f"/media/{opened.sha256[:12]}" if has_video else None})
 
@@ -215,7 +224,10 @@ async def post_revision(ws: Workspace, request: Request) -> Response:
         return _error(400, str(exc))
     status = 200 if saved.unchanged else 201
     if not saved.unchanged:
+        from pipeline.review import workflow
+
         trail(ws.archive, author, "save", opened.sha256[:12], revision=saved.revision.number)
+        await run_in_threadpool(workflow.after_save, ws.archive, opened.sha256, _account(request))
     return _json({"revision": saved.revision.sha256, "number": saved.revision.number, "merged": saved.merged,
                   "unchanged": saved.unchanged, "warnings": saved.warnings}, status)
 
@@ -343,12 +355,18 @@ def _refusal(ws: Workspace, request: Request) -> Response | None:
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="testimony review"'}
 
 
+def _from_a_browser(request: Request) -> bool:
+    """A browser names the kind of fetch (`Sec-Fetch-Mode`) and may carry our cookie; a script does neither."""
+    return sessions.COOKIE in request.cookies or "sec-fetch-mode" in request.headers
+
+
 def _unsigned(request: Request) -> Response:
-    """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401 (with a
-    basic-auth challenge for scripts, not for a page whose session ran out, so no browser dialog opens)."""
+    """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401, with a
+    basic-auth challenge for scripts only (a browser would open its own password dialog instead of
+    going to the sign-in page)."""
     if request.method == "GET" and (request.url.path == "/" or request.url.path.startswith("/edit/")):
         return RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
-    challenge = {} if sessions.COOKIE in request.cookies else CHALLENGE
+    challenge = {} if _from_a_browser(request) else CHALLENGE
     return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})
 
 
@@ -361,7 +379,7 @@ async def _signed_in(ws: Workspace, request: Request, handler) -> Response | Non
         account = await run_in_threadpool(ws.gate.who, request)
     except SignInRefused as exc:
         trail(ws.archive, "-", "sign-in-refused", via="basic auth", reason=str(exc))
-        return signin.refused(exc, {**SECURITY_HEADERS, **CHALLENGE})
+        return signin.refused(exc, {**SECURITY_HEADERS, **({} if _from_a_browser(request) else CHALLENGE)})
     if account is None:
         return _unsigned(request)
     if account.must_change and handler not in (page, whoami, change_password, sign_out):
@@ -398,7 +416,9 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
           ("/api/bundles/{id}/revisions", get_revisions, "GET"),
           ("/api/bundles/{id}/revisions", post_revision, "POST"),
           ("/api/bundles/{id}/translate", post_translate, "POST"),
-          ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET")]
+          ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET"),
+          ("/api/bundles/{id}/state", workflow_api.post_state, "POST"), ("/api/queue", workflow_api.get_queue, "GET"),
+          ("/api/progress", workflow_api.get_progress, "GET")]
 
 
 def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:

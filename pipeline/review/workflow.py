@@ -29,7 +29,7 @@ from pipeline.review import workflow_record as record
 from pipeline.review.workflow_record import APPROVED, CHECKED, DRAFT, IN_REVIEW, STATES, Status
 
 __all__ = ["APPROVED", "CHECKED", "DRAFT", "IN_REVIEW", "STATES", "Status", "WorkflowError", "after_save",
-           "approve", "assign", "check", "claim", "describe", "progress", "queue", "release", "state"]
+           "approve", "approved", "assign", "check", "claim", "describe", "progress", "queue", "release", "state"]
 
 FORBIDDEN, NOT_FOUND, CONFLICT = 403, 404, 409
 
@@ -236,3 +236,8 @@ def progress(archive: str | Path) -> dict[str, dict[str, float]]:
             seconds[lang][moved[sha]] += secs
     return {lang: {state: round(max(secs, 0.0) / 3600.0, 6) for state, secs in row.items()}
             for lang, row in sorted(seconds.items())}
+
+
+def approved(archive: str | Path) -> set[str]:
+    """The SHA-256s of every approved bundle: what a reader may list and read."""
+    return {sha for sha, status in record.states(archive).items() if status.state == APPROVED}

@@ -16,10 +16,13 @@ async function api(path, body, method = "POST") {
   return {status: response.status, data};
 }
 
+const me = {name: "", role: "", languages: []};
+
 // Who is signed in, and signing out. The server decides who the author of a save is, never this page.
 async function showWho() {
   const {status, data} = await api("/api/me");
   if (status !== 200) return;
+  Object.assign(me, data);
   $("#who-name").textContent = `${data.name} (${data.role}${data.languages.length ? ": " + data.languages.join(", ") : ""})`;
   $("#signout").addEventListener("click", async () => { await api("/api/session", {}, "DELETE"); location.assign("/signin"); });
   if (data.must_change) location.assign("/signin");
@@ -65,6 +68,8 @@ async function showArchive() {
     });
   }
   await loadArchive();
+  await showQueues();
+  await showProgress();
 }
 
 function turn(pages) {
@@ -95,7 +100,8 @@ function drawArchive(rows) {
     link.textContent = r.file_name;
     const docs = document.createElement("span");
     docs.append(documentLink(r.id, "docx"), " ", documentLink(r.id, "xlsx"));
-    const cells = [link, r.language || "?", clock(r.duration), String(r.speakers || ""), r.state,
+    const flow = r.workflow === "in_review" ? `in review (${r.holder})` : r.workflow;
+    const cells = [link, r.language || "?", clock(r.duration), String(r.speakers || ""), r.state, flow,
                    String(r.flagged), `${r.checked} / ${r.segments}`, docs];
     for (const value of cells) {
       const td = document.createElement("td");
@@ -119,6 +125,7 @@ async function showEditor(id) {
   $("#editor").hidden = false;
   $("#speed").addEventListener("change", () => { $("#player").playbackRate = Number($("#speed").value); });
   $("#save").addEventListener("click", save);
+  for (const button of document.querySelectorAll("#flow button")) button.addEventListener("click", () => move(button.dataset.action));
   $("#player").addEventListener("timeupdate", keepLooping);
   document.addEventListener("keydown", shortcut);
   await load();
@@ -132,6 +139,7 @@ async function load() {
   $("#where").textContent = data.file_name;
   if (data.video && !$("#player").src) $("#player").src = data.video;
   $("#revision").textContent = `revision ${data.number}`;
+  drawWorkflow(data.workflow);
   for (const link of document.querySelectorAll("#documents a[data-format]")) {
     link.href = `/api/bundles/${ed.id}/document?format=${link.dataset.format}`;
   }
@@ -333,6 +341,68 @@ function shortcut(event) {
   }
 }
 
-showWho();
+
+// ---------------------------------------------------------------- the workflow
+// draft -> in review (one reviewer holds it) -> checked (by the holder) -> approved (by someone else).
+// The server decides who may move what; the buttons only say what can be asked.
+const HOURS = (h) => h ? `${h.toFixed(2)} h` : "–";
+
+async function showProgress() {
+  const {status, data} = await api("/api/progress");
+  if (status !== 200) return;
+  const body = $("#progress tbody");
+  body.replaceChildren(...Object.entries(data.languages).map(([language, hours]) => {
+    const tr = document.createElement("tr");
+    tr.append(...[language, ...data.states.map(s => HOURS(hours[s]))].map(text => {
+      const td = document.createElement("td"); td.textContent = text; return td;
+    }));
+    return tr;
+  }));
+  $("#progress-section").hidden = false;
+}
+
+async function showQueues() {
+  if (me.role === "reader") return;
+  const languages = me.role === "admin" ? Object.keys((await api("/api/progress")).data.languages || {}) : me.languages;
+  const list = $("#queue");
+  list.replaceChildren();
+  for (const language of languages) {
+    const {status, data} = await api(`/api/queue?language=${encodeURIComponent(language)}`);
+    if (status !== 200) continue;
+    for (const draft of data.drafts) {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = `${language}: ${draft.file_name} (${clock(draft.duration)})`;
+      const claim = document.createElement("button");
+      claim.type = "button"; claim.textContent = "Claim"; claim.className = "claim";
+      claim.addEventListener("click", async () => {
+        const {status, data: answer} = await api(`/api/bundles/${draft.id}/state`, {action: "claim"});
+        if (status === 200) location.assign(`/edit/${draft.id}`); else claim.replaceWith(answer.error);
+      });
+      li.append(name, " ", claim);
+      list.append(li);
+    }
+  }
+  $("#queue-section").hidden = false;
+}
+
+function drawWorkflow(flow) {
+  $("#flow-state").textContent = flow ? flow.words : "";
+  const mine = flow && flow.holder === me.name;
+  const can = {
+    claim: flow && flow.state === "draft" && me.role !== "reader",
+    release: flow && flow.state === "in_review" && (mine || me.role === "admin"),
+    check: flow && flow.state === "in_review" && mine,
+    approve: flow && flow.state === "checked" && flow.checker !== me.name && me.role !== "reader",
+  };
+  for (const [action, allowed] of Object.entries(can)) $(`#flow button[data-action=${action}]`).hidden = !allowed;
+  $("#save").hidden = me.role === "reader";
+}
+
+async function move(action) {
+  const {status, data} = await api(`/api/bundles/${ed.id}/state`, {action});
+  if (status === 200) { say(`now ${data.words}`); drawWorkflow(data); } else say(`not done: ${data.error}`);
+}
+
 const match = location.pathname.match(/^\/edit\/([0-9a-f]{12})$/);
-if (match) showEditor(match[1]); else showArchive();
+showWho().then(() => { if (match) showEditor(match[1]); else showArchive(); });
