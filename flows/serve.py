@@ -84,6 +84,7 @@ def serve(inbox: Path, out: Path, *, exposure: Exposure | None = None, port: int
     executor = watcher = None
     try:
         flows = {deployment.apply(): flow for flow, deployment in _deployments(inbox, out)}
+        _put_back_taken(inbox)  # before any run: a resumed run then finds its file where it was dropped
         executor = InProcessExecutor(flows)
         if resumed := executor.recover():
             print(f"serve: resuming {len(resumed)} interrupted run(s): {', '.join(resumed)}", flush=True)
@@ -110,6 +111,15 @@ def serve(inbox: Path, out: Path, *, exposure: Exposure | None = None, port: int
         server.stop()
         print("testimony serve: stopped", flush=True)
     return 0
+
+
+def _put_back_taken(inbox: Path) -> None:
+    """Files a stopped serve had taken from the inbox (`inbox/.taking/`) and not finished go back into
+    it, where the watcher announces them again: never lost, and a finished one is found as such."""
+    from .taking import recover
+
+    if inbox.is_dir() and (back := recover(inbox)):
+        print(f"serve: put {len(back)} file(s) a stopped run had taken back into the inbox", flush=True)
 
 
 def _clean_abandoned(archive: Path) -> None:

@@ -28,6 +28,7 @@ from pipeline.run import process
 from pipeline.run.sidecar import SidecarError, is_sidecar, sidecar_path
 from pipeline.transcript import read_json
 
+from . import taking
 from .process_video import prefect_stages, process_video, process_video_flow, show_in_ui
 
 FAILED_DIR = "failed"
@@ -69,24 +70,22 @@ def own_folder(inbox: Path, name: str) -> Path:
 def move_out(video: Path, inbox: Path, name: str) -> Path:
     """Move `video` (with its sidecar) into `inbox/<name>/` under a free name; a symlink moves as the
     link, never followed, and the bytes are untouched (same file system)."""
-    folder = own_folder(inbox, name)
-    target, n = folder / video.name, 1
-    while os.path.lexists(target) or os.path.lexists(target.with_name(target.name + ".reason.txt")):
-        n += 1
-        target = folder / f"{video.stem}-{n}{video.suffix}"
+    target = taking.free_name(own_folder(inbox, name), video.name)
     os.rename(video, target)
     if os.path.lexists(notes := sidecar_path(video)):  # the sidecar goes with its video
         os.rename(notes, sidecar_path(target))
     return target
 
 
-def set_aside(video: Path, inbox: Path, reason: str) -> Path:
-    """Move a file that failed into `inbox/failed/` beside a reason file; never delete or change it."""
+def set_aside(video: Path, inbox: Path, reason: str, dropped: Path | None = None) -> Path:
+    """Move a file that failed into `inbox/failed/` beside a reason file; never delete or change it.
+    `dropped`: where it was dropped, when `video` is where it was taken to."""
     target = move_out(video, inbox, FAILED_DIR)
     note = target.with_name(target.name + ".reason.txt")
     fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with open(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\nfile: {video}\nreason: {reason}\n")
+        f.write(f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\nfile: {dropped or video}\n"
+                f"reason: {reason}\n")
     return target
 
 
@@ -96,7 +95,7 @@ def language_folder(name: str) -> str | None:
 
     from pipeline.run.options import language_code
 
-    if name in (FAILED_DIR, DONE_DIR) or name.startswith(".") or name == "auto":
+    if name in (FAILED_DIR, DONE_DIR) or name.startswith(".") or name == "auto":  # .taking too
         return None
     try:
         return language_code(name) if len(name) <= 3 else None
@@ -128,34 +127,67 @@ def _failed(message: str) -> State:
 
 @flow(name="process-inbox-file", log_prints=True)
 def process_inbox_file(video: str, inbox: str, out: str | None = None) -> str | State:
-    """One file dropped into the inbox: processed once per content and moved to `inbox/done/`, or set
-    aside in `inbox/failed/` with a reason."""
-    path, inbox_dir, archive = from_payload(video), Path(inbox), config.archive_dir(out)
+    """One file dropped into the inbox: taken into a private folder (so what is read is what was
+    checked), processed once per content and moved to `inbox/done/`, or set aside in `inbox/failed/`
+    with a reason, or put back to wait when the machine is at fault."""
+    path, inbox_dir, archive = from_payload(video), Path(inbox).absolute(), config.archive_dir(out)
     if not os.path.lexists(path):
         return f"{display_path(path)} is gone (moved away before it was processed)"
     if refused := _refusal(path, inbox_dir):
         return _refuse(path, inbox_dir, archive, *refused)
     if path.is_dir():  # a folder is never a video, and never set aside
         return f"{display_path(path)} is a folder, not a video: left where it is"
-    language = language_folder(path.parent.name) if path.parent != inbox_dir.absolute() else None
+    language = language_folder(path.parent.name) if path.parent != inbox_dir else None
     try:
-        result = process_video(str(path), out=str(archive), **({"language": language} if language else {}))
+        taken = taking.take(path, inbox_dir)
+    except taking.NotTaken as exc:
+        return _not_taken(exc, path, inbox_dir, archive)
+    except FileNotFoundError:  # another run took it first (announced twice)
+        return f"{display_path(path)} is gone (moved away before it was processed)"
+    except Exception as exc:  # a pipe or device (bad input), or .taking/ unusable (the machine's)
+        return _failure(exc, path, inbox_dir, archive)
+    try:
+        return _process_taken(taken, inbox_dir, archive, language)
+    finally:
+        taken.release()  # what is still there (to wait for a fix) goes back into the inbox
+
+
+def _process_taken(taken: taking.Taken, inbox: Path, archive: Path, language: str | None) -> str | State:
+    """The taken file through the pipeline; it leaves its folder for done/ or failed/, or stays to be put back."""
+    try:
+        result = process_video(str(taken.path), out=str(archive), **({"language": language} if language else {}))
     except Exception as exc:
-        if not _machine_fault(exc):
-            return _set_aside(path, inbox_dir, archive, exc)
-        # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
-        reason = (f"{_text(exc)}. {display_name(path)} stays in the inbox: fix this, then restart serve "
-                  "(or touch the file)")
-        try:
-            catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
-        except Exception:  # the archive itself may be what is failing
-            pass
-        get_run_logger().error("%s", reason)
-        return _failed(reason)
-    outcome = "processed" if result.status == "done" else _reuse_outcome(result.bundle, path)
-    catalog.record_arrival(archive, _sha256_of(result.bundle), str(path), outcome)
-    done = _move_done(path, inbox_dir)
-    return f"{display_name(path)}: {outcome} -> {result.bundle}{done}"
+        return _failure(exc, taken.origin, inbox, archive, taken.path)
+    outcome = "processed" if result.status == "done" else _reuse_outcome(result.bundle, taken.origin)
+    catalog.record_arrival(archive, _sha256_of(result.bundle), str(taken.origin), outcome)
+    done = _move_done(taken.path, inbox)
+    return f"{display_name(taken.origin)}: {outcome} -> {result.bundle}{done}"
+
+
+def _failure(exc: BaseException, path: Path, inbox: Path, archive: Path, taken: Path | None = None) -> State:
+    """Bad input is set aside; a fault of the machine leaves the file to wait in the inbox (a taken
+    one is put back by its release). The error names the file where it was dropped, not where it was
+    taken to (the same bytes)."""
+    told = _text(exc, (taken, path) if taken else None)
+    if not _machine_fault(exc):
+        return _set_aside(path, inbox, archive, told, taken)
+    # The machine's fault (disk, permissions, memory, a model), or the file is still being written.
+    reason = f"{told}. {display_name(path)} stays in the inbox: fix this, then restart serve (or touch the file)"
+    try:
+        catalog.record_arrival(archive, None, str(path), f"waiting: {reason}")
+    except Exception:  # the archive itself may be what is failing
+        pass
+    get_run_logger().error("%s", reason)
+    return _failed(reason)
+
+
+def _not_taken(exc: taking.NotTaken, path: Path, inbox: Path, archive: Path) -> State:
+    """Swapped between its check and its move: never read; the entry (a link) set aside as refused."""
+    try:
+        return _refuse(exc.entry, inbox, archive, exc.reason, True, shown=path)
+    finally:
+        if exc.held is not None:
+            exc.held.release()
 
 
 def _move_done(path: Path, inbox: Path) -> str:
@@ -167,16 +199,17 @@ def _move_done(path: Path, inbox: Path) -> str:
         return f" (left in the inbox: {_text(exc)})"
 
 
-def _refuse(path: Path, inbox: Path, archive: Path, reason: str, movable: bool) -> State:
-    """A path that would be followed out of the inbox: never read; the link itself set aside when it can."""
-    where = ""
+def _refuse(path: Path, inbox: Path, archive: Path, reason: str, movable: bool, shown: Path | None = None) -> State:
+    """A path that would be followed out of the inbox: never read; the link itself set aside when it can.
+    `shown`: where it was dropped, when `path` is where it was taken to."""
+    where, shown = "", shown or path
     if movable:
         try:
-            where = f"; set aside as {display_path(set_aside(path, inbox, reason))}"
+            where = f"; set aside as {display_path(set_aside(path, inbox, reason, shown))}"
         except (OSError, TestimonyError) as exc:
             where = f"; left in the inbox ({_text(exc)})"
-    catalog.record_arrival(archive, None, str(path), f"refused: {reason}")
-    message = f"{display_name(path)} refused: {reason}{where}"
+    catalog.record_arrival(archive, None, str(shown), f"refused: {reason}")
+    message = f"{display_name(shown)} refused: {reason}{where}"
     get_run_logger().error("%s", message)
     return _failed(message)
 
@@ -200,11 +233,11 @@ def _machine_fault(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()  # torch's CUDA/CPU OOM
 
 
-def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> State:
-    """Bad input (or a fault we cannot place): keep the file, say why, keep serving."""
-    reason = _text(exc)
+def _set_aside(path: Path, inbox: Path, archive: Path, reason: str, taken: Path | None = None) -> State:
+    """Bad input (or a fault we cannot place): keep the file, say why, keep serving. `taken`: where the
+    file is now, when it was taken from `path`."""
     try:
-        where = f"set aside as {display_path(set_aside(path, inbox, reason))}"
+        where = f"set aside as {display_path(set_aside(taken or path, inbox, reason, path))}"
     except (OSError, TestimonyError) as failure:  # failed/ planted as a symlink: nothing moves through it
         where = f"left in the inbox ({_text(failure)})"
     catalog.record_arrival(archive, None, str(path), f"failed: {reason}")
@@ -213,10 +246,14 @@ def _set_aside(path: Path, inbox: Path, archive: Path, exc: BaseException) -> St
     return _failed(message)
 
 
-def _text(exc: BaseException) -> str:
+def _text(exc: BaseException, renamed: tuple[Path, Path] | None = None) -> str:
     """An error as one line of text for the catalog and the console, whatever bytes a file name in it
-    holds (a name that is not UTF-8 would make the catalog's insert fail)."""
-    return one_line(display_path(str(exc) or type(exc).__name__))
+    holds (a name that is not UTF-8 would make the catalog's insert fail); `renamed` (taken, dropped):
+    the path to name instead."""
+    text = str(exc) or type(exc).__name__
+    if renamed:
+        text = text.replace(str(renamed[0]), str(renamed[1]))
+    return one_line(display_path(text))
 
 
 def _sha256_of(bundle: Path) -> str:

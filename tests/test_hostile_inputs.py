@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from pipeline.cli.main import main
+from pipeline.stages import media as media_module
 from pipeline.transcript import TRUNCATED, Transcript
 
 from . import media_factory as mf
@@ -203,18 +205,24 @@ def test_symlink_is_read_through_and_left_alone(media, tiny_whisper, tmp_path, c
     assert _sha(target) == before
 
 
-def _hanging(d: Path) -> Path:
-    """A file ffprobe and ffmpeg wait on forever: a concat playlist (which ffmpeg recognises whatever the
-    name) naming a pipe nobody writes to."""
-    os.mkfifo(d / "pipe.wav")
-    (d / "hangs.mp4").write_text("ffconcat version 1.0\nfile pipe.wav\n", encoding="utf-8")
-    return d / "hangs.mp4"
+def _hanging(tool: str, d: Path, when: str) -> str:
+    """The real `tool`, hung as on a dead disk when its arguments contain `when`: it stops itself
+    (SIGSTOP) before it starts, so only the deadline ends it. (A playlist naming a pipe used to hang
+    ffmpeg for real; playlists are refused now, before any tool reads them.)"""
+    real = media_module.ffprobe_binary() if tool == "ffprobe" else media_module.ffmpeg_binary()
+    media_module.allowed_formats()  # listed by the real ffmpeg first: the stand-in only decides when to hang
+    script = d / f"hung-{tool}"
+    script.write_text(f'#!/bin/sh\ncase "$*" in *{when}*) kill -STOP $$;; esac\nexec "{real}" "$@"\n')
+    script.chmod(0o755)
+    return str(script)
 
 
 def test_a_file_that_hangs_ffmpeg_is_stopped_and_the_next_goes_on(media, tiny_whisper, tmp_path, capsys,
                                                                    monkeypatch):
     monkeypatch.setenv("TESTIMONY_PROBE_TIMEOUT", "2")
-    hangs = _hanging(tmp_path)
+    hangs = mf.video_from_audio(media / "kk.wav", tmp_path / "hangs.mp4", lead_silence=0.5)
+    hung = _hanging("ffprobe", tmp_path, "hangs.mp4")
+    monkeypatch.setattr(media_module, "ffprobe_binary", lambda: hung)
     good = mf.video_from_audio(media / "kk.wav", tmp_path / "good.mp4")
     archive = tmp_path / "archive"
     code, out = _run([str(hangs), str(good)], archive, tiny_whisper, capsys)
@@ -222,6 +230,41 @@ def test_a_file_that_hangs_ffmpeg_is_stopped_and_the_next_goes_on(media, tiny_wh
     assert out[0].startswith(f"FAILED {hangs}: ") and "did not finish within 2 s and was stopped" in out[0], out
     assert out[1].endswith("\tdone"), "the next file is processed"
     assert [p.name for p in (archive / "originals").iterdir()] == [f"{_sha(good)}.mp4"], "the hung file is not kept"
+
+
+def test_a_playlist_naming_other_files_is_refused_unread(media, tiny_whisper, tmp_path, capsys):
+    """An ffconcat or HLS playlist names other files (another original, a pipe): set aside as not a
+    recording, and nothing it names is read or kept."""
+    other = mf.video_from_audio(media / "kk.wav", tmp_path / "other.mp4", lead_silence=0.7)
+    (tmp_path / "list.mp4").write_text(f"ffconcat version 1.0\nfile {other.name}\n", encoding="utf-8")
+    (tmp_path / "list.m3u8").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{other.name}\n"
+                                        "#EXT-X-ENDLIST\n", encoding="utf-8")
+    good = mf.video_from_audio(media / "kk.wav", tmp_path / "good.mp4")
+    archive = tmp_path / "archive"
+    code, out = _run([str(tmp_path / "list.mp4"), str(tmp_path / "list.m3u8"), str(good)], archive, tiny_whisper,
+                     capsys)
+    assert code == 1 and len(out) == 3, out
+    assert out[0] == (f"FAILED {tmp_path / 'list.mp4'}: is a playlist (ffconcat) naming other files, not a "
+                      "recording; it is never followed. Copy the recording itself into the inbox (or give its "
+                      "own path)."), out
+    assert out[1].startswith(f"FAILED {tmp_path / 'list.m3u8'}: is a playlist (HLS .m3u8) naming other files"), out
+    assert out[2].endswith("\tdone")
+    assert [p.name for p in (archive / "originals").iterdir()] == [f"{_sha(good)}.mp4"], "nothing of other.mp4"
+
+
+@pytest.mark.parametrize("text", ["ffconcat version 1.0\nfile pipe.wav\n",
+                                  "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\npipe.wav\n#EXT-X-ENDLIST\n"])
+def test_the_tools_never_open_what_a_playlist_names(tmp_path, text):
+    """The second wall, behind the check of a playlist's first line: ffprobe given the flags every input
+    gets refuses the playlist format itself. The playlist names a pipe nobody writes to, which ffprobe
+    would wait on forever if it opened it."""
+    os.mkfifo(tmp_path / "pipe.wav")
+    (tmp_path / "list.mp4").write_text(text, encoding="utf-8")
+    done = subprocess.run([media_module.ffprobe_binary(), *media_module.input_args(), "-show_format", "-of", "json",
+                           f"file:{tmp_path / 'list.mp4'}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Format not on whitelist" in done.stderr, done.stderr[-500:]
+    assert {"concat", "hls"}.isdisjoint(media_module.allowed_formats().split(",")), "listed formats are all allowed"
+    assert {"mov", "matroska", "wav", "mp3", "avi", "ogg", "flac"} <= set(media_module.allowed_formats().split(","))
 
 
 def test_a_pipe_named_like_a_video_is_refused_unread(media, tiny_whisper, tmp_path, capsys):
@@ -235,15 +278,15 @@ def test_a_pipe_named_like_a_video_is_refused_unread(media, tiny_whisper, tmp_pa
 
 
 def test_a_decode_that_hangs_is_stopped(tmp_path, monkeypatch):
-    """A playlist whose first entry is real audio (so the probe passes) and whose second is a pipe: the
-    decode waits on the pipe until its deadline, is killed, and leaves no partial WAV."""
+    """ffmpeg hangs while decoding (stopped as on a dead disk): it is killed at its deadline and leaves no
+    partial WAV."""
     from pipeline.errors import BadInputError
-    from pipeline.stages.media import extract_audio, probe
 
     monkeypatch.setenv("TESTIMONY_EXTRACT_TIMEOUT", "3")
     mf.ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1", "-ar", "16000", str(tmp_path / "a.wav"))
-    os.mkfifo(tmp_path / "pipe.wav")
-    (tmp_path / "list.mp4").write_text("ffconcat version 1.0\nfile a.wav\nfile pipe.wav\n", encoding="utf-8")
+    info = media_module.probe(tmp_path / "a.wav")
+    hung = _hanging("ffmpeg", tmp_path, "audio.wav")
+    monkeypatch.setattr(media_module, "ffmpeg_binary", lambda: hung)
     with pytest.raises(BadInputError, match="extracting the audio.* did not finish within 3 s and was stopped"):
-        extract_audio(probe(tmp_path / "list.mp4"), tmp_path / "work" / "audio.wav")
+        media_module.extract_audio(info, tmp_path / "work" / "audio.wav")
     assert os.listdir(tmp_path / "work") == [], "no partial WAV is left"

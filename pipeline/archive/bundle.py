@@ -25,7 +25,7 @@ from pipeline.transcript import Transcript, read_json
 
 TRANSCRIPT = "transcript.json"
 MANIFEST = "manifest.json"
-REVISIONS = "revisions"  # a review's revision files (`pipeline.review.revisions`)
+REVISIONS = "revisions"  # a review's revision files (`pipeline.archive.revisions`)
 
 
 def slug(file_name: str, limit: int = 40) -> str:

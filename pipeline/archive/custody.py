@@ -194,8 +194,8 @@ def record_unlogged_revisions(archive: str | Path, sha256: str, bundle: str | Pa
 
     Logged revisions are never re-logged, and one that differs from its log stays a `verify` problem.
     """
+    from pipeline.archive import revisions
     from pipeline.archive.integrity import files_problems
-    from pipeline.review import revisions
 
     bundle = Path(bundle)
     logged = revision_hashes(archive, sha256)

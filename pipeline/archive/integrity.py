@@ -90,7 +90,7 @@ def files_problems(bundle: Path) -> tuple[str | None, list[str]]:
 
 def revision_problems(archive: Path, bundle: Path, sha256: str) -> list[str]:
     """The review's chain of revisions, and each saved revision against the hash custody logged for it."""
-    from pipeline.review import revisions
+    from pipeline.archive import revisions
 
     chain, problems = revisions.read_chain(bundle)
     if problems:

@@ -34,7 +34,7 @@ from pipeline.archive.integrity import IntegrityError, verify_bundle
 from pipeline.archive.redact import MARK, Redacted, RedactList, redact_transcript
 from pipeline.archive.viewer import INDEX, render_page
 from pipeline.hashing import file_sha256
-from pipeline.stages.media import extract_timeout, ffmpeg_binary, run_tool
+from pipeline.stages.media import extract_timeout, ffmpeg_binary, input_options, run_tool
 from pipeline.transcript import GLOSSARY_MATCH, Segment, Source, Transcript
 
 SCHEMA = "testimony.public/1"
@@ -129,7 +129,7 @@ def write_media(original: Path, dest: Path, kind: str, spans: list[tuple[float, 
 
     Global, stream and chapter tags are dropped: a title or comment tag can name the witness.
     """
-    source = ffmpeg.input(str(original))
+    source = ffmpeg.input(str(original), **input_options())
     streams = [source["v:0"], source["a:0"]] if kind == "video" else [source["a:0"]]
     args = {"af": mute_filter(spans), "acodec": "aac", "audio_bitrate": "128k", "map_metadata": "-1",
             "map_chapters": "-1", "fflags": "+bitexact", "metadata:s:a:0": "language=und"}

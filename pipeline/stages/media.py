@@ -33,6 +33,11 @@ TRUNCATION_TOLERANCE_RATIO = 0.02
 PROBE_TIMEOUT_ENV = "TESTIMONY_PROBE_TIMEOUT"  # seconds for a probe (default 60)
 EXTRACT_TIMEOUT_ENV = "TESTIMONY_EXTRACT_TIMEOUT"  # the least seconds a decode gets (default 120)
 BYTES_PER_SECOND = 1_000_000  # the least a decode of a file that states no length must read
+# Formats that are lists of other files or streams (ffmpeg recognises a playlist whatever its name), and
+# inputs that are not files: ffmpeg never uses them, so a file in the inbox cannot make it read another.
+DENIED_FORMATS = frozenset({"concat", "hls", "applehttp", "dash", "imf", "lavfi", "sdp", "rtp", "rtsp",
+                            "avisynth", "vapoursynth", "webm_dash_manifest"})
+PLAYLIST_STARTS = (b"ffconcat version", b"#EXTM3U", b"#EXT-X-")  # what a playlist's first line says
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,32 @@ def run_tool(args: list[str], path: Path, timeout: float, what: str) -> subproce
                             f"raise {PROBE_TIMEOUT_ENV}/{EXTRACT_TIMEOUT_ENV} for a very slow disk.") from None
 
 
+@lru_cache(maxsize=1)
+def allowed_formats() -> str:
+    """The demuxers ffmpeg may pick for an input, comma-separated: all it has but the denied ones and
+    devices (`-format_whitelist` takes only a list of what is allowed)."""
+    done = run_tool([ffmpeg_binary(), "-hide_banner", "-demuxers"], Path(ffmpeg_binary()), probe_timeout(),
+                    "ffmpeg -demuxers")
+    lines = done.stdout.decode("utf-8", "replace").splitlines()
+    listed = lines[next((n for n, ln in enumerate(lines) if ln.strip() == "--"), -1) + 1:]
+    names = [fields[1] for fields in (ln.split() for ln in listed)
+             if len(fields) >= 2 and "D" in fields[0] and "d" not in fields[0]]
+    if not names:  # an empty whitelist would allow every format
+        raise TestimonyError(f"{ffmpeg_binary()} -demuxers listed no input formats; check the ffmpeg install")
+    return ",".join(n for n in names if not DENIED_FORMATS & set(n.split(",")))
+
+
+def input_options() -> dict[str, str]:
+    """What every ffmpeg/ffprobe input gets: the `file` protocol only (no pipe, fd, network or `concat:`
+    URL) and no playlist format, so a file is read as itself and never leads to another file."""
+    return {"protocol_whitelist": "file", "format_whitelist": allowed_formats()}
+
+
+def input_args() -> list[str]:
+    """`input_options` as command-line flags, placed before the input."""
+    return [arg for key, value in input_options().items() for arg in (f"-{key}", value)]
+
+
 def _url(path: Path) -> str:
     """Absolute `file:` URL: a name with a leading dash or a colon is never read as an option/protocol."""
     return "file:" + str(path.absolute())
@@ -141,7 +172,22 @@ def check_readable(path: Path) -> None:
                             "The upload or copy probably failed; copy the original again.")
 
 
+def refuse_playlist(path: Path) -> None:
+    """A playlist (ffconcat, HLS) names other files: refused by what it says, before any tool reads it."""
+    with open(path, "rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(PLAYLIST_STARTS):
+        raise _playlist(path, "ffconcat" if head.startswith(b"ffconcat") else "HLS .m3u8")
+
+
+def _playlist(path: Path, kind: str) -> BadInputError:
+    return BadInputError(path, f"is a playlist ({kind}) naming other files, not a recording; it is never "
+                         "followed", "Copy the recording itself into the inbox (or give its own path).")
+
+
 def _not_media(path: Path, detail: str) -> BadInputError:
+    if refused := re.search(r"\[(\w+) @ [^]]*\] Format not on whitelist", detail):
+        return _playlist(path, refused[1])  # a format recognised and refused (a playlist by another name)
     detail = detail.strip().splitlines()[-1] if detail.strip() else "unknown error"
     return BadInputError(path, f"is not a video or audio file ffmpeg can read ({detail})",
                          "Check that the file is complete and is really a video; "
@@ -152,18 +198,26 @@ def probe(path: str | Path) -> MediaInfo:
     """Read the container's duration and audio streams."""
     path = Path(path)
     check_readable(path)
+    refuse_playlist(path)
     probe_bin = ffprobe_binary()
     if probe_bin:
-        done = run_tool([probe_bin, "-show_format", "-show_streams", "-of", "json", _url(path)], path,
-                        probe_timeout(), "ffprobe")
+        done = run_tool([probe_bin, *input_args(), "-show_format", "-show_streams", "-of", "json", _url(path)],
+                        path, probe_timeout(), "ffprobe")
         if done.returncode != 0:
             raise _not_media(path, done.stderr.decode("utf-8", "replace"))
         return _from_ffprobe(path, json.loads(done.stdout.decode("utf-8", "replace")))
     return _probe_with_ffmpeg(path)
 
 
+def _refuse_format(path: Path, name: str | None) -> None:
+    """Refused formats are never on the whitelist; this holds should a tool ignore it."""
+    if denied := DENIED_FORMATS & set((name or "").split(",")):
+        raise _playlist(path, sorted(denied)[0])
+
+
 def _from_ffprobe(path: Path, data: dict) -> MediaInfo:
     fmt = data.get("format", {})
+    _refuse_format(path, fmt.get("format_name"))
     duration = _seconds(fmt.get("duration"))
     audio = []
     for stream in data.get("streams", []):
@@ -204,11 +258,13 @@ _AUDIO = re.compile(r"Stream #0:(\d+)(?:\[\w+\])?(?:\((\w+)\))?: Audio: (\w+)[^,
 
 def _probe_with_ffmpeg(path: Path) -> MediaInfo:
     """Fallback when only imageio-ffmpeg's binary exists: parse `ffmpeg -i` (it exits 1 by design)."""
-    result = run_tool([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", _url(path)], path, probe_timeout(),
+    result = run_tool([ffmpeg_binary(), "-nostdin", "-hide_banner", *input_args(), "-i", _url(path)], path,
+                      probe_timeout(),
                       "ffmpeg (reading the header)")
     text = result.stderr.decode("utf-8", "replace")
     if "Input #0" not in text:
         raise _not_media(path, text)
+    _refuse_format(path, m[1] if (m := re.search(r"Input #0, ([\w,]+), from", text)) else None)
     duration = _clock(m[1]) if (m := _DURATION.search(text)) else None
     audio = []
     for block in text.split("  Stream #0:")[1:]:  # one block per stream, its metadata lines included
@@ -259,7 +315,7 @@ def extract_audio(info: MediaInfo, wav_path: str | Path, *, track: int | None = 
     source = _utf8_alias(info.path, wav_path.parent)
     failpoints.reached("extract:begin")
     cmd = (
-        ffmpeg.input(_url(source))
+        ffmpeg.input(_url(source), **input_options())
         .output(_url(partial), map=f"0:{stream.index}", ac=1, ar=SAMPLE_RATE,
                 acodec="pcm_s16le", format="wav", vn=None, sn=None, dn=None)
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")

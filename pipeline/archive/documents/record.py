@@ -142,7 +142,7 @@ def _custody(archive: Path, sha256: str) -> Custody:
 
 def read(bundle: Path) -> Record:
     """The record of a published bundle (its newest revision; revision 0 when nobody reviewed it)."""
-    from pipeline.review import revisions
+    from pipeline.archive import revisions
 
     transcript = Transcript.load(bundle / TRANSCRIPT)
     newest = revisions.newest(bundle)
