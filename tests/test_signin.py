@@ -169,3 +169,17 @@ def test_a_one_time_password_opens_only_the_change_form(team):
     assert changed.status_code == 200 and changed.json()["must_change"] is False
     assert client.get("/api/bundles").status_code == 200, "the new session cookie works"
     assert accounts.authenticate(team["archive"], "newcomer", "a long new password").name == "newcomer"
+
+
+def test_an_expired_session_is_refused(team):
+    """Idle past sessions.IDLE: the cookie opens nothing (the clock is moved back in the database)."""
+    import sqlite3
+
+    from pipeline.review import sessions
+
+    client = _signed_in(team, "reader")
+    assert client.get("/api/me").status_code == 200
+    with sqlite3.connect(accounts.db_path(team["archive"])) as con:
+        con.execute("UPDATE sessions SET seen = seen - ?", (sessions.IDLE + 1,))
+    con.close()
+    assert client.get("/api/me").status_code == 401

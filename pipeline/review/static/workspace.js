@@ -345,7 +345,7 @@ function shortcut(event) {
 // ---------------------------------------------------------------- the workflow
 // draft -> in review (one reviewer holds it) -> checked (by the holder) -> approved (by someone else).
 // The server decides who may move what; the buttons only say what can be asked.
-const HOURS = (h) => h ? `${h.toFixed(2)} h` : "–";
+const HOURS = (h) => h ? clock(h * 3600) : "–";  // h:mm:ss, as the archive's durations
 
 async function showProgress() {
   const {status, data} = await api("/api/progress");
