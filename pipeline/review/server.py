@@ -11,7 +11,6 @@ the file system; a path in a request never does. Who saw and changed what goes t
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
@@ -21,21 +20,20 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, revisions, sessions, signin, web, workflow_api
-from pipeline.review.accounts import Account, SignInRefused
-from pipeline.review.gate import Forbidden, Gate, may_play, may_read, need, trail
+from pipeline.review import auth, door, revisions, signin, web, workflow_api
+from pipeline.review.accounts import Account
+from pipeline.review.gate import Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
-from pipeline.review.web import SECURITY_HEADERS, STATIC
+from pipeline.review.web import SECURITY_HEADERS, STATIC, json_body
 from pipeline.transcript import read_json
 
 ID = re.compile(r"[0-9a-f]{12}")
-MAX_BODY = 32 * 1024 * 1024  # a 5-hour transcript with every field at its limit still fits
 
 
 @dataclass(frozen=True)
@@ -210,7 +208,7 @@ def get_revisions(ws: Workspace, request: Request) -> Response:
 async def post_revision(ws: Workspace, request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
 
-    body = await _json_body(request)
+    body = await json_body(request)
     opened, author = _editable(ws, request), _account(request).name  # whatever name the body gives
     if not isinstance(body, dict) or not isinstance(body.get("base"), str):
         return _error(400, "expected {\"base\": <revision>, \"segments\": [...]}")
@@ -236,7 +234,7 @@ async def post_translate(ws: Workspace, request: Request) -> Response:
     """The machine's English for an edited original, offered to the reviewer (never saved by itself)."""
     from starlette.concurrency import run_in_threadpool
 
-    body = await _json_body(request)
+    body = await json_body(request)
     opened = _editable(ws, request)
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > MAX_TEXT:
         return _error(400, "expected {\"text\": the original of one segment}")
@@ -302,7 +300,7 @@ def whoami(_ws: Workspace, request: Request) -> Response:
 
 
 async def sign_in(ws: Workspace, request: Request) -> Response:
-    return await signin.sign_in(ws, request, await _json_body(request))
+    return await signin.sign_in(ws, request, await json_body(request))
 
 
 def sign_out(ws: Workspace, request: Request) -> Response:
@@ -310,7 +308,7 @@ def sign_out(ws: Workspace, request: Request) -> Response:
 
 
 async def change_password(ws: Workspace, request: Request) -> Response:
-    return await signin.change_password(ws, request, _account(request), await _json_body(request))
+    return await signin.change_password(ws, request, _account(request), await json_body(request))
 
 
 def static(_ws: Workspace, request: Request) -> Response:
@@ -319,94 +317,6 @@ def static(_ws: Workspace, request: Request) -> Response:
         return _error(404, "not found")
     kind = "text/javascript" if name.endswith(".js") else "text/css"
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
-
-
-async def _json_body(request: Request) -> Any:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        raise BodyError(413, "the request body is too large")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BodyError(413, "the request body is too large")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise BodyError(400, "the request body is not valid JSON") from None
-
-
-class BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        self.status, self.message = status, message
-
-
-def _refusal(ws: Workspace, request: Request) -> Response | None:
-    """Why a request that changes something is refused before anyone is asked who they are."""
-    if request.method in ("GET", "HEAD"):
-        return None
-    origin = request.headers.get("origin")
-    if origin is not None and origin != ws.origin:
-        return _error(403, "this request came from another site's page")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return _error(415, "send JSON (Content-Type: application/json)")
-    if not secrets.compare_digest(request.headers.get("x-testimony-token", ""), ws.token):
-        return _error(403, "the page's token is missing or stale: reload the page")
-    return None
-
-
-CHALLENGE = {"WWW-Authenticate": 'Basic realm="testimony review"'}
-
-
-def _from_a_browser(request: Request) -> bool:
-    """A browser names the kind of fetch (`Sec-Fetch-Mode`) and may carry our cookie; a script does neither."""
-    return sessions.COOKIE in request.cookies or "sec-fetch-mode" in request.headers
-
-
-def _unsigned(request: Request) -> Response:
-    """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401, with a
-    basic-auth challenge for scripts only (a browser would open its own password dialog instead of
-    going to the sign-in page)."""
-    if request.method == "GET" and (request.url.path == "/" or request.url.path.startswith("/edit/")):
-        return RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
-    challenge = {} if _from_a_browser(request) else CHALLENGE
-    return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})
-
-
-async def _signed_in(ws: Workspace, request: Request, handler) -> Response | None:
-    """Puts the asker on the request, or answers for them: not signed in, refused, or a one-time
-    password that must be changed before anything else."""
-    from starlette.concurrency import run_in_threadpool
-
-    try:
-        account = await run_in_threadpool(ws.gate.who, request)
-    except SignInRefused as exc:
-        trail(ws.archive, "-", "sign-in-refused", via="basic auth", reason=str(exc))
-        return signin.refused(exc, {**SECURITY_HEADERS, **({} if _from_a_browser(request) else CHALLENGE)})
-    if account is None:
-        return _unsigned(request)
-    if account.must_change and handler not in (page, whoami, change_password, sign_out):
-        return _error(403, "change your one-time password first (sign in on the workspace's page)")
-    request.state.account = account
-    return None
-
-
-OPEN = ("signin_page", "static", "sign_in")  # the handlers nobody needs to be signed in for
-
-
-def _endpoint(ws: Workspace, handler):
-    async def endpoint(request: Request) -> Response:
-        if (refused := _refusal(ws, request)) is not None:
-            return refused
-        try:
-            if handler.__name__ not in OPEN and (answer := await _signed_in(ws, request, handler)) is not None:
-                return answer
-            result = handler(ws, request)
-            return await result if hasattr(result, "__await__") else result
-        except Forbidden as exc:
-            return _error(403, exc.message)
-        except LookupError:
-            return _error(404, "no such bundle in this archive")
-        except BodyError as exc:
-            return _error(exc.status, exc.message)
-    return endpoint
 
 
 ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", static, "GET"),
@@ -423,7 +333,8 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
 
 def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:
     ws = Workspace(Path(archive), Gate(Path(archive), secure), secrets.token_urlsafe(24), origin)
-    return Starlette(routes=[Route(path, _endpoint(ws, handler), methods=[method]) for path, handler, method in ROUTES])
+    return Starlette(routes=[Route(path, door.endpoint(ws, handler), methods=[method])
+                             for path, handler, method in ROUTES])
 
 
 def serve_workspace(archive: Path, *, exposure: auth.Exposure | None = None, port: int = 4300,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from pipeline.review import workflow
 from pipeline.review.gate import Forbidden, trail
-from pipeline.review.web import error, json_response
+from pipeline.review.web import error, json_body, json_response
 
 if TYPE_CHECKING:
     from pipeline.review.server import Workspace
@@ -39,9 +39,9 @@ def _move(ws: Workspace, sha256: str, account, body: dict[str, Any]) -> workflow
 
 async def post_state(ws: Workspace, request: Request) -> Response:
     """Claim, release, check, approve or (admins) assign the bundle; answers its new status."""
-    from pipeline.review.server import _bundle, _json_body
+    from pipeline.review.server import _bundle
 
-    body, account = await _json_body(request), request.state.account
+    body, account = await json_body(request), request.state.account
     opened = _bundle(ws, request.path_params["id"])
     if not isinstance(body, dict):
         return error(400, "expected {\"action\": claim|release|check|approve|assign, \"to\": NAME for assign}")
