@@ -134,7 +134,7 @@ def test_the_workspace_list_is_paged_from_the_catalog(archive):
     assert (body["total"], body["offset"], len(body["bundles"])) == (6, 0, 2)
     assert body["bundles"][0] == {"id": _sha("witness 0.mp4")[:12], "file_name": "witness 0.mp4", "language": "kk",
                                   "duration": 18.0, "segments": 3, "flagged": 0, "checked": 1, "speakers": 2,
-                                  "state": "in review"}
+                                  "state": "in review", "workflow": "draft", "holder": None}
     last = client.get("/api/bundles", params={"offset": 4, "limit": 2}).json()["bundles"]
     assert [r["file_name"] for r in last] == ["witness 4.mp4", "Куә сөзі.mp4"]
     by_state = client.get("/api/bundles", params={"state": "in review", "sort": "state"}).json()
