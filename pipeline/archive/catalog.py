@@ -31,6 +31,7 @@ from pipeline.archive.bundle import TRANSCRIPT, reviewed
 from pipeline.archive.formats import speaker_name
 from pipeline.errors import TestimonyError
 from pipeline.names import display_path
+from pipeline.sqlitex import immediate
 from pipeline.transcript import Transcript
 
 CATALOG = "catalog.sqlite"
@@ -143,7 +144,7 @@ def _setup(con: sqlite3.Connection) -> None:
         try:
             con.execute("PRAGMA journal_mode=WAL")
             if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                with _transaction(con):  # the version is read again under the write lock: another
+                with immediate(con):  # the version is read again under the write lock: another
                     version = con.execute("PRAGMA user_version").fetchone()[0]  # process may have migrated
                     steps = "".join(_MIGRATE[n] for n in range(version, SCHEMA_VERSION)) if version else ""
                     for statement in _statements(steps + _SCHEMA if version < SCHEMA_VERSION else ""):
@@ -183,16 +184,6 @@ def connect(archive: str | Path) -> Iterator[sqlite3.Connection]:
         yield con
 
 
-@contextmanager
-def _transaction(con: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE takes the write lock up front, so the busy timeout applies instead of a deadlock."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _now() -> str:
@@ -221,7 +212,7 @@ def _index(con: sqlite3.Connection, archive: Path, bundle: Path) -> None:
     checked = sum(bool(s.checked) for s in t.segments)
     state = review_state(len(t.segments), checked, reviewed(bundle))
     speakers = len({s.speaker for s in t.segments if s.speaker})
-    with _transaction(con):
+    with immediate(con):
         _index_segments(con, sha, [(sha, s.id, s.start, s.end, t.language, s.text, s.translation, fold(s.text or ""),
                                     fold(s.translation or (s.text if t.language == "en" else "") or ""), s.speaker,
                                     speaker_name(t, s)) for s in t.segments])
@@ -277,7 +268,7 @@ def record_arrival(archive: str | Path, sha256: str | None, path: str | Path, ou
     """
     shown = display_path(path)
     name = Path(shown).name
-    with connect(archive) as con, _transaction(con):
+    with connect(archive) as con, immediate(con):
         con.execute("INSERT INTO arrivals (sha256, path, file_name, arrived_at, outcome) VALUES (?,?,?,?,?)",
                     (sha256, shown, name, _now(), outcome))
         if sha256 and outcome.startswith("failed"):
@@ -315,7 +306,7 @@ def sync(archive: str | Path, on_error: Callable[[Path, Exception], None] | None
                     on_error(bundle, exc)
         for rel in known.keys() - seen:
             if not (archive / rel / TRANSCRIPT).is_file():
-                with _transaction(con):
+                with immediate(con):
                     for (sha,) in con.execute("SELECT sha256 FROM videos WHERE bundle = ?", (rel,)).fetchall():
                         con.execute("DELETE FROM segments WHERE sha256 = ?", (sha,))
                         con.execute("DELETE FROM videos WHERE sha256 = ?", (sha,))

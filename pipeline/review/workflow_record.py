@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator
 
 from pipeline import config
 from pipeline.archive import custody
+from pipeline.sqlitex import immediate
 
 FILE = ".workflow.sqlite"
 DRAFT, IN_REVIEW, CHECKED, APPROVED = "draft", "in_review", "checked", "approved"
@@ -88,7 +89,7 @@ def connect(archive: str | Path) -> Iterator[sqlite3.Connection]:
 def _build_once(con: sqlite3.Connection, archive: Path) -> None:
     """Fill a new index from the custody logs; under the write lock, so two processes that both found
     it empty build it once."""
-    with _transaction(con):
+    with immediate(con):
         if con.execute("SELECT 1 FROM built").fetchone() is None:
             _fill(con, archive)
             con.execute("INSERT INTO built (at) VALUES (datetime('now'))")
@@ -107,15 +108,6 @@ def _fill(con: sqlite3.Connection, archive: Path) -> int:
     return count
 
 
-@contextmanager
-def _transaction(con: sqlite3.Connection) -> Iterator[None]:
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def _put(con: sqlite3.Connection, sha256: str, status: Status) -> None:
@@ -133,7 +125,7 @@ def put(archive: str | Path, sha256: str, status: Status) -> None:
 def rebuild(archive: str | Path) -> int:
     """Make the index again from every custody log (after a crash between a custody event and its
     copy here, or to check it); returns how many bundles a person has moved."""
-    with connect(archive) as con, _transaction(con):
+    with connect(archive) as con, immediate(con):
         return _fill(con, Path(archive))
 
 
