@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, revisions, sessions, signin, web, workflow_api
+from pipeline.review import auth, quality_api, revisions, sessions, signin, web, workflow_api
 from pipeline.review.accounts import Account, SignInRefused
 from pipeline.review.gate import Forbidden, Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
@@ -315,7 +315,7 @@ async def change_password(ws: Workspace, request: Request) -> Response:
 
 def static(_ws: Workspace, request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in ("workspace.js", "workspace.css", "signin.js"):
+    if name not in ("workspace.js", "workspace.css", "signin.js", "quality.js"):
         return _error(404, "not found")
     kind = "text/javascript" if name.endswith(".js") else "text/css"
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
@@ -364,7 +364,7 @@ def _unsigned(request: Request) -> Response:
     """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401, with a
     basic-auth challenge for scripts only (a browser would open its own password dialog instead of
     going to the sign-in page)."""
-    if request.method == "GET" and (request.url.path == "/" or request.url.path.startswith("/edit/")):
+    if request.method == "GET" and (request.url.path in ("/", "/quality") or request.url.path.startswith("/edit/")):
         return RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
     challenge = {} if _from_a_browser(request) else CHALLENGE
     return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})
@@ -418,7 +418,8 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
           ("/api/bundles/{id}/translate", post_translate, "POST"),
           ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET"),
           ("/api/bundles/{id}/state", workflow_api.post_state, "POST"), ("/api/queue", workflow_api.get_queue, "GET"),
-          ("/api/progress", workflow_api.get_progress, "GET")]
+          ("/api/progress", workflow_api.get_progress, "GET"), ("/quality", quality_api.page, "GET"),
+          ("/api/quality", quality_api.get_quality, "GET")]
 
 
 def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:
