@@ -64,9 +64,9 @@ def _about(exc: BaseException, subject: object) -> str:
 def missing_eval_extra(command: str) -> bool:
     """The scorers (jiwer, sacrebleu) are the `eval` extra: when one is missing, say so in one line
     before any work (True), instead of a traceback half way."""
-    from importlib.util import find_spec
+    from pipeline.evaluation.extra import missing_scorers_hint
 
-    missing = [name for name in ("jiwer", "sacrebleu") if find_spec(name) is None]
-    if missing:
-        error(f"testimony {command} scores with {' and '.join(missing)}: pip install 'testimony[eval]'")
-    return bool(missing)
+    hint = missing_scorers_hint(command)
+    if hint:
+        error(hint)
+    return hint is not None

@@ -16,7 +16,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from pipeline.archive import catalog
 from pipeline.archive.bundle import TRANSCRIPT
@@ -73,6 +73,7 @@ class Report:
     corrections: Counter = field(default_factory=Counter)
     missing_names: Counter = field(default_factory=Counter)
     english: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    model_month: dict[str, dict[str, Tally]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Tally)))
 
 
 def _draft_text(draft: list[dict], start: float, end: float) -> str:
@@ -123,9 +124,10 @@ def _names(pair: Pair, known: set[str]) -> list[str]:
 
 
 def collect(archive: Path, *, language: str | None = None, since: str | None = None,
-            glossary: list[str] = ()) -> Report:
+            glossary: list[str] = (), languages: Collection[str] | None = None) -> Report:
     """Score every checked segment of the archive (optionally one language, checked since a date);
-    `glossary` (the team's current list) also counts as known when names are offered."""
+    `glossary` (the team's current list) also counts as known when names are offered. `languages`
+    keeps only those (a reviewer's, in the workspace), so nothing else is even scored."""
     from pipeline.evaluation.evaluate import score_text
 
     team = _words(list(glossary))
@@ -137,7 +139,8 @@ def collect(archive: Path, *, language: str | None = None, since: str | None = N
         transcript = Transcript.load(bundle / TRANSCRIPT)
         known = _glossary(transcript) | team
         for pair in bundle_pairs(bundle, transcript):
-            if (language and pair.language != language) or (since and pair.time < since):
+            if ((language and pair.language != language) or (since and pair.time < since)
+                    or (languages is not None and pair.language not in languages)):
                 continue
             _score(report, pair, score_text(pair.checked, pair.draft, pair.language) if pair.checked.strip()
                    else None, known)
@@ -151,6 +154,7 @@ def _score(report: Report, pair: Pair, scores: dict[str, Any] | None, known: set
                            ("recording", pair.recording), ("speaker", f"{pair.recording} {pair.speaker}"),
                            ("month", pair.time[:7] or "unknown")):
             report.groups[group][key].add(scores, pair.seconds)
+        report.model_month[f"{pair.model} ({pair.language})"][pair.time[:7] or "unknown"].add(scores, pair.seconds)
         report.corrections.update(_substitutions(pair.draft, pair.checked, pair.language))
     report.missing_names.update(_names(pair, known))
     if pair.person_english and pair.machine_english:
@@ -176,6 +180,8 @@ def summary(report: Report, top: int = 20) -> dict[str, Any]:
     return {"checked_segments": report.pairs,
             "groups": {g: {k: t.figures() for k, t in sorted(rows.items())} for g, rows in report.groups.items()},
             "english": english,
+            "model_month": {m: {k: t.figures() for k, t in sorted(rows.items())}
+                            for m, rows in sorted(report.model_month.items())},
             "corrections": [{"heard": h, "written": w, "times": n}
                             for (h, w), n in report.corrections.most_common(top)],
             "glossary_lines": [{"name": n, "times": c} for n, c in report.missing_names.most_common(top)]}

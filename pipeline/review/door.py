@@ -45,7 +45,7 @@ def _unsigned(request: Request) -> Response:
     """Nobody signed in: a page sends the browser to the sign-in page; the API answers 401, with a
     basic-auth challenge for scripts only (a browser would open its own password dialog instead of
     going to the sign-in page)."""
-    if request.method == "GET" and (request.url.path == "/" or request.url.path.startswith("/edit/")):
+    if request.method == "GET" and (request.url.path in ("/", "/quality") or request.url.path.startswith("/edit/")):
         return RedirectResponse("/signin", status_code=303, headers=SECURITY_HEADERS)
     challenge = {} if _from_a_browser(request) else CHALLENGE
     return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import TRANSCRIPT, reviewed
-from pipeline.review import auth, door, revisions, signin, web, workflow_api
+from pipeline.review import auth, door, quality_api, revisions, signin, web, workflow_api
 from pipeline.review.accounts import Account
 from pipeline.review.gate import Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
@@ -313,7 +313,7 @@ async def change_password(ws: Workspace, request: Request) -> Response:
 
 def static(_ws: Workspace, request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in ("workspace.js", "workspace.css", "signin.js"):
+    if name not in ("workspace.js", "workspace.css", "signin.js", "quality.js"):
         return _error(404, "not found")
     kind = "text/javascript" if name.endswith(".js") else "text/css"
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
@@ -328,7 +328,8 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
           ("/api/bundles/{id}/translate", post_translate, "POST"),
           ("/api/bundles/{id}/document", get_document, "GET"), ("/media/{id}", media, "GET"),
           ("/api/bundles/{id}/state", workflow_api.post_state, "POST"), ("/api/queue", workflow_api.get_queue, "GET"),
-          ("/api/progress", workflow_api.get_progress, "GET")]
+          ("/api/progress", workflow_api.get_progress, "GET"), ("/quality", quality_api.page, "GET"),
+          ("/api/quality", quality_api.get_quality, "GET")]
 
 
 def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:

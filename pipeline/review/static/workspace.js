@@ -24,6 +24,7 @@ async function showWho() {
   if (status !== 200) return;
   Object.assign(me, data);
   $("#who-name").textContent = `${data.name} (${data.role}${data.languages.length ? ": " + data.languages.join(", ") : ""})`;
+  $("#quality-link").hidden = !["admin", "reviewer"].includes(data.role);  // readers: the figures come from drafts
   $("#signout").addEventListener("click", async () => { await api("/api/session", {}, "DELETE"); location.assign("/signin"); });
   if (data.must_change) location.assign("/signin");
 }
