@@ -69,6 +69,12 @@ def _members(model: Installed) -> list[Path]:
     return [*files, record] if record.is_file() else files
 
 
+def _member_name(path: Path, store: Path) -> str:
+    """Where a member sits in the store; a link (an adapted model's weights kept in its archive) is packed
+    under its own name, as the file it points to."""
+    return (path.parent.resolve() / path.name).relative_to(store).as_posix()
+
+
 def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
     """Write the pack for these languages and names to `dest` (written beside, renamed into place)."""
     dest, store = Path(dest), config.models_dir().resolve()
@@ -76,7 +82,7 @@ def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
         raise PackError(f"{dest} already exists: choose another name or remove it first")
     models, carried = select(languages, names)
     files = [p for m in models for p in _members(m)]
-    hashes = {p.resolve().relative_to(store).as_posix(): file_sha256(p) for p in files}
+    hashes = {_member_name(p, store): file_sha256(p) for p in files}
     index = {"format": FORMAT, "made_by": f"testimony {__version__}",
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "routes": carried,
              "models": [{"name": m.name, "kind": m.kind, "licence": m.record.get("licence", "")} for m in models],
@@ -89,7 +95,7 @@ def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
             info.size, info.mtime = len(data), int(datetime.now(timezone.utc).timestamp())
             tar.addfile(info, io.BytesIO(data))
             for path in files:
-                tar.add(path, arcname=path.resolve().relative_to(store).as_posix(), recursive=False)
+                tar.add(path.resolve(), arcname=_member_name(path, store), recursive=False)
         atomic.publish(temp, dest)
     except BaseException:
         temp.unlink(missing_ok=True)
