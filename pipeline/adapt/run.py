@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import atomic
+from pipeline import atomic, config
 from pipeline.adapt import enter, pairs, score
 from pipeline.adapt.train import Progress, Settings, train
 from pipeline.store.record import ModelRecord
@@ -63,7 +63,7 @@ def adapt(archive: str | Path, language: str, *, model: str | None = None, setti
     settings = replace(settings or Settings(whisper_token=token), whisper_token=token)
     train_set, held = pairs.split(pairs.collect(archive, language), settings.held_out, settings.seed)
     ident = run_id(base, settings, train_set)
-    run_dir = archive / RUNS / ident
+    run_dir = config.private_dirs(archive / RUNS / ident)
     say(f"run {ident}: learning from {sum(len(r.pairs) for r in train_set)} segment(s) in {len(train_set)} "
         f"recording(s), scoring on {sum(len(r.pairs) for r in held)} in {len(held)} held out")
     before = _scored(run_dir, "before", lambda: score.score(str(base.path), language, token, held,
