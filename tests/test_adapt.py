@@ -30,6 +30,7 @@ from pipeline.store import registry, routes
 from pipeline.transcript import Segment, Source, Transcript
 
 from . import media_factory as mf
+from .test_flow import prefect_server  # noqa: F401  (a real Prefect server on loopback)
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = mf.udhr("kk")
@@ -172,3 +173,16 @@ def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_p
     record = json.loads((archive / ".models" / f"{name}.pt.json").read_text())
     assert record["sha256"] == expected, "killed and resumed: the same bytes as one uninterrupted run"
     assert len(record["losses"]) == 3
+
+
+def test_the_prefect_flow_adapts(archive, tiny_whisper, prefect_server):  # noqa: F811
+    """The `adapt` deployment's flow, run against a real Prefect server on loopback."""
+    env = {**prefect_server["env"], "TESTIMONY_MODELS": os.environ["TESTIMONY_MODELS"]}
+    script = ("import sys; from flows.adapt import adapt_language; "
+              "print(adapt_language('kk', out=sys.argv[1], from_model=sys.argv[2], epochs=1, held_out=0.34))")
+    done = subprocess.run([sys.executable, "-c", script, str(archive), str(tiny_whisper)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    name = done.stdout.strip().splitlines()[-1].split(":")[0]
+    assert name.startswith("kk-adapted-") and (archive / ".models" / f"{name}.pt.json").is_file()
+    assert "epoch 1/1" in done.stdout + done.stderr, "progress goes to the run's log"

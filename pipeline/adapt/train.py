@@ -12,6 +12,7 @@ epoch reached) is in the checkpoint written atomically after each epoch.
 from __future__ import annotations
 
 import io
+import os
 import random
 import sys
 import time
@@ -52,6 +53,8 @@ class Settings:
 def deterministic(settings: Settings) -> Iterator[None]:
     """Seeded torch with deterministic kernels (and one CPU thread) for the block, restored afterwards."""
     threads, strict = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if settings.device.startswith("cuda"):  # cuBLAS is deterministic only with a fixed workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     if settings.device == "cpu":
         torch.set_num_threads(settings.threads)
@@ -153,7 +156,8 @@ def train(base: Path, pairs: list[Pair], settings: Settings, run_dir: Path,
                                   language=settings.whisper_token, task="transcribe")
         seqs = [tokens(tokenizer, p.text, model.dims.n_text_ctx) for p in pairs]
         steps = -(-len(pairs) // settings.batch_size)
-        progress = progress or Progress(steps * (settings.epochs - done))
+        progress = progress or Progress(0)
+        progress.total = steps * (settings.epochs - done)
         for epoch in range(done, settings.epochs):
             losses.append(_epoch(model, optimizer, tokenizer, audio, seqs, settings, epoch, progress))
             _save({"epoch": epoch + 1, "losses": losses, "decoder": model.decoder.state_dict(),
