@@ -31,6 +31,7 @@ from pipeline.transcript import Segment, Source, Transcript
 
 from . import media_factory as mf
 from .test_flow import prefect_server  # noqa: F401  (a real Prefect server on loopback)
+from .test_pipeline import TINY_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES = mf.udhr("kk")
@@ -150,6 +151,17 @@ def test_a_model_that_does_not_win_is_recorded_but_not_routed(archive, tiny_whis
     forced = _adapt(archive, tiny_whisper, "--epochs", "1", "--learning-rate", "0", "--route")
     assert forced.returncode == 0, forced.stderr
     assert routes.route_for("kk").asr_model == name, "an admin may route it all the same"
+
+    # A new testimony is transcribed by the routed model, and `verify --reproduce` finds it again.
+    video = mf.speak(LINES[9], "kk", archive.parent / "witness 9.wav")
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--language", "kk",
+                          "--no-translate", "--no-diarize", *TINY_FLAGS, "--out", str(archive)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    made = json.loads((find_bundle(archive, sha) / "transcript.json").read_text())
+    assert made["models"]["asr"]["sha256"] == record["sha256"]
+    assert main(["verify", sha[:12], "--out", str(archive), "--reproduce"]) == 0, capsys.readouterr().out
 
 
 def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_path):
