@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,12 @@ def test_a_model_that_does_not_win_is_recorded_but_not_routed(archive, tiny_whis
     forced = _adapt(archive, tiny_whisper, "--epochs", "1", "--learning-rate", "0", "--route")
     assert forced.returncode == 0, forced.stderr
     assert routes.route_for("kk").asr_model == name, "an admin may route it all the same"
+    assert main(["models", "import", str(tiny_whisper), "--name", "plain"]) == 0
+    assert main(["models", "pack", str(archive.parent / "kk.pack"), "plain", "--for", "kk"]) == 0
+    assert f"left out {name}" in capsys.readouterr().err, "never offered to another archive by default"
+    with tarfile.open(archive.parent / "kk.pack") as tar:
+        index = json.load(tar.extractfile("PACK.json"))
+    assert [m["name"] for m in index["models"]] == ["plain"] and "asr_model" not in index["routes"]["kk"]
 
     # A new testimony is transcribed by the routed model, and `verify --reproduce` finds it again.
     video = mf.speak(LINES[9], "kk", archive.parent / "witness 9.wav")

@@ -178,8 +178,12 @@ def _pack(args: argparse.Namespace) -> int:
         print("error: say what to pack: --for kk,ug, or installed model names", file=sys.stderr)
         return 2
     from pipeline.adapt.enter import pack_warning
-    from pipeline.store.packs import select
+    from pipeline.store.packs import select, withheld
 
+    for name in withheld(args.for_languages):
+        if name not in args.names:
+            print(f"left out {name}: it was trained on this archive's testimony; name it to pack it",
+                  file=sys.stderr)
     for model in select(args.for_languages, args.names)[0]:
         if warning := pack_warning(model):
             print(warning, file=sys.stderr)

@@ -55,12 +55,30 @@ def select(languages: list[str], names: list[str]) -> tuple[list[Installed], dic
     if unknown:
         raise PackError(f"not installed here: {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})")
     chosen = {m.name: m for lang in languages for m in _for_language(lang, installed)}
-    chosen |= {n: installed[n] for n in names}
+    withheld = {n for n, m in chosen.items() if m.record.get("witness_derived")}
+    chosen = {n: m for n, m in chosen.items() if n not in withheld} | {n: installed[n] for n in names}
     if not chosen:
         raise PackError(f"nothing to pack for {', '.join(languages + names)}: install or import the models first")
-    carried = {lang: {k: v for k, v in vars(routes.route_for(lang)).items() if k in routes.FIELDS and v}
-               for lang in languages}
+    carried = {lang: _carried(routes.route_for(lang), withheld - set(names)) for lang in languages}
     return list(chosen.values()), carried
+
+
+def _carried(route: routes.Route, withheld: set[str]) -> dict[str, str]:
+    """A route as a pack carries it; one whose model was trained on testimony goes without that model
+    (a witness-derived model is never offered to another archive unless named), so the other store keeps
+    its own."""
+    fields = {k: v for k, v in vars(route).items() if k in routes.FIELDS and v}
+    if route.asr_model in withheld:
+        fields.pop("asr_model", None)
+        fields.pop("whisper_token", None)
+    return fields
+
+
+def withheld(languages: list[str]) -> list[str]:
+    """The witness-derived models these languages' routes use, which `--for` leaves out."""
+    installed = {m.name: m for m in model_registry.installed_models()}
+    return sorted({m.name for lang in languages for m in _for_language(lang, installed)
+                   if m.record.get("witness_derived")})
 
 
 def _members(model: Installed) -> list[Path]:
