@@ -82,7 +82,7 @@ def archive(small_archive, tmp_path) -> Path:
     return Path(shutil.copytree(small_archive, tmp_path / "archive"))
 
 
-def test_pairs_are_checked_segments_split_by_recording(archive):
+def test_pairs_are_checked_segments_split_by_recording(archive, tiny_whisper, capsys):
     found = pairs.collect(archive, "kk")
     assert len(found) == 3, "the unchecked recording teaches nothing"
     assert all(len(r.pairs) == 2 and r.revision == 1 for r in found)
@@ -98,6 +98,10 @@ def test_pairs_are_checked_segments_split_by_recording(archive):
     with pytest.raises(pairs.AdaptError, match="this archive has 1 for this language"):
         pairs.split(found[:1], 0.2, seed=1)
     assert pairs.collect(archive, "ug") == []
+    assert main(["adapt", "--language", "ug", "--from", str(tiny_whisper), "--out", str(archive)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "this archive has 0 for this language" in err, "one line a user can act on"
+    assert not (archive / ".adapt").exists(), "nothing is written before the split succeeds"
 
 
 def test_same_seed_same_weights(archive, tiny_whisper, tmp_path):
