@@ -24,6 +24,7 @@ def _deployments(inbox: Path, out: Path) -> list[tuple]:
     """(flow, deployment) pairs; the trigger turns each inbox event into an `inbox` run."""
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
+    from .adapt import adapt_language
     from .process_video import process_video_flow
     from .service_flows import process_folder, process_inbox_file, retranslate
     from .watch import ARRIVED
@@ -44,8 +45,11 @@ def _deployments(inbox: Path, out: Path) -> list[tuple]:
         retranslate.to_deployment(
             name="retranslate", parameters={"out": str(out)}, tags=["testimony"],
             description="Translate an archived transcript again, e.g. after importing a package."),
+        adapt_language.to_deployment(
+            name="adapt", parameters={"out": str(out)}, tags=["testimony"],
+            description="Fine-tune a language's Whisper model on the segments reviewers checked."),
     ]
-    flows = [process_video_flow, process_inbox_file, process_folder, retranslate]
+    flows = [process_video_flow, process_inbox_file, process_folder, retranslate, adapt_language]
     return list(zip(flows, deployments))
 
 

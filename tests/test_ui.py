@@ -23,7 +23,7 @@ from .test_serve import API_AUTH, AUTH_ENV
 
 pytestmark = pytest.mark.slow
 
-DEPLOYMENTS = {"process-video", "inbox", "process-folder", "retranslate"}
+DEPLOYMENTS = {"process-video", "inbox", "process-folder", "retranslate", "adapt"}
 # Missing icons the V1 UI asks its own server for: the browser's favicon probe, and a state icon it
 # requests before the run's state has loaded. Both are 404s from 127.0.0.1 and change nothing on screen.
 HARMLESS_404 = {"/favicon.ico", "/ico/undefined.svg"}

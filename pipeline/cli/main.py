@@ -11,6 +11,7 @@ from typing import Sequence
 from pipeline import config
 from pipeline.archive import originals
 from pipeline.cli import access_log as access_cli
+from pipeline.cli import adapt as adapt_cli
 from pipeline.cli import archive as archive_cli
 from pipeline.cli import errors as cli_errors
 from pipeline.cli import integrity as integrity_cli
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     access_cli.add_parser(sub)
     workflow_cli.add_parser(sub)
     sample_cli.add_parser(sub)
+    adapt_cli.add_parser(sub)
     return parser
 
 
@@ -207,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "users": users_cli.run, "quality": review_cli.cmd_quality,
                 "repair": integrity_cli.cmd_repair,
                 "access-log": access_cli.cmd_access_log,
-                "sample": sample_cli.cmd_sample, "progress": workflow_cli.cmd_progress}
+                "sample": sample_cli.cmd_sample, "progress": workflow_cli.cmd_progress,
+                "adapt": adapt_cli.cmd_adapt}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

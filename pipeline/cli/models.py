@@ -115,6 +115,10 @@ def _list(args: argparse.Namespace) -> int:
     for item in installed.values():
         print(f"  {item.name:28} {item.kind:8} {item.languages:16} {_mib(item.size):>10}  "
               f"{item.record.get('licence') or 'licence unknown'}")
+        if item.record.get("witness_derived"):
+            from pipeline.adapt.enter import summary
+
+            print(f"      {summary(item.record)}")
     _recommended()
     print(f"\nKnown ({model_registry.MANIFEST}, and {model_registry.LOCAL_MANIFEST} in the store):")
     for known in model_registry.known_models().values():
@@ -173,6 +177,16 @@ def _pack(args: argparse.Namespace) -> int:
     if not args.for_languages and not args.names:
         print("error: say what to pack: --for kk,ug, or installed model names", file=sys.stderr)
         return 2
+    from pipeline.adapt.enter import pack_warning
+    from pipeline.store.packs import select, withheld
+
+    for name in withheld(args.for_languages):
+        if name not in args.names:
+            print(f"left out {name}: it was trained on this archive's testimony; name it to pack it",
+                  file=sys.stderr)
+    for model in select(args.for_languages, args.names)[0]:
+        if warning := pack_warning(model):
+            print(warning, file=sys.stderr)
     print(pack(args.file, args.for_languages, args.names))
     return 0
 

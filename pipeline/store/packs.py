@@ -55,18 +55,42 @@ def select(languages: list[str], names: list[str]) -> tuple[list[Installed], dic
     if unknown:
         raise PackError(f"not installed here: {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})")
     chosen = {m.name: m for lang in languages for m in _for_language(lang, installed)}
-    chosen |= {n: installed[n] for n in names}
+    withheld = {n for n, m in chosen.items() if m.record.get("witness_derived")}
+    chosen = {n: m for n, m in chosen.items() if n not in withheld} | {n: installed[n] for n in names}
     if not chosen:
         raise PackError(f"nothing to pack for {', '.join(languages + names)}: install or import the models first")
-    carried = {lang: {k: v for k, v in vars(routes.route_for(lang)).items() if k in routes.FIELDS and v}
-               for lang in languages}
+    carried = {lang: _carried(routes.route_for(lang), withheld - set(names)) for lang in languages}
     return list(chosen.values()), carried
+
+
+def _carried(route: routes.Route, withheld: set[str]) -> dict[str, str]:
+    """A route as a pack carries it; one whose model was trained on testimony goes without that model
+    (a witness-derived model is never offered to another archive unless named), so the other store keeps
+    its own."""
+    fields = {k: v for k, v in vars(route).items() if k in routes.FIELDS and v}
+    if route.asr_model in withheld:
+        fields.pop("asr_model", None)
+        fields.pop("whisper_token", None)
+    return fields
+
+
+def withheld(languages: list[str]) -> list[str]:
+    """The witness-derived models these languages' routes use, which `--for` leaves out."""
+    installed = {m.name: m for m in model_registry.installed_models()}
+    return sorted({m.name for lang in languages for m in _for_language(lang, installed)
+                   if m.record.get("witness_derived")})
 
 
 def _members(model: Installed) -> list[Path]:
     record = model_registry.record_path(model.path)
     files = sorted(p for p in model.path.rglob("*") if p.is_file()) if model.path.is_dir() else [model.path]
     return [*files, record] if record.is_file() else files
+
+
+def _member_name(path: Path, store: Path) -> str:
+    """Where a member sits in the store; a link (an adapted model's weights kept in its archive) is packed
+    under its own name, as the file it points to."""
+    return (path.parent.resolve() / path.name).relative_to(store).as_posix()
 
 
 def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
@@ -76,7 +100,7 @@ def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
         raise PackError(f"{dest} already exists: choose another name or remove it first")
     models, carried = select(languages, names)
     files = [p for m in models for p in _members(m)]
-    hashes = {p.resolve().relative_to(store).as_posix(): file_sha256(p) for p in files}
+    hashes = {_member_name(p, store): file_sha256(p) for p in files}
     index = {"format": FORMAT, "made_by": f"testimony {__version__}",
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "routes": carried,
              "models": [{"name": m.name, "kind": m.kind, "licence": m.record.get("licence", "")} for m in models],
@@ -89,7 +113,7 @@ def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
             info.size, info.mtime = len(data), int(datetime.now(timezone.utc).timestamp())
             tar.addfile(info, io.BytesIO(data))
             for path in files:
-                tar.add(path, arcname=path.resolve().relative_to(store).as_posix(), recursive=False)
+                tar.add(path.resolve(), arcname=_member_name(path, store), recursive=False)
         atomic.publish(temp, dest)
     except BaseException:
         temp.unlink(missing_ok=True)
