@@ -17,7 +17,7 @@ from pipeline.errors import ModelMissingError
 from pipeline.store import toml
 
 DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
-FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script")
+FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script", "engine")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Route:
     whisper_token: str = ""
     translate_via: str = ""  # pivot language for English, empty for any installed chain
     script: str = ""
+    engine: str = ""  # the ASR engine the model needs ("ctc"); empty: the run's engine (Whisper's)
 
 
 def local_file() -> Path:
@@ -75,6 +76,8 @@ def set_route(language: str, **fields: str) -> Route:
     path = local_file()
     tables = _read(path)
     tables.setdefault(language, {}).update({k: v for k, v in fields.items() if v is not None})
+    if tables[language].get("engine") == "":  # a Whisper model routed again: the run's engine
+        del tables[language]["engine"]
     _write(path, tables)
     return route_for(language)
 
@@ -98,6 +101,7 @@ def drop_model(name: str) -> list[str]:
         for lang in affected:
             tables[lang].pop("asr_model", None)
             tables[lang].pop("whisper_token", None)
+            tables[lang].pop("engine", None)
         _write(path, tables)
     return affected
 
