@@ -62,10 +62,12 @@ def write_tokens(path: Path, tokens: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _projection(rng: np.random.Generator, width: int, vocab: int, blank: int) -> dict[str, np.ndarray]:
+def _projection(rng: np.random.Generator, width: int, vocab: int, blank: int,
+                space: int) -> dict[str, np.ndarray]:
     """Random output weights whose blank and space win often enough to give words between pauses."""
     bias = rng.normal(0, 0.5, vocab).astype(np.float32)
     bias[blank] += 1.5
+    bias[space] += 1.0
     return {"proj": rng.normal(0, 1.0, (width, vocab)).astype(np.float32), "bias": bias}
 
 
@@ -77,7 +79,7 @@ def omnilingual_ctc(folder: Path, seed: int = 0, width: int = 16) -> Path:
     rng = np.random.default_rng(seed)
     tokens = _omni_tokens()
     weights = {"conv": rng.normal(0, 0.3, (width, 1, OMNI_WINDOW)).astype(np.float32),
-               **_projection(rng, width, len(tokens), 0)}
+               **_projection(rng, width, len(tokens), 0, tokens.index(" "))}
     nodes = [helper.make_node("Unsqueeze", ["x", "axis1"], ["x3"]),
              helper.make_node("Conv", ["x3", "conv"], ["h"], strides=[OMNI_STRIDE]),
              helper.make_node("Tanh", ["h"], ["ht"]),
@@ -106,7 +108,7 @@ def gigaam_ctc(folder: Path, seed: int = 0, width: int = 16) -> Path:
     tokens = _gigaam_tokens()
     weights = {"conv": rng.normal(0, 0.05, (width, GIGAAM_MELS, GIGAAM_STRIDE)).astype(np.float32),
                "conv_bias": rng.normal(0, 0.5, width).astype(np.float32),
-               **_projection(rng, width, len(tokens), len(tokens) - 1)}
+               **_projection(rng, width, len(tokens), len(tokens) - 1, tokens.index(" "))}
     nodes = [helper.make_node("Conv", ["features", "conv", "conv_bias"], ["h"], strides=[GIGAAM_STRIDE]),
              helper.make_node("Tanh", ["h"], ["ht"]),
              helper.make_node("Transpose", ["ht"], ["hT"], perm=[0, 2, 1]),

@@ -129,3 +129,34 @@ def resolve_asr(language: str, asr_model: str | None, whisper_token: str | None)
             f"a model fine-tuned for {route.name or language}. Import one with `{import_hint(language)}`, "
             "or name one with --asr-model and --whisper-token.")
     return model, token
+
+
+def resolve_run(language: str, asr_model: str | None, whisper_token: str | None,
+                engine: str | None) -> tuple[str, str | None, str]:
+    """(model, token, engine) of a run: what the user named wins, else the language's route.
+
+    A named model brings its own engine (a CTC export runs on `ctc`); a named engine that cannot run
+    the route's model falls back to Whisper's `auto` model (a Whisper engine) or asks for a CTC model.
+    """
+    if asr_model:
+        return asr_model, whisper_token, engine or ("ctc" if _is_ctc(asr_model) else "whisper")
+    route = route_for(language)
+    wanted = route.engine or "whisper"
+    if engine and (engine == "ctc") != (wanted == "ctc") and language != "auto":
+        if engine == "ctc":
+            raise ModelMissingError(
+                f"--engine ctc: the route for {language} names no CTC model ({route.asr_model or 'none'}). "
+                f"Name one with --asr-model, or import one with `testimony models import PATH/TO/EXPORT "
+                f"--language {language}`.")
+        return resolve_asr("auto", None, None)[0], whisper_token or language, engine
+    model, token = resolve_asr(language, None, whisper_token)
+    engine = engine or wanted
+    return model, (None if engine == "ctc" else token), engine
+
+
+def _is_ctc(model: str) -> bool:
+    """A CTC model in the store, or a CTC export folder given by path."""
+    from pipeline.store.ctc_store import ctc_dir, is_ctc_folder
+
+    path = Path(model).expanduser()
+    return (ctc_dir() / model).is_dir() or is_ctc_folder(path)
