@@ -147,6 +147,8 @@ class CtcEngine(Engine):
         return "cpu"
 
     def load(self, model: str, device: str) -> tuple[Any, ModelRecord]:
+        if not model:  # `--engine ctc` with no language given: nothing could choose a model
+            raise TestimonyError(NO_DETECTION)
         record = resolve_ctc(model)
         session, export = load_ctc(record)
         return CtcModel(session, export, record), record

@@ -46,7 +46,8 @@ def _check_asr_model(model: str, engine: str) -> None:
     if engine == "ctc":
         from pipeline.store.ctc_store import resolve_ctc
 
-        resolve_ctc(model)
+        if model:  # none yet: the language (folder, sidecar) will pick its route's CTC model
+            resolve_ctc(model)
     elif engine == "faster-whisper":
         from pipeline.store.ct2_store import resolve_ct2
 

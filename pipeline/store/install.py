@@ -37,7 +37,7 @@ def official_whisper_names() -> list[str]:
 def is_installed(known: KnownModel, language: str | None = None) -> bool:
     """Whether the store holds `known` (for `language`, when it is a translation model)."""
     for model in model_registry.installed_models():
-        if known.kind == "whisper" and model.kind == "whisper" and model.name == known.name:
+        if known.kind in ("whisper", "ctc") and model.kind == known.kind and model.name == known.name:
             return True
         if known.kind == "translation" and model.kind == "argos" and model.record.get("model") == known.name \
                 and language in (None, model.record.get("from_code")):

@@ -137,9 +137,13 @@ def resolve_run(language: str, asr_model: str | None, whisper_token: str | None,
 
     A named model brings its own engine (a CTC export runs on `ctc`); a named engine that cannot run
     the route's model falls back to Whisper's `auto` model (a Whisper engine) or asks for a CTC model.
+    `--engine ctc` with no language has no model ("") until a folder or sidecar gives the language:
+    a CTC model cannot detect it, and the run says so (`asr.ctc_engine.NO_DETECTION`).
     """
     if asr_model:
         return asr_model, whisper_token, engine or ("ctc" if _is_ctc(asr_model) else "whisper")
+    if engine == "ctc" and language == "auto":  # no model until a folder or sidecar names the language
+        return "", None, engine
     route = route_for(language)
     wanted = route.engine or "whisper"
     if engine and (engine == "ctc") != (wanted == "ctc") and language != "auto":
