@@ -217,3 +217,15 @@ def test_gigaam_features_match_a_direct_mel_computation():
     assert np.allclose(features[:, 50], expected, rtol=1e-5, atol=1e-5)
     peaks = _filters().argmax(axis=1)
     assert np.all(np.diff(peaks) >= 0) and peaks[-1] > 150, "64 bands rising to near 8 kHz"
+
+
+def test_uyghur_by_sidecar_runs_on_its_ctc_route(exports, media, tmp_path):
+    """Whisper has no Uyghur token; a CTC model needs none: the sidecar's language picks the ug route."""
+    cli("models", "import", str(exports["gigaam-ctc"]), "--name", "ug-ctc", "--language", "ug")
+    video = mf.video_from_audio(media / "ug.wav", tmp_path / "ug witness.mp4", lead_silence=0.5)
+    video.with_name(video.name + ".json").write_text(json.dumps({"language": "ug"}), encoding="utf-8")
+    cli("run", str(video), "--out", str(tmp_path / "a"), "--engine", "ctc", *RUN_FLAGS)
+    data = _transcript(_bundle(tmp_path / "a"))
+    assert data["language"] == "ug" and data["segments"]
+    assert (data["models"]["asr"]["engine"], data["models"]["asr"]["name"]) == ("ctc", "ug-ctc")
+    assert data["models"]["asr"]["whisper_token"] is None
