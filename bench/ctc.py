@@ -1,6 +1,6 @@
 """Real-time factor and peak memory of the CTC engine at a real model size, beside faster-whisper base.
 
-    .venv/bin/python bench/ctc.py [--seconds 90] [--cache /tmp/ctc-bench] [--threads 1]
+    .venv/bin/python bench/ctc.py [--seconds 90] [--cache /tmp/ctc-bench] [--threads 1] [--real-kk DIR]
 
 The CTC model is an Omnilingual-ASR-CTC-300M-shaped export with RANDOM weights (wav2vec2 large:
 a 7-layer convolutional front end with a 320-sample stride, a grouped positional convolution,
@@ -122,13 +122,24 @@ def omnilingual_300m(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def speech(seconds: float, out: Path) -> Path:
-    """The first real Kazakh clips, joined at 16 kHz mono and cut to `seconds`."""
-    clips = sorted(REAL_KK.glob("*.flac"), key=lambda p: int(p.stem.split("_")[-1]))
-    inputs = [arg for clip in clips for arg in ("-i", str(clip))]
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex",
-                    f"concat=n={len(clips)}:v=0:a=1,aresample=16000", "-ac", "1", "-t", str(seconds), str(out)],
-                   check=True)
+def speech(seconds: float, folder: Path, out: Path) -> Path:
+    """The first real Kazakh clips of `folder`, each decoded to 16 kHz mono, joined and cut to `seconds`."""
+    import wave
+
+    clips = sorted(folder.glob("*.flac"), key=lambda p: int(p.stem.split("_")[-1]))
+    if not clips:
+        sys.exit(f"{folder}: no .flac clips (pass --real-kk PATH/TO/shared/data/real-kk/audio)")
+    pcm, wanted = b"", int(seconds * 16000) * 2
+    for clip in clips:
+        pcm += subprocess.run(["ffmpeg", "-v", "error", "-i", str(clip), "-ac", "1", "-ar", "16000", "-f", "s16le",
+                               "-"], check=True, capture_output=True).stdout
+        if len(pcm) >= wanted:
+            break
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm[:wanted])
     return out
 
 
@@ -161,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ctc-bench"))
     parser.add_argument("--threads", type=int, default=1, help="faster-whisper's threads (the CTC engine uses 1)")
+    parser.add_argument("--real-kk", type=Path, default=REAL_KK, help="folder of the real Kazakh .flac clips")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -173,7 +185,7 @@ def main() -> None:
         omnilingual_300m(export)
         print(f"built {export} in {time.perf_counter() - built:.0f} s "
               f"({(export / 'model.int8.onnx').stat().st_size / 2**20:.0f} MiB)")
-    wav = speech(args.seconds, args.cache / "real-kk.wav")
+    wav = speech(args.seconds, args.real_kk, args.cache / "real-kk.wav")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"{args.seconds:.0f} s of real Kazakh speech")
     print("| engine | model | threads | wall s | RTF | peak RSS MiB | segments |\n|---|---|---|---|---|---|---|")

@@ -108,7 +108,8 @@ def drop_model(name: str) -> list[str]:
 
 def import_hint(language: str) -> str:
     return (f"testimony models import PATH/TO/MODEL --language {language}"
-            + (" --whisper-token uz" if language == "ug" else ""))
+            + (" --whisper-token uz (a Whisper fine-tune; a CTC export folder needs no token)"
+               if language == "ug" else ""))
 
 
 def resolve_asr(language: str, asr_model: str | None, whisper_token: str | None) -> tuple[str, str | None]:
