@@ -229,3 +229,19 @@ def test_uyghur_by_sidecar_runs_on_its_ctc_route(exports, media, tmp_path):
     assert data["language"] == "ug" and data["segments"]
     assert (data["models"]["asr"]["engine"], data["models"]["asr"]["name"]) == ("ctc", "ug-ctc")
     assert data["models"]["asr"]["whisper_token"] is None
+
+
+def test_eval_scores_the_ctc_engine_with_whisper_detecting(exports, tiny_whisper, tmp_path):
+    """`eval` decodes with the CTC model and runs its language-ID pass with Whisper's `auto` model."""
+    from pipeline.evaluation import devset
+
+    cli("models", "import", str(exports["gigaam-ctc"]), "--name", "kk-ctc", "--language", "kk")
+    routes.set_route("auto", asr_model=str(tiny_whisper))
+    manifest = devset.build_devset(tmp_path / "dev", per_language=1, languages=("kk",))
+    cli("eval", str(manifest), "--out", str(tmp_path / "report"), "--engine", "ctc", "--asr-model", "kk-ctc",
+        *RUN_FLAGS)
+    report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    clip = report["clips"][0]
+    assert clip["error"] is None and clip["detected_language"], "detected by Whisper, decoded by the CTC model"
+    assert _transcript(Path(clip["bundle"]))["models"]["asr"]["engine"] == "ctc"
+    assert clip["scores"]["cer"] >= 0
