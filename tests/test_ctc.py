@@ -245,3 +245,27 @@ def test_eval_scores_the_ctc_engine_with_whisper_detecting(exports, tiny_whisper
     assert clip["error"] is None and clip["detected_language"], "detected by Whisper, decoded by the CTC model"
     assert _transcript(Path(clip["bundle"]))["models"]["asr"]["engine"] == "ctc"
     assert clip["scores"]["cer"] >= 0
+
+
+def test_a_resumed_ctc_run_reuses_its_checkpoint(exports, media, tmp_path, monkeypatch):
+    """The shared loop checkpoints each chunk: a second pass over the same checkpoint decodes nothing
+    and gives the same segments."""
+    from pipeline.asr import ctc_engine
+    from pipeline.asr.core import AsrOptions
+    from pipeline.stages.checkpoint import Checkpoint
+    from pipeline.stages.media import load_wav
+
+    mf.ffmpeg("-i", str(media / "kk.wav"), "-ar", "16000", "-ac", "1", str(tmp_path / "kk16.wav"))
+    audio = load_wav(tmp_path / "kk16.wav")
+    engine = ctc_engine.ENGINE
+    model, record = engine.load(str(exports["omnilingual-ctc"]), "cpu")
+    options = AsrOptions(model=str(exports["omnilingual-ctc"]), language="kk", engine="ctc")
+    checkpoint = tmp_path / "asr.jsonl"
+    first = engine.transcribe(model, audio, options, checkpoint=Checkpoint(checkpoint, {"model": record.sha256}))
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a checkpointed chunk was decoded again")
+
+    monkeypatch.setattr(ctc_engine, "_decode", refuse)
+    again = engine.transcribe(model, audio, options, checkpoint=Checkpoint(checkpoint, {"model": record.sha256}))
+    assert first.segments and again.segments == first.segments
