@@ -47,7 +47,7 @@ HOP = 160  # samples per mel frame: chunks start on the 10 ms grid, so their tim
 LOGPROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 COMPRESSION_RATIO_THRESHOLD = 2.4
-ENGINES = ("whisper", "faster-whisper")
+ENGINES = ("whisper", "faster-whisper", "ctc")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class AsrOptions:
     temperatures: tuple[float, ...] = (0.0, 0.2, 0.4)
     vad: bool = True
     word_timestamps: bool = True
-    engine: str = "whisper"  # "whisper" (openai-whisper, the reference) or "faster-whisper" (fw_engine)
+    engine: str = "whisper"  # "whisper" (openai-whisper, the reference), "faster-whisper" or "ctc" (asr.engine)
     prompt: str | None = None  # glossary names put before every window (`asr.prompt`); None: no prompt
     expect: tuple[str, ...] | None = None  # `auto` picks among these languages (`asr.langid`); None: any
 
@@ -108,6 +108,12 @@ Reroute = Callable[[str], "tuple[Any, AsrOptions] | None"]
 Detect = Callable[[Any, Audio, list[SpeechRegion]], "dict[str, float]"]
 # (model, audio of one chunk, clip_timestamps within it, Whisper token, options) -> raw segments
 Decode = Callable[[Any, np.ndarray, list[float], str, AsrOptions], list[dict]]
+# (language, the options decoding runs with) -> the token `decode` gets
+Token = Callable[[str, AsrOptions], str]
+
+
+def _whisper_token(language: str, options: AsrOptions) -> str:
+    return whisper_token(language, options.whisper_token)
 
 
 @dataclass
@@ -153,8 +159,9 @@ def plan(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect,
 
 def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: Detect, decode: Decode,
                     progress: bool = False, reroute: Reroute | None = None,
-                    checkpoint: Checkpoint | None = None) -> AsrResult:
-    """Plan, then decode chunk by chunk (`vad.decode_chunks`), skipping chunks the checkpoint holds."""
+                    checkpoint: Checkpoint | None = None, token: Token | None = None) -> AsrResult:
+    """Plan, then decode chunk by chunk (`vad.decode_chunks`), skipping chunks the checkpoint holds.
+    `token` gives the language token for the decoding options (Whisper's by default; "" for none)."""
     source, checkpoint = as_source(audio), checkpoint or Checkpoint(None)
     chosen = plan(model, source, options, detect=detect, reroute=reroute, checkpoint=checkpoint)
     model, options, speech, language = chosen.model, chosen.options, chosen.speech, chosen.language
@@ -162,7 +169,7 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
     if not speech or language is None:
         return AsrResult([], language, detected, probability, None, speech, first_choice=chosen.first_choice)
 
-    token = whisper_token(language, options.whisper_token)
+    token = (token or _whisper_token)(language, options)
     chunks = decode_chunks(speech, source)
     done = {entry["index"]: entry["segments"] for entry in checkpoint.find("group")
             if entry["index"] < len(chunks) and [entry["start"], entry["end"]] == [chunks[entry["index"]].start,
@@ -175,7 +182,7 @@ def transcribe_with(model: Any, audio: Audio, options: AsrOptions, *, detect: De
             checkpoint.add("group", index=index, start=chunk.start, end=chunk.end, segments=done[index])
         raw += done[index]
     unprompted = sum(any(item.get("unprompted") for item in segments) for segments in done.values())
-    return AsrResult(_segments(raw, speech), language, detected, probability, token, speech, unprompted,
+    return AsrResult(_segments(raw, speech), language, detected, probability, token or None, speech, unprompted,
                      chosen.first_choice)
 
 

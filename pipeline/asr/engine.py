@@ -23,17 +23,19 @@ from pipeline.asr.core import (
     AsrResult,
     Reroute,
     transcribe_with,
+    whisper_token,
 )
 from pipeline.stages.audio_source import Audio
 from pipeline.stages.checkpoint import Checkpoint
 from pipeline.stages.vad import SpeechRegion
 from pipeline.store.record import ModelRecord
 
-_MODULES = {"whisper": "pipeline.asr.whisper_engine", "faster-whisper": "pipeline.asr.fw_engine"}
+_MODULES = {"whisper": "pipeline.asr.whisper_engine", "faster-whisper": "pipeline.asr.fw_engine",
+            "ctc": "pipeline.asr.ctc_engine"}
 
 
 class Engine(ABC):
-    """One way of running Whisper; subclasses fill in the four steps, `transcribe` is shared."""
+    """One way of running an ASR model; subclasses fill in the four steps, `transcribe` is shared."""
 
     name: ClassVar[str]  # what the transcript's models.asr.engine says
 
@@ -65,14 +67,25 @@ class Engine(ABC):
     def facts(self, model: Any) -> dict[str, Any]:
         """What the transcript records about the engine that ran `model`."""
 
+    def token(self, language: str, options: AsrOptions) -> str:
+        """The language token `decode` is given: Whisper's (an error for a language it has none for)."""
+        return whisper_token(language, options.whisper_token)
+
     def transcribe(self, model: Any, audio: Audio, options: AsrOptions, *, progress: bool = False,
                    reroute: Reroute | None = None, checkpoint: Checkpoint | None = None) -> AsrResult:
         """Transcribe 16 kHz mono audio (an array or a `WavAudio`) into flagged segments with absolute
         times. `reroute`, given the detected language, may hand back the model and options that
         language's route wants (a Kazakh fine-tune, say), so detection and decoding need not share
-        a model."""
-        return transcribe_with(model, audio, options, detect=self.language_totals, decode=self.decode,
+        a model, nor an engine: decoding and the token go to the engine the decoding options name."""
+        return transcribe_with(model, audio, options, detect=self.language_totals, decode=_decode_by_engine,
+                               token=lambda language, chosen: engine_for(chosen.engine).token(language, chosen),
                                progress=progress, reroute=reroute, checkpoint=checkpoint)
+
+
+def _decode_by_engine(model: Any, audio: np.ndarray, clips: list[float], token: str,
+                      options: AsrOptions) -> list[dict]:
+    """Decode with the engine `options` name: after a reroute, not always the one that detected."""
+    return engine_for(options.engine).decode(model, audio, clips, token, options)
 
 
 def engine_for(name: str) -> Engine:

@@ -102,7 +102,9 @@ def _list(args: argparse.Namespace) -> int:
         if language == "auto":
             print(f"  {'auto':4} language detection with {_asr_status(route.asr_model, installed)}")
             continue
-        if route.asr_model:
+        if route.asr_model and route.engine == "ctc":
+            asr = f"{_asr_status(route.asr_model, installed)}, engine ctc (no language token)"
+        elif route.asr_model:
             token = route.whisper_token or language
             asr = f"{_asr_status(route.asr_model, installed)}, decodes as '{token}'"
         else:

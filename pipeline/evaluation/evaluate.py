@@ -165,8 +165,9 @@ def detect_clip(clip: Clip, settings: dict[str, Any], expected: tuple[str, ...] 
     from pipeline.stages.media import extract_audio, load_wav, probe
     from pipeline.stages.vad import speech_regions
 
-    engine = engine_for(settings.get("engine") or "whisper")
-    model, _ = engine.load(detection_model(settings), engine.device(device))
+    name, detector = detection_engine(settings)
+    engine = engine_for(name)
+    model, _ = engine.load(detector, engine.device(device))
     with tempfile.TemporaryDirectory(prefix="testimony-eval-") as tmp:
         extracted = extract_audio(probe(clip.audio), Path(tmp) / "audio.wav", track=settings.get("audio_track"))
         audio = load_wav(extracted.wav_path)
@@ -175,6 +176,17 @@ def detect_clip(clip: Clip, settings: dict[str, Any], expected: tuple[str, ...] 
     language, probability = pick(totals, expected)
     top = dict(sorted(((code, round(p, 4)) for code, p in totals.items()), key=lambda kv: -kv[1])[:8])
     return language, probability, pick(totals)[0], top, round(time.perf_counter() - started, 3)
+
+
+def detection_engine(settings: dict[str, Any]) -> tuple[str, str]:
+    """(engine, model) that detect languages: the run's, but Whisper's `auto` model for a CTC run (a CTC
+    model cannot tell languages apart; language ID stays Whisper's, as in `run`)."""
+    from pipeline.store.routes import resolve_asr
+
+    engine = settings.get("engine") or "whisper"
+    if engine == "ctc":
+        return "whisper", resolve_asr("auto", None, None)[0]
+    return engine, detection_model(settings)
 
 
 def detection_model(settings: dict[str, Any]) -> str:

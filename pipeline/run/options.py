@@ -148,9 +148,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("speaker_encoder", "--speaker-encoder", "resemblyzer", "resemblyzer: the speaker encoder shipped in "
            "its wheel (default, Apache-2.0); or the path of an ONNX speaker model (16 kHz audio in, "
            "embeddings out)", str),
-    Option("engine", "--engine", "whisper", "whisper: openai-whisper, the reference (default); "
+    Option("engine", "--engine", None, "whisper: openai-whisper, the reference; "
            "faster-whisper: CTranslate2, several times faster on CPU (int8), same regions, flags and "
-           "transcript format", str, choices=ENGINES),
+           "transcript format; ctc: a CTC model (Omnilingual ASR, GigaAM) on onnxruntime, which cannot "
+           "detect the language (default: the language's route, else whisper)", str | None, choices=ENGINES),
 )
 
 
@@ -198,13 +199,14 @@ class RunOptions:
     speakers: int | None = None  # how many; None: found from the voices
     speaker_names: tuple[tuple[str, str], ...] = ()  # (label, name) pairs, sorted: hashable and keyed alike
     speaker_encoder: str = "resemblyzer"  # or the path of an ONNX speaker model
+    named_engine: str | None = None  # --engine as given (None: the route's): a sidecar's language re-resolves
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
                   audio_track: int | None = None, translate_to_english: bool = True,
                   beam_size: int | None = None, vad: bool = True, word_timestamps: bool = True,
                   temperature_fallback: bool = True, device: str | None = None,
-                  engine: str = "whisper", glossary: str | None = None,
+                  engine: str | None = None, glossary: str | None = None,
                   glossary_prompt: bool = True, diarize: bool = True,
                   speakers: int | None = None, speaker_names: str | None = None,
                   speaker_encoder: str = "resemblyzer", expect: str | None = EXPECT_DEFAULT) -> "RunOptions":
@@ -213,15 +215,17 @@ class RunOptions:
         An unnamed model or token comes from the language's route (`testimony models`); a language no
         installed model can do raises ModelMissingError naming the command that fixes it.
         """
-        from pipeline.store.routes import resolve_asr
+        from pipeline.store.routes import resolve_run
 
         follow_routes = asr_model is None  # a model the user named is used for every language
-        asr_model, whisper_token = resolve_asr(language, asr_model, whisper_token)
+        named_engine = engine
+        asr_model, whisper_token, engine = resolve_run(language, asr_model, whisper_token, engine)
         asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
                          beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
                          engine=engine, expect=expected_languages(expect) if language == "auto" else None)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
+                   named_engine=named_engine,
                    follow_routes=follow_routes, glossary=glossary or None,
                    glossary_prompt=glossary_prompt, diarize=diarize, speakers=speakers,
                    speaker_names=named(parse_speaker_names(speaker_names)),
@@ -248,6 +252,7 @@ class RunOptions:
         if self.asr.language == "auto" and self.follow_routes:  # which models the routes name matters
             from pipeline.store.routes import load_routes
 
-            data["routes"] = {k: v.asr_model for k, v in sorted(load_routes().items())}
+            data["routes"] = {k: f"{v.engine}:{v.asr_model}" if v.engine else v.asr_model
+                              for k, v in sorted(load_routes().items())}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

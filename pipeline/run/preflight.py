@@ -24,7 +24,7 @@ def check_before_work(options: RunOptions, language: str) -> None:
         from pipeline.speakers.choice import check
 
         check(options.speaker_encoder)
-    if language != "auto":
+    if language != "auto" and options.asr.engine != "ctc":  # a CTC model needs no language token
         whisper_token(language, options.asr.whisper_token)
     _check_asr_model(options.asr.model, options.asr.engine)
 
@@ -41,9 +41,14 @@ def _check_asr_model(model: str, engine: str) -> None:
     """The model is in the store, a file or folder here, or `base` from its packages; never fetched."""
     from pipeline.store.ct2_to_openai import packaged_base_parts
 
-    if model == "base" and packaged_base_parts():  # converted on first use by the run itself, not here
+    if model == "base" and engine != "ctc" and packaged_base_parts():  # converted on first use by the run
         return
-    if engine == "faster-whisper":
+    if engine == "ctc":
+        from pipeline.store.ctc_store import resolve_ctc
+
+        if model:  # none yet: the language (folder, sidecar) will pick its route's CTC model
+            resolve_ctc(model)
+    elif engine == "faster-whisper":
         from pipeline.store.ct2_store import resolve_ct2
 
         resolve_ct2(model)

