@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -122,3 +123,35 @@ def sign_in(page, base: str, name: str, password: str) -> None:
     page.fill("#password", password)
     page.click("#signin button[type=submit]")
     page.wait_for_url(base + "/")
+
+
+@contextmanager
+def review_server(archive: Path, *extra: str, env: dict | None = None):
+    """A real `testimony review` of `archive` on a free port, until the block ends (then Ctrl-C);
+    yields its URL once its sign-in page answers."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = archive.parent / f"review-{port}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "review", "--out", str(archive), "--port",
+                             str(port), *extra], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/signin", timeout=1)
+            break
+        except httpx.HTTPError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)

@@ -6,12 +6,7 @@ months (the save's clock is set back for one), so the per-model line has two poi
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 from starlette.testclient import TestClient
@@ -22,9 +17,8 @@ from pipeline.evaluation import extra
 from pipeline.review import accounts, revisions, save, server
 from pipeline.run import process
 
-from .conftest import sign_in
+from .conftest import review_server, sign_in
 from .test_catalog import transcript
-from .test_flow import _free_port
 from .test_team import _fetch
 
 pytestmark = pytest.mark.slow
@@ -67,22 +61,8 @@ def site(tmp_path_factory) -> dict:
         accounts.add(archive, name, role, languages, _password(name), must_change=False)
     ids = {r[0]: _checked(archive, *r) for r in RECORDINGS}
     catalog.sync(archive)
-    port = _free_port()
-    log = archive.parent / "review.log"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "review", "--out", str(archive), "--port",
-                             str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/signin", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    yield {"archive": archive, "url": url, "ids": ids}
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
+    with review_server(archive) as url:
+        yield {"archive": archive, "url": url, "ids": ids}
 
 
 def _quality_page(browser: Browser, site: dict, name: str) -> tuple[Page, list[str], list[str]]:

@@ -19,7 +19,7 @@ from pipeline.archive import access, catalog
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle
 from pipeline.review import accounts, revisions
 
-from .conftest import sign_in
+from .conftest import review_server, sign_in
 from .test_flow import _free_port
 from .test_signin import _publish
 
@@ -40,22 +40,8 @@ def team(tmp_path_factory) -> dict:
     catalog.sync(archive)
     for name, (role, languages) in TEAM.items():
         accounts.add(archive, name, role, languages, _password(name), must_change=False)
-    port = _free_port()
-    log = archive.parent / "review.log"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "review", "--out", str(archive), "--port",
-                             str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/signin", timeout=1)
-            break
-        except httpx.HTTPError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-    yield {"archive": archive, "url": url, "sha": shas}
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
+    with review_server(archive) as url:
+        yield {"archive": archive, "url": url, "sha": shas}
 
 
 def _as(browser: Browser, team: dict, name: str) -> Page:
