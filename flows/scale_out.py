@@ -154,6 +154,11 @@ def main(pool: str, out: Path, *, models: Path | None = None, gpus: int = 0) -> 
     """`testimony deploy`: set up the server, then say what to start where."""
     from prefect.settings import get_current_settings
 
+    if config.source_checkout() is None:  # installed: REPO_ROOT is site-packages, not a tree to ship
+        print("error: testimony deploy ships the flows as a source tree that every worker runs from the same "
+              "path; an installed package has none: run it from a clone of the repository, placed at the same "
+              "path on the shared storage of every machine", file=sys.stderr)
+        return 2
     api = get_current_settings().api.url  # the variable, or the active Prefect profile
     if not api:
         print("error: no Prefect server named: set PREFECT_API_URL to the shared server, e.g. "

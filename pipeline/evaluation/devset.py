@@ -57,7 +57,11 @@ def librivox() -> list[tuple[str, Path, str]]:
 
 
 def udhr(path: Path = UDHR) -> list[dict[str, str]]:
-    """Rows of the aligned UDHR table (id, en, kk, ug-Arab, ...)."""
+    """Rows of the aligned UDHR table (id, en, kk, ug-Arab, ...). The table is test data of the source
+    checkout, not part of an installed package: without it, say where it comes from."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the aligned UDHR table is not here; it comes with a source checkout "
+                                "(tests/data/udhr-dev.tsv): run make-devset from a clone of the repository")
     lines = path.read_text(encoding="utf-8").splitlines()
     header = lines[0].split("\t")
     return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line.strip()]
