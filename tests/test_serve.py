@@ -277,6 +277,31 @@ def test_the_prefect_ui_refuses_a_reviewers_account_and_the_workspace_takes_it(s
     assert httpx.get(f"{service['review']}/api/me", auth=API_AUTH, timeout=10).json()["role"] == "admin"
 
 
+def test_people_sign_in_to_serves_workspace_in_chromium_and_see_their_part(browser, service):
+    """The workspace `serve` runs: a Uyghur reviewer signs in on its page and lists Uyghur bundles only;
+    a reader, with nothing approved yet, lists none; neither reaches the Prefect API."""
+    from playwright.sync_api import expect
+
+    from .conftest import sign_in
+
+    people = {"dilnur": ("reviewer", "ug"), "reader": ("reader", "")}
+    for name, (role, languages) in people.items():
+        subprocess.run([sys.executable, "-m", "pipeline.cli.main", "users", "--out", str(service["archive"]), "add",
+                        name, "--role", role, "--languages", languages, "--password-stdin"],
+                       input=f"{name}'s own password\n", capture_output=True, text=True, timeout=60, check=True)
+    for name in people:
+        page = browser.new_context().new_page()
+        sign_in(page, service["review"], name, f"{name}'s own password")
+        expect(page.locator("#who-name")).to_contain_text(f"{name} ({people[name][0]}")
+        expect(page.locator("#page-info")).not_to_be_empty()
+        languages = page.locator("#bundles tbody tr td:nth-child(2)").all_inner_texts()
+        assert set(languages) <= ({"ug"} if name == "dilnur" else set()), (name, languages)
+        page.context.close()
+        refused = httpx.post(f"{service['api']}/flow_runs/filter", json={}, timeout=10,
+                             auth=(name, f"{name}'s own password"))
+        assert refused.status_code == 401
+
+
 def test_serve_on_an_open_address_without_tls_is_refused(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("TESTIMONY_AUTH", "PREFECT_API_URL")}
     done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "serve", "--host", "0.0.0.0", "--inbox",
