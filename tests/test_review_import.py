@@ -43,8 +43,10 @@ def test_an_edited_srt_is_one_revision_by_the_account(archive, capsys, tmp_path)
     newest = revisions.newest(find_bundle(archive, SHA))
     assert [s["text"] for s in newest.segments] == ["Менің әкем лагерде", "Екі жыл өтті", "Ол қайтып келмеді"]
     assert all(s["checked"] for s in newest.segments), "every segment the file covers is checked"
-    event = custody.read(archive, SHA)[-1]
-    assert event["event"] == "revise" and event["author"] == "aigerim"
+    events = custody.read(archive, SHA)
+    event = next(e for e in reversed(events) if e["event"] == "revise")
+    assert event["author"] == "aigerim"
+    assert events[-1]["event"] == "state" and events[-1]["to"] == "in_review", "as a save: the reviewer holds it"
     assert event["from_file"] == {"file": "kk.srt", "sha256": hashlib.sha256(returned.read_bytes()).hexdigest()}
     assert main(["verify", SHA[:12], "--out", str(archive)]) == 0, capsys.readouterr()
 
@@ -119,3 +121,23 @@ def test_docx_times_cut_to_tenths_still_place_a_short_segment():
     segments = [{"id": 0, "start": 10.0, "end": 12.31, "text": "a"}, {"id": 1, "start": 12.31, "end": 12.38,
                                                                         "text": "b"}]
     assert apply_cues(Path("t.docx"), segments, [cue], "bilingual", set())[1]["text"] == "ия"
+
+
+def test_an_import_into_approved_text_puts_it_back_in_review(archive, capsys, tmp_path):  # noqa: F811
+    from pipeline.review import workflow
+
+    accounts.add(archive, "aigerim", "reviewer", ("kk",))
+    accounts.add(archive, "bolat", "reviewer", ("kk",))
+    accounts.add(archive, "dilnur", "reviewer", ("ug",))
+    returned = _outside(tmp_path, "kk.srt")
+    returned.write_text(_rendering(archive, "kk.srt"), encoding="utf-8")
+    args = ("review", "import", SHA[:12], str(returned), "--out", str(archive), "--as")
+    assert _cli(capsys, *args, "aigerim")[0] == 0  # every segment checked, held by aigerim
+    workflow.check(archive, SHA, accounts.get(archive, "aigerim"))
+    workflow.approve(archive, SHA, accounts.get(archive, "bolat"))
+    code, _, err = _cli(capsys, *args, "dilnur")
+    assert code == 2 and "may not change a kk transcript" in err, "a reviewer of another language"
+    returned.write_text(_rendering(archive, "kk.srt").replace("Екі жыл болды", "Екі жыл өтті"), encoding="utf-8")
+    assert _cli(capsys, *args, "bolat")[0] == 0
+    status = workflow.state(archive, SHA)
+    assert (status.state, status.holder) == ("in_review", "bolat"), "changed text is not the approved text"

@@ -183,3 +183,48 @@ def test_an_expired_session_is_refused(team):
         con.execute("UPDATE sessions SET seen = seen - ?", (sessions.IDLE + 1,))
     con.close()
     assert client.get("/api/me").status_code == 401
+
+
+def _approve(team: dict, language: str = "kk") -> str:
+    """The bundle claimed, fully checked and saved by its reviewer, checked, then approved by the admin."""
+    from pipeline.review import workflow
+
+    sha, archive = team["sha"][language], team["archive"]
+    reviewer = _signed_in(team, "aigerim")
+    assert _send(reviewer, "POST", f"/api/bundles/{sha[:12]}/state", {"action": "claim"}).status_code == 200
+    assert _save(reviewer, sha).status_code == 201
+    workflow.check(archive, sha, accounts.get(archive, "aigerim"))
+    workflow.approve(archive, sha, accounts.get(archive, "archivist"))
+    return sha
+
+
+def test_a_reader_reads_the_approved_text_only_never_the_drafts_behind_it(team):
+    sha = _approve(team)
+    reader = _signed_in(team, "reader")
+    approved = reader.get(f"/api/bundles/{sha[:12]}")
+    assert approved.status_code == 200 and approved.json()["number"] == 1
+    draft = revisions.chain(find_bundle(team["archive"], sha))[0].sha256
+    assert reader.get(f"/api/bundles/{sha[:12]}", params={"revision": draft}).status_code == 403
+    assert reader.get(f"/api/bundles/{sha[:12]}/revisions").status_code == 403
+    assert reader.get("/api/progress").status_code == 403, "nothing about drafts, not even their hours"
+    assert [b["id"] for b in reader.get("/api/bundles").json()["bundles"]] == [sha[:12]]
+
+
+def test_a_password_typed_as_the_name_never_reaches_the_access_log(team):
+    from pipeline.archive import access
+
+    client = _client(team)
+    _send(client, "POST", "/api/session", {"name": "aigerim password", "password": "x"})
+    _send(client, "POST", "/api/session", {"name": "aigerim", "password": "wrong one"})
+    refused = [e["who"] for e in access.entries(team["archive"]) if e["action"] == "sign-in-refused"]
+    assert refused == ["-", "aigerim"]
+    assert b"aigerim password" not in access.log_path(team["archive"]).read_bytes()
+
+
+def test_a_scripts_basic_auth_ends_when_the_password_changes(team):
+    client, old = _client(team), _basic("dilnur", PASSWORDS["dilnur"])
+    assert client.get("/api/me", headers=old).status_code == 200  # now remembered for a few minutes
+    accounts.set_password(team["archive"], "dilnur", "a brand new password")
+    assert client.get("/api/me", headers=old).status_code == 401
+    accounts.disable(team["archive"], "dilnur")
+    assert client.get("/api/me", headers=_basic("dilnur", "a brand new password")).status_code == 401

@@ -51,7 +51,7 @@ def _unsigned(request: Request) -> Response:
     return JSONResponse({"error": "sign in first"}, status_code=401, headers={**SECURITY_HEADERS, **challenge})
 
 
-async def _signed_in(ws: Workspace, request: Request, handler) -> Response | None:
+async def _signed_in(ws: Workspace, request: Request, before_change: bool) -> Response | None:
     """Puts the asker on the request, or answers for them: not signed in, refused, or a one-time
     password that must be changed before anything else."""
     from starlette.concurrency import run_in_threadpool
@@ -63,23 +63,21 @@ async def _signed_in(ws: Workspace, request: Request, handler) -> Response | Non
         return signin.refused(exc, {**SECURITY_HEADERS, **({} if _from_a_browser(request) else CHALLENGE)})
     if account is None:
         return _unsigned(request)
-    if account.must_change and handler.__name__ not in BEFORE_CHANGE:
+    if account.must_change and not before_change:
         return error(403, "change your one-time password first (sign in on the workspace's page)")
     request.state.account = account
     return None
 
 
-OPEN = ("signin_page", "static", "sign_in")  # the handlers nobody needs to be signed in for
-BEFORE_CHANGE = ("page", "whoami", "change_password", "sign_out")  # all a one-time password opens
-
-
-def endpoint(ws: Workspace, handler):
-    """The handler behind the door: refused, signed in or sent to sign in, and its errors as JSON."""
+def endpoint(ws: Workspace, handler, *, public: bool = False, before_change: bool = False):
+    """The handler behind the door: refused, signed in or sent to sign in, and its errors as JSON.
+    `public`: nobody needs to be signed in (the sign-in page and its script); `before_change`: a
+    one-time password opens it (the page, who am I, the change itself, sign-out)."""
     async def guarded(request: Request) -> Response:
         if (refused := refusal(ws, request)) is not None:
             return refused
         try:
-            if handler.__name__ not in OPEN and (answer := await _signed_in(ws, request, handler)) is not None:
+            if not public and (answer := await _signed_in(ws, request, before_change)) is not None:
                 return answer
             result = handler(ws, request)
             return await result if hasattr(result, "__await__") else result

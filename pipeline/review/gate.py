@@ -57,9 +57,10 @@ class Gate:
         if cached is not None and (account := self._still_good(*cached)) is not None:
             return account
         name, password = _decode_basic(header)
+        checked_at = time.time()  # before the check: a password changed meanwhile still ends the entry
         account = accounts.authenticate(self.archive, name, password)
         with self._lock:
-            self._basic[key] = (account.name, time.time())
+            self._basic[key] = (account.name, checked_at)
         return account
 
     def _still_good(self, name: str, since: float) -> Account | None:

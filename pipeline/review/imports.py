@@ -182,11 +182,19 @@ def import_file(archive: Path, sha256: str, path: Path, author: str, content: st
     bundle = find_bundle(archive, sha256)
     if bundle is None:
         raise ReviewError(f"no bundle for {sha256[:12]} in {archive}")
+    transcript = Transcript.load(bundle / TRANSCRIPT)
+    if not account.can_edit(transcript.language):
+        raise ReviewError(f"--as {author}: a {account.role} of {','.join(account.languages) or 'no language'} "
+                          f"may not change a {transcript.language} transcript")
     newest = revisions.newest(bundle)
-    names = _speaker_names(Transcript.load(bundle / TRANSCRIPT))
-    segments = apply_cues(path, newest.segments, cues, content or found, names)
-    return save_revision(archive, sha256, base=newest.sha256, author=account.name, segments=segments,
-                         origin={"file": path.name, "sha256": file_sha256(path)})
+    segments = apply_cues(path, newest.segments, cues, content or found, _speaker_names(transcript))
+    saved = save_revision(archive, sha256, base=newest.sha256, author=account.name, segments=segments,
+                          origin={"file": path.name, "sha256": file_sha256(path)})
+    if not saved.unchanged:  # as a save in the workspace: an approved text that changed is in review again
+        from pipeline.review import workflow
+
+        workflow.after_save(archive, sha256, account)
+    return saved
 
 
 def _speaker_names(transcript) -> set[str]:

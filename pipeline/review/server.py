@@ -186,6 +186,8 @@ def get_bundle(ws: Workspace, request: Request) -> Response:
     opened = _readable(ws, request)
     chain = revisions.chain(opened.path)
     wanted = request.query_params.get("revision")
+    need(_account(request).role != "reader" or wanted is None,
+         "read earlier revisions (a reader reads the approved text)")
     chosen = chain[-1] if wanted is None else next((r for r in chain if r.sha256 == wanted), None)
     if chosen is None:
         return _error(404, "no such revision of this bundle")
@@ -202,6 +204,7 @@ def get_bundle(ws: Workspace, request: Request) -> Response:
 
 def get_revisions(ws: Workspace, request: Request) -> Response:
     opened = _readable(ws, request)
+    need(_account(request).role != "reader", "read the history of revisions (a reader reads the approved text)")
     return _json({"revisions": [r.summary() for r in revisions.chain(opened.path)]})
 
 
@@ -225,7 +228,10 @@ async def post_revision(ws: Workspace, request: Request) -> Response:
         from pipeline.review import workflow
 
         trail(ws.archive, author, "save", opened.sha256[:12], revision=saved.revision.number)
-        await run_in_threadpool(workflow.after_save, ws.archive, opened.sha256, _account(request))
+        try:
+            await run_in_threadpool(workflow.after_save, ws.archive, opened.sha256, _account(request))
+        except workflow.WorkflowError as exc:  # the revision is saved: say so, and why the state did not move
+            saved.warnings.append(f"saved, but the review state did not change: {exc}")
     return _json({"revision": saved.revision.sha256, "number": saved.revision.number, "merged": saved.merged,
                   "unchanged": saved.unchanged, "warnings": saved.warnings}, status)
 
@@ -319,6 +325,8 @@ def static(_ws: Workspace, request: Request) -> Response:
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)
 
 
+PUBLIC = (signin_page, static, sign_in)  # the handlers nobody needs to be signed in for
+BEFORE_CHANGE = (page, whoami, change_password, sign_out)  # all a one-time password opens
 ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", static, "GET"),
           ("/signin", signin_page, "GET"), ("/api/session", sign_in, "POST"), ("/api/session", sign_out, "DELETE"),
           ("/api/me", whoami, "GET"), ("/api/password", change_password, "POST"),
@@ -334,7 +342,8 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
 
 def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:
     ws = Workspace(Path(archive), Gate(Path(archive), secure), secrets.token_urlsafe(24), origin)
-    return Starlette(routes=[Route(path, door.endpoint(ws, handler), methods=[method])
+    return Starlette(routes=[Route(path, door.endpoint(ws, handler, public=handler in PUBLIC,
+                                                       before_change=handler in BEFORE_CHANGE), methods=[method])
                              for path, handler, method in ROUTES])
 
 
@@ -356,6 +365,9 @@ def serve_workspace(archive: Path, *, exposure: auth.Exposure | None = None, por
     server = uvicorn.Server(uvicorn.Config(app, host=exposure.host, port=port, log_level="warning",
                                            access_log=False, **tls))
     print(f"testimony review: {origin}/  (people sign in with their accounts: `testimony users`)", flush=True)
+    if exposure.insecure_http and exposure.host not in auth.LOOPBACK:
+        print(f"warning: plain HTTP on {exposure.host} (--insecure-http): passwords, cookies and testimony cross "
+              "the network unencrypted", flush=True)
     if stop is not None:
         def watch() -> None:
             stop.wait()

@@ -49,7 +49,8 @@ async def sign_in(ws: Workspace, request: Request, body: Any) -> Response:
     try:
         account = await run_in_threadpool(accounts.authenticate, ws.archive, *fields)
     except SignInRefused as exc:
-        trail(ws.archive, fields[0][:32], "sign-in-refused", reason=str(exc))
+        tried = fields[0] if accounts.get(ws.archive, fields[0]) is not None else "-"  # never a mistyped password
+        trail(ws.archive, tried, "sign-in-refused", reason=str(exc))
         return refused(exc, SECURITY_HEADERS)
     trail(ws.archive, account.name, "sign-in")
     return _signed_in(ws, account)

@@ -14,7 +14,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self
        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 MAX_BODY = 32 * 1024 * 1024  # a 5-hour transcript with every field at its limit still fits
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+                    "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:

@@ -65,6 +65,9 @@ def get_queue(ws: Workspace, request: Request) -> Response:
         for q in workflow.queue(ws.archive, language)]})
 
 
-def get_progress(ws: Workspace, _request: Request) -> Response:
-    """Hours of speech in each state, per language: what the archive page's progress table shows."""
+def get_progress(ws: Workspace, request: Request) -> Response:
+    """Hours of speech in each state, per language: what the archive page's progress table shows
+    (reviewers and admins: a reader is told nothing about drafts)."""
+    if request.state.account.role == "reader":
+        raise Forbidden("your role does not allow you to see the review's progress")
     return json_response({"states": list(workflow.STATES), "languages": workflow.progress(ws.archive)})

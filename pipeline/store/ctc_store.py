@@ -201,8 +201,9 @@ _lock = threading.Lock()
 
 
 def load_ctc(record: ModelRecord) -> tuple[Any, CtcExport]:
-    """The session and export of `record`, once per process; files re-hashed against their record first."""
-    key = str(record.path)
+    """The session and export of `record`, once per process and model bytes (a re-import under the same
+    name in another process is loaded anew); files re-hashed against their record first."""
+    key = f"{record.path}\0{record.sha256}"
     with _lock:
         if key not in _loaded:
             stored = model_registry.read_record(record.path) or {}
@@ -214,4 +215,6 @@ def load_ctc(record: ModelRecord) -> tuple[Any, CtcExport]:
 
 
 def forget_loaded(folder: Path) -> None:
-    _loaded.pop(str(folder), None)
+    with _lock:
+        for key in [k for k in _loaded if k.split("\0")[0] == str(folder)]:
+            del _loaded[key]

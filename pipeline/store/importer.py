@@ -78,6 +78,7 @@ def import_model(path: Path, *, languages: list[str] | None = None, whisper_toke
                  name: str | None = None, licence: str | None = None) -> list[Imported]:
     """Import whatever `path` holds; see the module docstring for the forms."""
     path = Path(path).expanduser()
+    _check_name(name or path.name, path)
     languages = languages or []
     kind = detect_kind(path)
     if kind == "argos":
@@ -87,6 +88,14 @@ def import_model(path: Path, *, languages: list[str] | None = None, whisper_toke
     if kind == "ctc":
         return [_import_ctc(path, languages, name, licence)]
     return [_import_whisper(path, kind, languages, whisper_token, name, licence)]
+
+
+def _check_name(name: str, path: Path) -> None:
+    """A model's store name becomes a folder or file name in the store: never a path, never `.` or `..`
+    (an import replaces what the store holds under that name)."""
+    if name.strip(".") == "" or "/" in name or "\\" in name or os.sep in name:
+        raise ModelMissingError(f"{path}: {name!r} cannot name a model in the store: give --name with letters, "
+                                "digits, '.', '_' or '-'")
 
 
 def _import_whisper(path: Path, kind: str, languages: list[str], token: str | None, name: str | None,
