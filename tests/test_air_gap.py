@@ -22,7 +22,7 @@ from pipeline.store import registry, routes
 from . import media_factory as mf
 from .hub_server import Hub
 from .test_hf_whisper import _random_hf
-from .tiny_mt import build_marian_hf
+from .tiny_models.mt import build_marian_hf
 
 WHISPER_REPO, MARIAN_REPO = "testorg/whisper-tiny-kk", "testorg/opus-mt-tiny-kk-en"
 LOCAL_MANIFEST = f"""

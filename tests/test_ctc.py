@@ -1,4 +1,4 @@
-"""The CTC engine with tiny random models in the real export formats (tests/tiny_models.py): import
+"""The CTC engine with tiny random models in the real export formats (tests/tiny_models): import
 checked and refused, a run through the real CLI, byte-identical output, `verify --reproduce`, routes
 that name the engine, and sentence-sized segments from unpunctuated words."""
 

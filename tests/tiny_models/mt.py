@@ -19,7 +19,7 @@ import sentencepiece as spm
 import torch
 import yaml
 
-from .tiny_argos import udhr_column
+from .argos import udhr_column
 
 D_MODEL, FFN, HEADS = 32, 64, 2
 SIGMA = 0.5

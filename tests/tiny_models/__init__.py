@@ -14,13 +14,12 @@ the CTC engine and anyone checking the plumbing exercise the same formats the re
   `features` (B, 64, T) log-mel and `feature_lengths` (B,), output `log_probs` (B, T/4, vocab_size),
   a frame per 4 feature frames (40 ms); `tokens.txt` lines `TOKEN ID` with `<blk>` last.
 
-Whisper, CTranslate2, Argos, NLLB and MADLAD tiny models are not written here yet (tests/conftest.py,
-tests/tiny_argos.py and tests/tiny_mt.py make theirs).
+The other formats' builders live beside this file: `whisper` (openai-whisper checkpoint, CTranslate2
+Whisper), `argos` (.argosmodel), `mt` (Hugging Face Marian, OPUS-MT, NLLB-200, M2M100).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +133,3 @@ def write_all(out: Path, seed: int = 0) -> dict[str, Path]:
     """Every format this module knows, one folder each under `out`."""
     return {name: write(out / name, seed) for name, write in WRITERS.items()}
 
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.tiny_models DIR")
-    for fmt, where in write_all(Path(sys.argv[1])).items():
-        print(f"{fmt}: {where}")
