@@ -1,4 +1,4 @@
-"""`python -m tests.tiny_models DIR`: write every tiny model format under DIR."""
+"""`python -m tests.tiny_models DIR [FORMAT ...]`: write every tiny model format (or those named) under DIR."""
 
 import sys
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 from . import write_all
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.tiny_models DIR")
-    for fmt, where in write_all(Path(sys.argv[1])).items():
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python -m tests.tiny_models DIR [FORMAT ...]")
+    for fmt, where in write_all(Path(sys.argv[1]), names=sys.argv[2:]).items():
         print(f"{fmt}: {where}")

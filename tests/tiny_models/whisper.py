@@ -19,9 +19,9 @@ from whisper.model import ModelDimensions, Whisper
 from whisper.tokenizer import get_tokenizer
 
 
-def openai_whisper_checkpoint(path: Path) -> Path:
+def openai_whisper_checkpoint(path: Path, seed: int = 0) -> Path:
     """A random-weight multilingual Whisper checkpoint in openai-whisper's own format."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
                            n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=64,
                            n_text_head=2, n_text_layer=1)
@@ -52,7 +52,7 @@ def random_whisper(seed: int) -> Whisper:
 
 
 def ct2_vocabulary() -> list[str]:
-    tokens = [f"tok{i}" for i in range(TINY.n_vocab)]
+    tokens = [f"tok{i}" for i in range(TINY.n_vocab)]  # n_vocab is the multilingual one in every model here
     for token, index in get_tokenizer(multilingual=True).special_tokens.items():
         tokens[index] = token
     return tokens
@@ -115,3 +115,8 @@ def write_ct2(model: Whisper, out_dir: Path, quantization: str | None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     spec.save(str(out_dir))
     return out_dir
+
+
+def ct2_folder(folder: Path, seed: int = 0) -> Path:
+    """A CTranslate2 Whisper folder (float16, as faster-whisper's published ones are) with random weights."""
+    return write_ct2(random_whisper(seed), folder, quantization="float16")
