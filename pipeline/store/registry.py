@@ -28,7 +28,7 @@ RECOMMENDED = "recommended"  # the manifest's table of sets per language, not a 
 class KnownModel:
     """One model the manifest names.
 
-    kind: "whisper" (ASR) or "translation".
+    kind: "whisper" (ASR), "ctc" (ASR: a CTC export the `ctc` engine runs) or "translation".
     source: an official Whisper URL, or `https://huggingface.co/OWNER/NAME` for a hub repository.
     language, whisper_token: for a hub Whisper fine-tune, the language it is routed for and the token
     it was trained over (a Uyghur model over `uz`, say).
