@@ -29,6 +29,7 @@ size_mb = 1
 
 [recommended.kk]
 asr = "tiny-ctc-hub"
+also = ["gigaam-multilingual-large-ctc", "omnilingual-asr-ctc-300m"]
 """
 
 
@@ -65,6 +66,8 @@ def test_a_ctc_model_installs_through_the_hub_for_its_language(hub, capsys):
     assert main(["models", "install", "--for", "kk"]) == 0
     assert "tiny-ctc-hub is installed already (kk)" in capsys.readouterr().out
     assert _route("kk") == ("tiny-ctc-hub", "ctc"), "an installed set's CTC model is routed again, with its engine"
+    assert main(["models", "install", "gigaam-multilingual-large-ctc"]) == 2
+    assert "no hub repository" in (err := capsys.readouterr().err) and "onnx_converter" in err
 
 
 def _rewrite(pack: Path, out: Path, member: str) -> Path:

@@ -58,6 +58,9 @@ def install(name: str, languages: list[str] | None = None) -> list[Done]:
         return _from_hub(known, languages or ([known.language] if known.language else []))
     if name in official_whisper_names():
         return [_official(name, languages or [])]
+    if known is not None:
+        raise UnknownModelError(f"{name} has no hub repository this store installs from ({known.source}): "
+                                f"{known.hint or 'import it: testimony models import FOLDER'}")
     raise UnknownModelError(f"unknown model '{name}'; known: {', '.join(_names())}")
 
 
