@@ -178,5 +178,5 @@ def write_all(out: Path, seed: int = 0, names: list[str] | None = None) -> dict[
     """The formats named (all by default), each at its own path under `out`."""
     unknown = sorted(set(names or []) - set(WRITERS))
     if unknown:
-        raise SystemExit(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(WRITERS)}")
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(WRITERS)}")
     return {name: WRITERS[name](out / name, seed) for name in names or WRITERS}

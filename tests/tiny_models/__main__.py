@@ -8,5 +8,9 @@ from . import write_all
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         sys.exit("usage: python -m tests.tiny_models DIR [FORMAT ...]")
-    for fmt, where in write_all(Path(sys.argv[1]), names=sys.argv[2:]).items():
+    try:
+        written = write_all(Path(sys.argv[1]), names=sys.argv[2:])
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    for fmt, where in written.items():
         print(f"{fmt}: {where}")
