@@ -5,13 +5,10 @@ from __future__ import annotations
 import shutil
 import socket
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-import torch
 import whisper
-from whisper.model import ModelDimensions
 
 from pipeline import config
 from pipeline.store.ct2_to_openai import convert_ct2_whisper, packaged_base_parts
@@ -33,16 +30,9 @@ def isolated_env(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A random-weight multilingual Whisper checkpoint in openai-whisper's own format."""
-    torch.manual_seed(0)
-    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=2,
-                           n_audio_layer=1, n_vocab=51865, n_text_ctx=448, n_text_state=64,
-                           n_text_head=2, n_text_layer=1)
-    model = whisper.model.Whisper(dims)
-    with torch.no_grad():  # openai-whisper leaves the decoder's positions as torch.empty: garbage, even NaN
-        model.decoder.positional_embedding.normal_(0.0, 0.02)
-    path = tmp_path_factory.mktemp("tiny-whisper") / "tiny-random.pt"
-    torch.save({"dims": asdict(dims), "model_state_dict": model.state_dict()}, path)
-    return path
+    from .tiny_models.whisper import openai_whisper_checkpoint
+
+    return openai_whisper_checkpoint(tmp_path_factory.mktemp("tiny-whisper") / "tiny-random.pt")
 
 
 @pytest.fixture(scope="session")

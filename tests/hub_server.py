@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".model", ".spm")
+LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".model", ".spm", ".onnx")
 
 
 def _blob_sha1(data: bytes) -> str:

@@ -22,7 +22,7 @@ from pipeline.store import registry, routes
 from . import media_factory as mf
 from .hub_server import Hub
 from .test_hf_whisper import _random_hf
-from .tiny_mt import build_marian_hf
+from .tiny_models.mt import build_marian_hf
 
 WHISPER_REPO, MARIAN_REPO = "testorg/whisper-tiny-kk", "testorg/opus-mt-tiny-kk-en"
 LOCAL_MANIFEST = f"""
@@ -174,3 +174,23 @@ def test_the_shipped_sets_name_models_the_manifest_lists():
         assert known[chosen.translation].kind == "translation" and known[chosen.translation].repo_id
         assert all(q["source"] and q["test_set"] for q in known[chosen.asr].quality), "every figure says where"
     assert "non-commercial" in known["nllb-200-distilled-1.3B"].licence
+
+
+def test_the_shipped_sets_name_the_ctc_models_and_whisper_keeps_the_route():
+    """kk and ug name the CTC models beside their sets, each with licence, size, the figures with where they
+    were published, and a note that its download source is not verified; the routes stay Whisper's."""
+    known, sets = registry.known_models(), registry.recommended_sets()
+    omnilingual = {"omnilingual-asr-ctc-300m", "omnilingual-asr-ctc-1b"}
+    assert omnilingual | {"gigaam-multilingual-large-ctc"} <= set(sets["kk"].also)
+    assert omnilingual <= set(sets["ug"].also)
+    assert not any(name.startswith("gigaam") for name in sets["ug"].also), "GigaAM has no Uyghur"
+    for name in sets["kk"].also + sets["ug"].also:
+        entry = known[name]
+        assert entry.kind == "ctc" and entry.licence and entry.size_mb and "not verified" in entry.note, name
+        assert all(q["source"] and q["test_set"] for q in entry.quality), name
+    assert known["omnilingual-asr-ctc-300m"].licence == "Apache-2.0"
+    assert known["gigaam-multilingual-large-ctc"].licence == "MIT"
+    gigaam = {q["test_set"]: q["value"] for q in known["gigaam-multilingual-large-ctc"].quality}
+    assert list(gigaam.values()) == [13.8, 4.4, 15.8]
+    assert all("ai-sage/GigaAM-Multilingual" in q["source"] for q in known["gigaam-multilingual-large-ctc"].quality)
+    assert routes.route_for("kk").asr_model == "base" and routes.route_for("kk").engine == ""

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 import whisper
-from ctranslate2.specs import whisper_spec
 from whisper.model import ModelDimensions, Whisper
 from whisper.tokenizer import get_tokenizer
 
@@ -32,98 +31,17 @@ from pipeline.store.ct2_to_openai import (
     read_ct2_model,
 )
 
+from .tiny_models.whisper import TINY, TINY_HEADS, random_whisper, write_ct2
+
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
-TINY = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=64, n_audio_head=4,
-                       n_audio_layer=2, n_vocab=51865, n_text_ctx=32, n_text_state=64,
-                       n_text_head=4, n_text_layer=2)
-TINY_HEADS = [(1, 0), (1, 3)]
-
-
-def _random_whisper(seed: int) -> Whisper:
-    """Random weights everywhere, layer norms included, so a swapped name cannot hide."""
-    torch.manual_seed(seed)
-    model = Whisper(TINY)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            scale = 0.5 if name.endswith("embedding.weight") else 0.2
-            p.copy_(torch.randn_like(p) * scale + (1.0 if name.endswith("ln.weight") else 0.0))
-        # identical values on purpose: CTranslate2 stores the second one as an alias
-        model.encoder.blocks[1].attn_ln.weight.copy_(model.encoder.blocks[0].attn_ln.weight)
-    return model.eval()
-
-
-def _ct2_vocabulary() -> list[str]:
-    tokens = [f"tok{i}" for i in range(TINY.n_vocab)]
-    for token, index in get_tokenizer(multilingual=True).special_tokens.items():
-        tokens[index] = token
-    return tokens
-
-
-def _write_ct2(model: Whisper, out_dir: Path, quantization: str | None) -> Path:
-    """The inverse of the converter, written against ctranslate2's own WhisperSpec."""
-    sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    d = TINY
-    spec = whisper_spec.WhisperSpec(d.n_audio_layer, d.n_audio_head, d.n_text_layer, d.n_text_head)
-
-    def lin(target, key, bias=True):
-        target.weight = sd[key + ".weight"]
-        if bias:
-            target.bias = sd[key + ".bias"]
-
-    def ln(target, key):
-        target.gamma, target.beta = sd[key + ".weight"], sd[key + ".bias"]
-
-    def fused(target, keys):
-        target.weight = np.concatenate([sd[k + ".weight"] for k in keys])
-        zero = np.zeros(d.n_text_state, np.float32)  # the key projection has no bias
-        target.bias = np.concatenate([sd.get(k + ".bias", zero) for k in keys])
-
-    def block(layer, key, cross):
-        fused(layer.self_attention.linear[0],
-              [f"{key}.attn.query", f"{key}.attn.key", f"{key}.attn.value"])
-        lin(layer.self_attention.linear[1], f"{key}.attn.out")
-        ln(layer.self_attention.layer_norm, f"{key}.attn_ln")
-        if cross:
-            lin(layer.attention.linear[0], f"{key}.cross_attn.query")
-            fused(layer.attention.linear[1], [f"{key}.cross_attn.key", f"{key}.cross_attn.value"])
-            lin(layer.attention.linear[2], f"{key}.cross_attn.out")
-            ln(layer.attention.layer_norm, f"{key}.cross_attn_ln")
-        lin(layer.ffn.linear_0, f"{key}.mlp.0")
-        lin(layer.ffn.linear_1, f"{key}.mlp.2")
-        ln(layer.ffn.layer_norm, f"{key}.mlp_ln")
-
-    enc, dec = spec.encoder, spec.decoder
-    lin(enc.conv1, "encoder.conv1")
-    lin(enc.conv2, "encoder.conv2")
-    enc.position_encodings.encodings = sd["encoder.positional_embedding"]
-    ln(enc.layer_norm, "encoder.ln_post")
-    for i, layer in enumerate(enc.layer):
-        block(layer, f"encoder.blocks.{i}", cross=False)
-    dec.embeddings.weight = sd["decoder.token_embedding.weight"]
-    dec.position_encodings.encodings = sd["decoder.positional_embedding"]
-    dec.projection.weight = sd["decoder.token_embedding.weight"]
-    ln(dec.layer_norm, "decoder.ln")
-    for i, layer in enumerate(dec.layer):
-        block(layer, f"decoder.blocks.{i}", cross=True)
-
-    tokenizer = get_tokenizer(multilingual=True)
-    spec.register_vocabulary(_ct2_vocabulary())
-    spec.config.suppress_ids, spec.config.suppress_ids_begin = [], []
-    spec.config.lang_ids = list(tokenizer.all_language_tokens)
-    spec.config.alignment_heads = [list(p) for p in TINY_HEADS]
-    spec.validate()
-    spec.optimize(quantization=quantization)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spec.save(str(out_dir))
-    return out_dir
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random tiny model, its CTranslate2 float16 copy and that copy converted back."""
     root = tmp_path_factory.mktemp("tiny_ct2")
-    model = _random_whisper(seed=7)
-    ct2_dir = _write_ct2(model, root / "ct2", quantization="float16")
+    model = random_whisper(seed=7)
+    ct2_dir = write_ct2(model, root / "ct2", quantization="float16")
     heads = encode_alignment_heads(TINY_HEADS, TINY.n_text_layer, TINY.n_text_head)
     converted = convert_ct2_whisper(ct2_dir / "model.bin", root / "tiny.pt", alignment_heads=heads)
     return model, ct2_dir, converted
@@ -190,8 +108,8 @@ def test_tiny_float16_is_lossless_and_matches_ctranslate2(tiny):
 
 
 def test_tiny_int8_is_dequantized_like_the_runtime(tmp_path):
-    model = _random_whisper(seed=11)
-    ct2_dir = _write_ct2(model, tmp_path / "ct2", quantization="int8")
+    model = random_whisper(seed=11)
+    ct2_dir = write_ct2(model, tmp_path / "ct2", quantization="int8")
     variables, _ = read_ct2_model(ct2_dir)  # a model directory is accepted too
     assert not any(name.endswith("_scale") for name in variables)
     ours = load_converted(convert_ct2_whisper(ct2_dir, tmp_path / "int8.pt"))
@@ -244,8 +162,8 @@ def test_not_a_whisper_model_names_the_file(tiny, tmp_path):
 
 
 def test_nonzero_key_bias_is_refused(tmp_path):
-    model = _random_whisper(seed=3)
-    ct2_dir = _write_ct2(model, tmp_path / "ct2", quantization=None)
+    model = random_whisper(seed=3)
+    ct2_dir = write_ct2(model, tmp_path / "ct2", quantization=None)
     variables, _ = read_ct2_model(ct2_dir)
     bias = variables["encoder/layer_0/self_attention/linear_0/bias"]
     assert not bias[TINY.n_audio_state:2 * TINY.n_audio_state].any()  # the key third is zero

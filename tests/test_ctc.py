@@ -1,4 +1,4 @@
-"""The CTC engine with tiny random models in the real export formats (tests/tiny_models.py): import
+"""The CTC engine with tiny random models in the real export formats (tests/tiny_models): import
 checked and refused, a run through the real CLI, byte-identical output, `verify --reproduce`, routes
 that name the engine, and sentence-sized segments from unpunctuated words."""
 
@@ -21,6 +21,7 @@ from . import tiny_models
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_FLAGS = ["--no-translate", "--no-diarize"]
+CTC_FORMATS = ["omnilingual-ctc", "gigaam-ctc"]
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -36,9 +37,9 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 def exports(tmp_path_factory) -> dict[str, Path]:
     """The tiny exports, written once by the same command anyone would run."""
     out = tmp_path_factory.mktemp("tiny-exports")
-    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(out)], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(out), *CTC_FORMATS], cwd=REPO, check=True,
                    capture_output=True)
-    return {name: out / name for name in tiny_models.WRITERS}
+    return {name: out / name for name in CTC_FORMATS}
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ def _bundle(archive: Path) -> Path:
 def test_tiny_models_are_deterministic_and_have_the_published_io(exports, tmp_path):
     import onnxruntime as ort
 
-    again = tiny_models.write_all(tmp_path / "again")
+    again = tiny_models.write_all(tmp_path / "again", names=CTC_FORMATS)
     for name, folder in exports.items():
         for item in folder.iterdir():
             assert item.read_bytes() == (again[name] / item.name).read_bytes(), f"{name}/{item.name} differs"
@@ -269,3 +270,34 @@ def test_a_resumed_ctc_run_reuses_its_checkpoint(exports, media, tmp_path, monke
     monkeypatch.setattr(ctc_engine, "_decode", refuse)
     again = engine.transcribe(model, audio, options, checkpoint=Checkpoint(checkpoint, {"model": record.sha256}))
     assert first.segments and again.segments == first.segments
+
+
+def _tones(seconds: float, silences: list[tuple[float, float]], dips: list[float] = ()) -> np.ndarray:
+    """A chord whose loudness swells four times a second like syllables, never falling silent, except in
+    `silences` ((start, end) seconds); `dips` are 40 ms near-silences, as a stop consonant's closure."""
+    t = np.arange(int(seconds * 16000)) / 16000
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (180, 420, 1100)) / 3
+    signal = chord * (0.6 + 0.35 * np.sin(2 * np.pi * 4 * t))
+    for start, end in silences:
+        signal[int(start * 16000):int(end * 16000)] = 0
+    for at in dips:
+        signal[int(at * 16000):int((at + 0.04) * 16000)] *= 0.01
+    return signal.astype(np.float32)
+
+
+@pytest.mark.parametrize("limit", [40.0, 30.0])
+def test_a_clip_over_the_limit_is_cut_in_its_pause_not_into_equal_parts(limit):
+    from pipeline.asr.ctc_engine import _calls
+
+    seconds, pause = limit + 5, (limit - 6.0, limit - 5.75)  # the equal cut would fall at (limit + 5) / 2
+    calls = _calls(_tones(seconds, [pause], dips=[limit - 2.0]), limit)
+    assert len(calls) == 2 and calls[0][0] == 0 and calls[-1][1] == int(seconds * 16000)
+    cut = calls[0][1] / 16000
+    assert calls[1][0] == calls[0][1] and pause[0] <= cut <= pause[1], f"cut at {cut} s, pause at {pause}"
+    assert abs(cut - seconds / 2) > 5, "not the equal cut"
+
+    long = _calls(_tones(2.4 * limit, [(0.8 * limit, 0.8 * limit + 0.3), (1.7 * limit, 1.7 * limit + 0.3)]), limit)
+    cuts = [b / 16000 for _, b in long[:-1]]
+    assert len(long) == 3 and all(b - a <= limit * 16000 for a, b in long)
+    assert 0.8 * limit <= cuts[0] <= 0.8 * limit + 0.3 and 1.7 * limit <= cuts[1] <= 1.7 * limit + 0.3, cuts
+    assert _calls(np.zeros(int(limit * 16000), np.float32), limit) == [(0, int(limit * 16000))], "at the limit: whole"

@@ -26,7 +26,7 @@ from pipeline.store import registry as model_registry
 
 from .test_flow import prefect_server  # noqa: F401  (the module's real Prefect server)
 from .test_pipeline import TINY_FLAGS
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 
 def _sha(path: Path) -> str:

@@ -142,7 +142,7 @@ def test_the_flow_takes_the_one_path(prefect_server, media, tiny_whisper, tmp_pa
     import json
     import stat
 
-    from .tiny_argos import build_tiny_argos_package
+    from .tiny_models.argos import build_tiny_argos_package
 
     env = {**prefect_server["env"], "TESTIMONY_MODELS": os.environ["TESTIMONY_MODELS"]}
     video = mf.video_from_audio(media / "kk.wav", tmp_path / "witness.mp4", lead_silence=1.0)

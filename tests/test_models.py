@@ -17,7 +17,7 @@ from pipeline.store import routes
 from pipeline.store.ct2_to_openai import packaged_base_parts
 
 from . import media_factory as mf
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 TINY_FLAGS = ["--no-word-timestamps", "--no-fallback", "--no-translate"]
 
@@ -173,7 +173,7 @@ def test_auto_detected_language_is_decoded_with_its_route(converted_base, tiny_w
 
 
 def test_nllb_folder_becomes_one_package_per_language(tmp_path, capsys):
-    from .tiny_mt import build_m2m
+    from .tiny_models.mt import build_m2m
 
     folder = build_m2m(tmp_path / "nllb", "nllb")
     assert main(["models", "import", str(folder)]) == 1, "a multilingual model needs --language"

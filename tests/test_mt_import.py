@@ -27,8 +27,8 @@ from pipeline.stages.translate import find_translator, translate_texts
 from pipeline.store.hf_to_argos import detect_mt_kind, import_translation_model
 
 from .media_factory import SHARED_DATA as UDHR_TSV
-from .tiny_argos import udhr_column
-from .tiny_mt import build_m2m, build_marian_hf, marian_native_from_hf
+from .tiny_models.argos import udhr_column
+from .tiny_models.mt import build_m2m, build_marian_hf, marian_native_from_hf
 
 pytestmark = [pytest.mark.skipif(not UDHR_TSV.exists(), reason=f"{UDHR_TSV} not present"),
               pytest.mark.usefixtures("no_network")]

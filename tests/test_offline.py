@@ -19,7 +19,7 @@ from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
 from .test_pipeline import TINY_FLAGS
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 
 def _local_host(host: Any) -> bool:

@@ -17,7 +17,7 @@ from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
 from .test_pipeline import _options
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pipeline.stages.translate import install_package
 from pipeline.transcript import UNTRANSLATED, Transcript
 
 from . import media_factory as mf
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 # Random weights make word-timestamp re-seeking and temperature sampling wander for minutes; the
 # random model only has to run the real machinery, deterministically. Real-weight tests keep defaults.

@@ -24,7 +24,7 @@ from pipeline.stages.media import wav_duration
 
 from . import media_factory as mf
 from .test_pipeline import TINY_FLAGS
-from .tiny_argos import build_tiny_argos_package
+from .tiny_models.argos import build_tiny_argos_package
 
 LEAD, PAUSE = 3.0, 12.0  # pauses longer than vad.window_groups' 10 s gap: one decode chunk per clip
 

@@ -14,7 +14,7 @@ import pytest
 from pipeline.stages import translate
 from pipeline.stages.translate import MissingTranslation, find_translator, install_package, translate_texts
 
-from .tiny_argos import build_tiny_argos_package, udhr_column
+from .tiny_models.argos import build_tiny_argos_package, udhr_column
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -69,7 +69,7 @@ def archive(tmp_path_factory, converted_base) -> Path:
 @pytest.fixture(scope="module")
 def server(archive, tmp_path_factory):
     """`testimony review` with a tiny kk->en Argos package installed, so edited originals get an offer."""
-    from .tiny_argos import build_tiny_argos_package
+    from .tiny_models.argos import build_tiny_argos_package
 
     port = _free_port()
     models = tmp_path_factory.mktemp("review-models")

@@ -4,7 +4,9 @@ The loop is the shared one (`Engine.transcribe`, `asr.core.transcribe_with`): ou
 one chunk read, decoded and checkpointed at a time, the same flags and per-segment confidence
 (`asr.core._segments`). What this engine does inside a chunk:
 - Calls: each voiced clip is scored in calls of at most `ctc_store.MAX_CALL_SECONDS` (40 s for
-  Omnilingual, its limit; 30 s for GigaAM), cut into equal parts, each call's frames put back on the clip's clock.
+  Omnilingual, its limit; 30 s for GigaAM). A longer clip is cut at the quietest 100 ms within the last
+  `QUIET_WINDOW_SECONDS` before the limit (a pause, where one is), not into equal parts, so a word is not
+  split between two calls; each call's frames are put back on the clip's clock.
 - Decoding: greedy CTC (most probable token per frame, repeats merged, blanks dropped), no sampling,
   so there is no fallback and nothing to seed; onnxruntime on one thread, sequential: the same audio
   gives the same bytes.
@@ -39,6 +41,8 @@ from pipeline.stages.vad import SpeechRegion
 from pipeline.store.ctc_store import MAX_CALL_SECONDS, SAMPLE_RATE, CtcExport, load_ctc, resolve_ctc, run
 from pipeline.store.record import ModelRecord
 
+QUIET_WINDOW_SECONDS = 10.0  # where a long clip may be cut: the last 10 s before the model's limit
+QUIET_FRAME, QUIET_SPAN = 320, 5  # 20 ms energy frames, smoothed over 5 (100 ms)
 NO_DETECTION = (
     "the ctc engine cannot detect the language (a CTC model only writes what it hears): give it with "
     "--language (e.g. --language kk), drop the video in the archive's inbox/LANG/ folder or give a sidecar "
@@ -60,11 +64,30 @@ def _log_softmax(scores: np.ndarray) -> np.ndarray:
     return scores - top - np.log(np.exp(scores - top).sum(axis=1, keepdims=True))
 
 
-def _calls(samples: int, limit: float) -> list[tuple[int, int]]:
-    """[first, last) sample ranges of equal calls of at most `limit` seconds covering `samples`."""
-    count = max(1, math.ceil(samples / (limit * SAMPLE_RATE)))
-    bounds = [round(i * samples / count) for i in range(count + 1)]
+def _calls(clip: np.ndarray, limit: float) -> list[tuple[int, int]]:
+    """[first, last) sample ranges of calls of at most `limit` seconds covering `clip`, each cut at the
+    quietest stretch of the window before the limit: a cut in a pause splits no word."""
+    limit_n = int(limit * SAMPLE_RATE)
+    window_n = int(min(QUIET_WINDOW_SECONDS, limit / 2) * SAMPLE_RATE)
+    bounds = [0]
+    while len(clip) - bounds[-1] > limit_n:
+        low = bounds[-1] + limit_n - window_n
+        bounds.append(low + _quietest(clip[low:low + window_n]))
+    bounds.append(len(clip))
     return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _quietest(stretch: np.ndarray) -> int:
+    """The sample offset of the middle of the quietest `QUIET_SPAN` frames of `stretch` (the first such
+    run where several are equally quiet, as digital silence is): energy smoothed over 100 ms, so a stop
+    consonant's closure inside a word does not pass for a pause."""
+    frames = len(stretch) // QUIET_FRAME
+    energy = (stretch[:frames * QUIET_FRAME].astype(np.float64).reshape(frames, QUIET_FRAME) ** 2).mean(axis=1)
+    smooth = np.convolve(energy, np.ones(QUIET_SPAN) / QUIET_SPAN, mode="valid")
+    quiet = np.flatnonzero(smooth <= smooth.min() + 1e-12)
+    run_end = quiet[0] + int(np.argmin(np.diff(np.append(quiet, quiet[-1] + 2)) == 1))
+    middle = (quiet[0] + run_end) // 2 + QUIET_SPAN // 2
+    return int(middle * QUIET_FRAME + QUIET_FRAME // 2)
 
 
 def _tokens(model: CtcModel, logp: np.ndarray) -> list[tuple[str, int, int, float]]:
@@ -111,7 +134,7 @@ def _clip_words(model: CtcModel, audio: np.ndarray, start: float, end: float) ->
     first, last = int(start * SAMPLE_RATE), min(len(audio), int(math.ceil(end * SAMPLE_RATE)))
     fmt = model.export.format
     words: list[dict] = []
-    for a, b in _calls(last - first, MAX_CALL_SECONDS[fmt]):
+    for a, b in _calls(audio[first:last], MAX_CALL_SECONDS[fmt]):
         if b - a < SAMPLE_RATE // 10:  # under 100 ms: shorter than one word, and than some models' window
             continue
         logp = _log_softmax(run(model.session, fmt, audio[first + a:first + b], model_inputs))

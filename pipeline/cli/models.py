@@ -153,6 +153,29 @@ def _recommended() -> None:
             print(f"       {role}: {name} [{state}] {entry.licence}, ~{entry.size_mb or '?'} MB, {entry.source}")
             if figures := _figures(entry, language):
                 print(f"            published: {figures}")
+        for line in _also(chosen):
+            print("       " + line)
+
+
+def _also(chosen: model_registry.Recommended) -> list[str]:
+    """The CTC models named beside a set: what each is, its licence, size, published figures, what to
+    know first and how to get it; `install --for` lists them and installs none."""
+    from pipeline.store.install import is_installed
+
+    known, lines = model_registry.known_models(), []
+    for name in chosen.also:
+        entry = known.get(name)
+        if entry is None:
+            lines.append(f"also: {name} (not in the manifest)")
+            continue
+        state = "installed" if is_installed(entry, chosen.language) else "not installed"
+        lines.append(f"also: {name} [{state}] ASR, engine {entry.kind}, {entry.licence}, ~{entry.size_mb or '?'} MB")
+        lines += [f"     published: {figures}"] if (figures := _figures(entry, chosen.language)) else []
+        lines += [f"     NOTE: {entry.note}"] if entry.note else []
+        lines.append(f"     get it: testimony models install {name} --language {chosen.language} (from {entry.source})"
+                     if entry.repo_id
+                     else f"     get it: {entry.hint}")
+    return lines
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -162,6 +185,11 @@ def _install(args: argparse.Namespace) -> int:
         print("error: name one model, or give --for LANGS for the recommended sets "
               "(testimony models install --for kk,ug)", file=sys.stderr)
         return 2
+    for chosen in install.sets_for(args.for_languages) if args.for_languages else []:
+        if chosen.also:
+            print(f"{chosen.language}: also recommended, not installed by --for (their download sources are not "
+                  "verified from here); the route stays as it is until one is installed or imported:")
+            print("\n".join("  " + line for line in _also(chosen)))
     try:
         done = install.install_for(args.for_languages) if args.for_languages else install.install(
             args.name, args.language)

@@ -2,7 +2,7 @@
 
 An official Whisper checkpoint comes from OpenAI's URL (`store.official`, resumable) and is checked
 against the SHA-256 in it; a
-hub repository (a Whisper fine-tune, an NLLB or Marian model) comes through `store.hub`, every file
+hub repository (a Whisper fine-tune, a CTC export, an NLLB or Marian model) comes through `store.hub`, every file
 checked against the hash the hub publishes, and is then converted and routed exactly as
 `testimony models import` does with a copied folder. Either way the model is installed whole or
 not at all.
@@ -58,6 +58,9 @@ def install(name: str, languages: list[str] | None = None) -> list[Done]:
         return _from_hub(known, languages or ([known.language] if known.language else []))
     if name in official_whisper_names():
         return [_official(name, languages or [])]
+    if known is not None:
+        raise UnknownModelError(f"{name} has no hub repository this store installs from ({known.source}): "
+                                f"{known.hint or 'import it: testimony models import FOLDER'}")
     raise UnknownModelError(f"unknown model '{name}'; known: {', '.join(_names())}")
 
 
@@ -118,10 +121,13 @@ def install_for(languages: list[str]) -> list[Done]:
 
 
 def _keep(known: KnownModel, language: str) -> Done:
-    """An installed model of the set: an ASR model is routed for the language all the same."""
-    if known.kind == "whisper":
-        from pipeline.store import routes
+    """An installed model of the set: an ASR model is routed for the language all the same (a CTC model
+    with its engine, which has no Whisper token)."""
+    from pipeline.store import routes
 
+    if known.kind == "whisper":
         routes.set_route(language, asr_model=known.name, whisper_token=known.whisper_token or language,
                           engine="")
+    elif known.kind == "ctc":
+        routes.set_route(language, asr_model=known.name, whisper_token="", engine="ctc")
     return Done(known.name, f"{known.name} is installed already ({language})")

@@ -2,11 +2,12 @@
 
 A pack is a plain tar (weights do not compress): `PACK.json` first, naming the format, the models
 with their records, the routes of the languages it serves, and the SHA-256 of every other member;
-then the models as they sit in a store (`whisper/NAME.pt` and its record, `argos/PACKAGE/` and its).
-Unpacking checks everything before installing anything: the format, that the members are exactly
-those listed (no missing, no extra, nothing outside the store's layout), and every hash, all inside
-a staging folder of the store. Any fault is refused naming the member, and the store is left as it
-was; otherwise each model goes into place with one rename and the routes are set.
+then the models as they sit in a store (`whisper/NAME.pt` and its record, `argos/PACKAGE/` and its,
+`ctc/NAME/` and its). Unpacking checks everything before installing anything: the format, that the
+members are exactly those listed (no missing, no extra, nothing outside the store's layout), every
+hash, and that each model's files are the ones its own record lists (the record is what every later
+load checks), all inside a staging folder of the store. Any fault is refused naming the member, and
+the store is left as it was; otherwise each model goes into place with one rename and the routes are set.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pipeline.store.registry import Installed
 
 FORMAT = "testimony.models-pack/1"
 INDEX = "PACK.json"
-TOPS = ("whisper", "argos")  # the only folders a pack may put anything in
+TOPS = ("whisper", "argos", "ctc")  # the only folders a pack may put anything in
 
 
 class PackError(TestimonyError):
@@ -157,7 +158,25 @@ def _extract_checked(source: Path, staging: Path) -> dict:
             raise PackError(f"{source}: {name}: listed but missing from the pack; refused")
         if (now := file_sha256(path)) != digest:
             raise PackError(f"{source}: {name}: changed (listed sha256 {digest}, now {now}); refused")
+    _check_records(source, staging)
     return index
+
+
+def _check_records(source: Path, staging: Path) -> None:
+    """Each packed model folder's files against the per-file SHA-256 of its own record, which every load
+    checks later: a pack whose index was rewritten to match changed weights is refused here, not at a run."""
+    for top in TOPS:
+        for folder in sorted(p for p in (staging / top).glob("*") if p.is_dir()):
+            record = model_registry.read_record(folder) or {}
+            recorded = record.get("files") or {}
+            if not recorded:  # an Argos package installed before records kept per-file hashes
+                continue
+            actual = {p.relative_to(folder).as_posix(): file_sha256(p) for p in folder.rglob("*") if p.is_file()}
+            for rel in sorted(set(recorded) | set(actual)):
+                if recorded.get(rel) != actual.get(rel):
+                    what = "not in its record" if rel not in recorded else "missing" if rel not in actual else \
+                        f"changed (its record says sha256 {recorded[rel]}, now {actual[rel]})"
+                    raise PackError(f"{source}: {top}/{folder.name}/{rel}: {what}; refused")
 
 
 def _place(staging: Path, store: Path) -> list[str]:

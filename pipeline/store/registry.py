@@ -28,7 +28,7 @@ RECOMMENDED = "recommended"  # the manifest's table of sets per language, not a 
 class KnownModel:
     """One model the manifest names.
 
-    kind: "whisper" (ASR) or "translation".
+    kind: "whisper" (ASR), "ctc" (ASR: a CTC export the `ctc` engine runs) or "translation".
     source: an official Whisper URL, or `https://huggingface.co/OWNER/NAME` for a hub repository.
     language, whisper_token: for a hub Whisper fine-tune, the language it is routed for and the token
     it was trained over (a Uyghur model over `uz`, say).
@@ -45,6 +45,7 @@ class KnownModel:
     hint: str = ""  # how to get it without a network
     language: str | None = None
     whisper_token: str | None = None
+    note: str = ""  # what a reader must know first (e.g. a download source not verified)
 
     @property
     def repo_id(self) -> str | None:
@@ -60,6 +61,7 @@ class Recommended:
     asr: str | None
     translation: str | None
     note: str = ""
+    also: tuple[str, ...] = ()  # models named beside the set, listed by `install --for`, not installed by it
 
 
 def _manifest() -> dict:
@@ -82,13 +84,15 @@ def known_models() -> dict[str, KnownModel]:
                 name=name, kind=kind, languages=entry.get("languages", ""), source=entry.get("source", ""),
                 licence=entry.get("licence", ""), size_mb=entry.get("size_mb"), sha256=entry.get("sha256"),
                 quality=list(entry.get("quality", [])), hint=entry.get("offline") or entry.get("import", ""),
-                language=entry.get("language"), whisper_token=entry.get("whisper_token"))
+                language=entry.get("language"), whisper_token=entry.get("whisper_token"),
+                note=entry.get("note", ""))
     return known
 
 
 def recommended_sets() -> dict[str, Recommended]:
     """Language -> its recommended set, from the manifest's `[recommended.LANG]` tables."""
-    return {lang: Recommended(lang, entry.get("asr"), entry.get("translation"), entry.get("note", ""))
+    return {lang: Recommended(lang, entry.get("asr"), entry.get("translation"), entry.get("note", ""),
+                              tuple(entry.get("also", ())))
             for lang, entry in _manifest().get(RECOMMENDED, {}).items()}
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import sentencepiece as spm
 from ctranslate2.specs import transformer_spec
 
-from .media_factory import udhr
+from ..media_factory import udhr
 
 # Language code -> column of the UDHR dev file.
 COLUMNS = {"en": "en", "kk": "kk", "ug": "ug-Arab", "ru": "ru"}

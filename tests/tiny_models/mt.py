@@ -19,7 +19,7 @@ import sentencepiece as spm
 import torch
 import yaml
 
-from .tiny_argos import udhr_column
+from .argos import udhr_column
 
 D_MODEL, FFN, HEADS = 32, 64, 2
 SIGMA = 0.5
@@ -192,4 +192,19 @@ def build_m2m(root: Path, family: str, *, seed: int = 0, eos_weight: float | Non
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# tiny\n" if family == "nllb" else "# tiny\n")
+    return folder
+
+
+def build_nllb_ct2(folder: Path, seed: int = 0) -> Path:
+    """An NLLB-200 folder converted with CTranslate2's own converter, as `ct2-transformers-converter
+    --copy_files sentencepiece.bpe.model README.md` leaves it (the card keeps its licence line)."""
+    import tempfile
+
+    from ctranslate2.converters import TransformersConverter
+
+    with tempfile.TemporaryDirectory() as scratch:
+        hf = build_m2m(Path(scratch), "nllb", seed=seed)
+        if folder.exists():
+            shutil.rmtree(folder)
+        TransformersConverter(str(hf), copy_files=["sentencepiece.bpe.model", "README.md"]).convert(str(folder))
     return folder

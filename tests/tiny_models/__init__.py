@@ -1,6 +1,11 @@
-"""Tiny RANDOM models in the real formats the store imports: `python -m tests.tiny_models DIR`.
+"""Tiny RANDOM models in the real formats the store imports: `python -m tests.tiny_models DIR [FORMAT ...]`.
 
-Each is built at test time with the `onnx` helper API (nothing binary is committed, nothing is
+`WRITERS` names every format, each by the path it takes under DIR: the two CTC exports below, an
+openai-whisper checkpoint (`whisper.pt`), a CTranslate2 Whisper folder (`whisper-ct2/`), an Argos package
+(`translate-kk_en.argosmodel`) and a CTranslate2 NLLB-200 folder (`nllb-ct2/`). Each goes into the store
+with `testimony models import PATH` (NLLB with `--language kk`).
+
+The CTC exports are built at test time with the `onnx` helper API (nothing binary is committed, nothing is
 downloaded), with the inputs, outputs and token files of the published exports, so the importer,
 the CTC engine and anyone checking the plumbing exercise the same formats the real weights have:
 
@@ -14,13 +19,13 @@ the CTC engine and anyone checking the plumbing exercise the same formats the re
   `features` (B, 64, T) log-mel and `feature_lengths` (B,), output `log_probs` (B, T/4, vocab_size),
   a frame per 4 feature frames (40 ms); `tokens.txt` lines `TOKEN ID` with `<blk>` last.
 
-Whisper, CTranslate2, Argos, NLLB and MADLAD tiny models are not written here yet (tests/conftest.py,
-tests/tiny_argos.py and tests/tiny_mt.py make theirs).
+The other formats' builders live beside this file (imported only when asked for, so the CTC ones stay
+light): `whisper` (openai-whisper checkpoint, CTranslate2 Whisper), `argos` (.argosmodel), `mt` (Hugging
+Face Marian, OPUS-MT, NLLB-200, M2M100, and NLLB-200 converted for CTranslate2).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,16 +132,51 @@ def gigaam_ctc(folder: Path, seed: int = 0, width: int = 16) -> Path:
     return folder
 
 
-WRITERS = {"omnilingual-ctc": omnilingual_ctc, "gigaam-ctc": gigaam_ctc}
+def whisper_checkpoint(path: Path, seed: int = 0) -> Path:
+    """An openai-whisper `.pt` (tests.tiny_models.whisper)."""
+    from .whisper import openai_whisper_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return openai_whisper_checkpoint(path, seed)
 
 
-def write_all(out: Path, seed: int = 0) -> dict[str, Path]:
-    """Every format this module knows, one folder each under `out`."""
-    return {name: write(out / name, seed) for name, write in WRITERS.items()}
+def whisper_ct2(folder: Path, seed: int = 0) -> Path:
+    """A CTranslate2 (faster-whisper) Whisper folder (tests.tiny_models.whisper)."""
+    from .whisper import ct2_folder
+
+    return ct2_folder(folder, seed)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.tiny_models DIR")
-    for fmt, where in write_all(Path(sys.argv[1])).items():
-        print(f"{fmt}: {where}")
+def argos_package(path: Path, seed: int = 0) -> Path:
+    """A kk -> en `.argosmodel` (tests.tiny_models.argos); its weights follow the language pair, not `seed`."""
+    from .argos import build_tiny_argos_package
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    built = build_tiny_argos_package(path.parent, "kk", "en")
+    return built if built == path else built.replace(path)
+
+
+def nllb_ct2(folder: Path, seed: int = 0) -> Path:
+    """An NLLB-200 folder as ct2-transformers-converter writes it (tests.tiny_models.mt)."""
+    from .mt import build_nllb_ct2
+
+    return build_nllb_ct2(folder, seed)
+
+
+# One line per format: the path under DIR -> its writer(path, seed).
+WRITERS = {
+    "omnilingual-ctc": omnilingual_ctc,
+    "gigaam-ctc": gigaam_ctc,
+    "whisper.pt": whisper_checkpoint,
+    "whisper-ct2": whisper_ct2,
+    "translate-kk_en.argosmodel": argos_package,
+    "nllb-ct2": nllb_ct2,
+}
+
+
+def write_all(out: Path, seed: int = 0, names: list[str] | None = None) -> dict[str, Path]:
+    """The formats named (all by default), each at its own path under `out`."""
+    unknown = sorted(set(names or []) - set(WRITERS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(WRITERS)}")
+    return {name: WRITERS[name](out / name, seed) for name in names or WRITERS}
