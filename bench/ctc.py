@@ -1,16 +1,18 @@
-"""Real-time factor and peak memory of the CTC engine at a real model size, beside faster-whisper base.
+"""Real-time factor and peak memory of CTC engines at real model sizes, beside faster-whisper and openai-whisper base.
 
     .venv/bin/python bench/ctc.py [--seconds 90] [--cache /tmp/ctc-bench] [--threads 1] [--real-kk DIR]
+                                  [--only omni-300m omni-1b gigaam-600m faster-whisper whisper]
 
-The CTC model is an Omnilingual-ASR-CTC-300M-shaped export with RANDOM weights (wav2vec2 large:
-a 7-layer convolutional front end with a 320-sample stride, a grouped positional convolution,
-24 pre-norm transformer layers of width 1024, 16 heads, feed-forward 4096, a 9812-token
-projection: about 300M parameters), in the sherpa-onnx export's I/O (`x` waveform in, `logits` out),
-quantised to int8 MatMuls as that export is (`quantize_dynamic`, QUInt8). Random weights cost what
-real ones cost, so speed and memory hold; the text is noise. faster-whisper runs the real base
-weights (int8, from the packaged parts). Both transcribe the same audio through the same shared
-loop (Silero VAD, chunks), Kazakh forced, greedy; each in a fresh process reporting its own peak
-RSS. The audio: the first real Kazakh clips of ../shared/data/real-kk/, joined and cut to --seconds.
+The CTC models are exports with RANDOM weights of the real shapes (bench/ctc_shapes.py): Omnilingual
+ASR CTC 300M and 1B (wav2vec2, sherpa-onnx's export I/O, `x` waveform in, `logits` out, 20 ms
+frames) and GigaAM-Multilingual large (~600M, conformer over 64 log-mel bands, 40 ms frames,
+GigaAM's ONNX I/O), each quantised to int8 MatMuls as sherpa-onnx's exports are (`quantize_dynamic`,
+QUInt8). Random weights cost what real ones cost, so speed and memory hold; the text is noise.
+faster-whisper runs the real base weights (int8, from the packaged parts), openai-whisper the real
+base checkpoint from the model store. All transcribe the same audio through the same shared loop
+(Silero VAD, chunks), Kazakh forced, greedy; each in a fresh process reporting its own peak RSS;
+each export is built once, in its own process, under --cache (a rerun reuses it). The audio: the
+first real Kazakh clips of ../shared/data/real-kk/, joined and cut to --seconds.
 """
 
 from __future__ import annotations
@@ -27,9 +29,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.ctc_shapes import omnilingual_300m  # noqa: E402  (after the path above)
+from bench.ctc_shapes import gigaam, omnilingual  # noqa: E402  (after the path above)
 
 REAL_KK = REPO.parent / "shared" / "data" / "real-kk" / "audio"
+# row name -> (engine, cache folder of the random export or the store's model name, how to build it)
+ROWS = {
+    "omni-300m": ("ctc", "omnilingual-300m-random", lambda folder: omnilingual(folder, "300m")),
+    "omni-1b": ("ctc", "omnilingual-1b-random", lambda folder: omnilingual(folder, "1b")),
+    "gigaam-600m": ("ctc", "gigaam-600m-random", gigaam),
+    "faster-whisper": ("faster-whisper", "base", None),
+    "whisper": ("whisper", "base", None),
+}
 
 
 def speech(seconds: float, folder: Path, out: Path) -> Path:
@@ -65,7 +75,7 @@ def worker(engine: str, model: str, wav: str) -> dict:
     result = chosen.transcribe(loaded, audio, AsrOptions(model=model, language="kk", engine=engine,
                                                          temperatures=(0.0,)))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    peak = _peak_mib()
     return {"engine": engine, "seconds": round(seconds, 2), "rtf": round(seconds / (len(audio) / 16000), 3),
             "segments": len(result.segments), "rss_mib": round(peak)}
 
@@ -77,32 +87,62 @@ def measure(engine: str, model: str, wav: Path, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def build(row: str, folder: Path) -> dict:
+    """Build one export (in the --build process): its time, the builder's peak RSS, file size, parameters."""
+    import onnx
+
+    start = time.perf_counter()
+    ROWS[row][2](folder)
+    model = folder / "model.int8.onnx"
+    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    return {"seconds": round(time.perf_counter() - start), "rss_mib": round(_peak_mib()),
+            "mib": round(model.stat().st_size / 2**20), "parameters": int(props.get("parameters", 0))}
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def export(row: str, cache: Path) -> Path:
+    """The cached export of `row`, built first in a fresh process when missing (so this one stays small)."""
+    folder = cache / ROWS[row][1]
+    if not (folder / "model.int8.onnx").is_file():
+        done = subprocess.run([sys.executable, __file__, "--build", row, str(folder)], capture_output=True,
+                              text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        facts = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"built {folder} in {facts['seconds']} s ({facts['mib']} MiB int8, {facts['parameters'] / 1e6:.0f}M "
+              f"parameters in the streamed weights, builder peak RSS {facts['rss_mib']} MiB)", flush=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ctc-bench"))
-    parser.add_argument("--threads", type=int, default=1, help="faster-whisper's threads (the CTC engine uses 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="faster-whisper's and openai-whisper's threads (the CTC engine uses 1)")
     parser.add_argument("--real-kk", type=Path, default=REAL_KK, help="folder of the real Kazakh .flac clips")
+    parser.add_argument("--only", nargs="+", choices=list(ROWS), default=list(ROWS), help="the rows to measure")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--build", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
+    if args.build:
+        print(json.dumps(build(args.build[0], Path(args.build[1]))))
+        return
     args.cache.mkdir(parents=True, exist_ok=True)
-    export = args.cache / "omnilingual-300m-random"
-    if not (export / "model.int8.onnx").is_file():
-        built = time.perf_counter()
-        omnilingual_300m(export)
-        print(f"built {export} in {time.perf_counter() - built:.0f} s "
-              f"({(export / 'model.int8.onnx').stat().st_size / 2**20:.0f} MiB)")
+    models = {row: str(export(row, args.cache)) if ROWS[row][2] else ROWS[row][1] for row in args.only}
     wav = speech(args.seconds, args.real_kk, args.cache / "real-kk.wav")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"{args.seconds:.0f} s of real Kazakh speech")
     print("| engine | model | threads | wall s | RTF | peak RSS MiB | segments |\n|---|---|---|---|---|---|---|")
-    for engine, model, threads in (("ctc", str(export), 1), ("faster-whisper", "base", args.threads)):
-        row = measure(engine, model, wav, threads)
-        print(f"| {engine} | {Path(model).name} | {threads} | {row['seconds']} | {row['rtf']} | {row['rss_mib']} "
-              f"| {row['segments']} |", flush=True)
+    for row in args.only:
+        engine, threads = ROWS[row][0], 1 if ROWS[row][0] == "ctc" else args.threads
+        got = measure(engine, models[row], wav, threads)
+        print(f"| {engine} | {Path(models[row]).name} | {threads} | {got['seconds']} | {got['rtf']} | {got['rss_mib']} "
+              f"| {got['segments']} |", flush=True)
 
 
 if __name__ == "__main__":
