@@ -1,12 +1,12 @@
 """Real-time factor and peak memory of CTC engines at real model sizes, beside faster-whisper and openai-whisper base.
 
     .venv/bin/python bench/ctc.py [--seconds 90] [--cache /tmp/ctc-bench] [--threads 1] [--real-kk DIR]
-                                  [--only omni-300m omni-1b gigaam-600m faster-whisper whisper]
+                                  [--only omni-300m omni-1b gigaam-600m gigaam-220m faster-whisper whisper]
 
 The CTC models are exports with RANDOM weights of the real shapes (bench/ctc_shapes.py): Omnilingual
 ASR CTC 300M and 1B (wav2vec2, sherpa-onnx's export I/O, `x` waveform in, `logits` out, 20 ms
-frames) and GigaAM-Multilingual large (~600M, conformer over 64 log-mel bands, 40 ms frames,
-GigaAM's ONNX I/O), each quantised to int8 MatMuls as sherpa-onnx's exports are (`quantize_dynamic`,
+frames) and GigaAM-Multilingual large (~600M) and base (~220M) (conformers over 64 log-mel bands,
+40 ms frames, GigaAM's ONNX I/O), each quantised to int8 MatMuls as sherpa-onnx's exports are (`quantize_dynamic`,
 QUInt8). Random weights cost what real ones cost, so speed and memory hold; the text is noise.
 faster-whisper runs the real base weights (int8, from the packaged parts), openai-whisper the real
 base checkpoint from the model store. All transcribe the same audio through the same shared loop
@@ -36,7 +36,8 @@ REAL_KK = REPO.parent / "shared" / "data" / "real-kk" / "audio"
 ROWS = {
     "omni-300m": ("ctc", "omnilingual-300m-random", lambda folder: omnilingual(folder, "300m")),
     "omni-1b": ("ctc", "omnilingual-1b-random", lambda folder: omnilingual(folder, "1b")),
-    "gigaam-600m": ("ctc", "gigaam-600m-random", gigaam),
+    "gigaam-600m": ("ctc", "gigaam-600m-random", lambda folder: gigaam(folder, "600m")),
+    "gigaam-220m": ("ctc", "gigaam-220m-random", lambda folder: gigaam(folder, "220m")),
     "faster-whisper": ("faster-whisper", "base", None),
     "whisper": ("whisper", "base", None),
 }

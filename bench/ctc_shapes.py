@@ -5,12 +5,13 @@
   convolution (kernel 128, 16 groups), pre-norm transformer layers, a 9812-token projection. Sizes (the
   published shapes): 300M = width 1024, 24 layers, 16 heads, FFN 4096; 1B = width 1280, 48 layers,
   16 heads, FFN 5120 (as XLS-R 1B).
-- `gigaam(folder)`: GigaAM's ONNX I/O (`features` (B, 64, T) log-mel and `feature_lengths` in,
+- `gigaam(folder, size)`: GigaAM's ONNX I/O (`features` (B, 64, T) log-mel and `feature_lengths` in,
   `log_probs` (B, T/4, vocab) out, a frame per 40 ms): two strided 1-D convolutions (kernel 5,
   stride 2), conformer layers (half-step feed-forward, self-attention, convolution module with GLU,
   depthwise kernel 31 and batch norm, second half-step feed-forward, layer norm), a character
   projection. GigaAM-Multilingual large's layer count and width are not published in what this repo
-  can read: width 1024 and 24 layers (16 heads, FFN 4096) give the card's ~600M parameters.
+  can read: width 1024 and 24 layers (16 heads, FFN 4096) give the card's ~600M parameters; the
+  220M model is taken as GigaAM v2's shape (width 768, 16 layers, 16 heads, FFN 3072).
 
 Simplifications that cost about what the real ops cost: ReLU for GELU, no rotary position terms,
 pointwise convolutions written as MatMuls (so they are quantised with the rest), batch norm as
@@ -32,7 +33,8 @@ sys.path.insert(0, str(REPO))
 OMNI = {"300m": (1024, 24, 16, 4096), "1b": (1280, 48, 16, 5120)}  # width, layers, heads, FFN
 VOCAB = 9812
 FRONT = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2  # (channels, kernel, stride): 320 samples
-GIGAAM = (1024, 24, 16, 4096, 31, 256)  # width, layers, heads, FFN, depthwise kernel, characters (+ blank)
+# width, layers, heads, FFN, depthwise kernel, characters (+ blank): large (~586M) and base (~220M, GigaAM v2's shape)
+GIGAAM = {"600m": (1024, 24, 16, 4096, 31, 256), "220m": (768, 16, 16, 3072, 31, 256)}
 MELS = 64
 
 
@@ -173,13 +175,13 @@ def _conformer_layer(g: Graph, h: str, width: int, heads: int, ffn: int, kernel:
     return g.norm(feed_forward(h), width)
 
 
-def gigaam(folder: Path, seed: int = 0) -> Path:
-    """Write a random GigaAM-Multilingual-large-shaped export (model.int8.onnx) and its tokens.txt."""
+def gigaam(folder: Path, size: str = "600m", seed: int = 0) -> Path:
+    """Write a random GigaAM-Multilingual-shaped export of `size` (model.int8.onnx) and its tokens.txt."""
     from onnx import TensorProto, helper
 
     from tests.tiny_models import write_tokens
 
-    width, layers, heads, ffn, kernel, vocab = GIGAAM
+    width, layers, heads, ffn, kernel, vocab = GIGAAM[size]
     folder.mkdir(parents=True, exist_ok=True)
     g = Graph(seed, folder / "fp32.data")
     h, channels = "features", MELS
@@ -192,7 +194,7 @@ def gigaam(folder: Path, seed: int = 0) -> Path:
         h = _conformer_layer(g, h, width, heads, ffn, kernel)
     g.nodes.append(helper.make_node("LogSoftmax", [g.linear(h, width, vocab)], ["log_probs"], axis=-1))
     params = g.params
-    _save(g, folder, "gigaam_multilingual_large_random",
+    _save(g, folder, f"gigaam_multilingual_{size}_random",
           [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["B", MELS, "T"]),
            helper.make_tensor_value_info("feature_lengths", TensorProto.INT64, ["B"])],
           helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["B", "T_out", vocab]),
