@@ -64,7 +64,7 @@ def _found() -> dict[tuple[int, int], str]:
 def _routes(found: dict[tuple[int, int], str], every: bool) -> list[tuple[str, str, tuple[int, int]]]:
     """(python, route, version): pip on this Python, pipx on the newest other, uv on the oldest (or all) others."""
     others = sorted(v for v in found if v != sys.version_info[:2])
-    picked = others if every else sorted({others[0], others[-1]}) if others else []
+    picked = others if every or len(others) < 2 else [others[0], others[-1]]
     chosen = [(found[sys.version_info[:2]], "pip", sys.version_info[:2])] if sys.version_info[:2] in found else []
     return chosen + [(found[v], "pipx" if v == others[-1] else "uv", v) for v in picked]
 
@@ -74,6 +74,8 @@ def installs() -> list:
     wanted = os.environ.get("TESTIMONY_INSTALL_PYTHONS", "")
     if wanted and wanted != "all":
         found = {_version_of(python): python for python in wanted.split(",")}
+        if None in found:
+            raise ValueError(f"TESTIMONY_INSTALL_PYTHONS names something that is not a Python: {found[None]}")
         return [pytest.param((p, how), id=f"{how}-{v[0]}.{v[1]}") for p, how, v in _routes(found, True)]
     found = _found()
     params = [pytest.param((p, how), id=f"{how}-{v[0]}.{v[1]}") for p, how, v in _routes(found, wanted == "all")]
@@ -208,8 +210,8 @@ def installed(request, wheel, tmp_path):
     the last three runs' folders: three times 13 GB)."""
     python, how = request.param
     tools = request.getfixturevalue("tools") if how != "pip" else None
-    yield Installed(python, how, wheel, tmp_path, tools)
-    _remove_later(tmp_path / "venv", tmp_path / "pipx")
+    request.addfinalizer(lambda: _remove_later(tmp_path / "venv", tmp_path / "pipx"))
+    return Installed(python, how, wheel, tmp_path, tools)
 
 
 @pytest.mark.parametrize("installed", installs(), indirect=True)
