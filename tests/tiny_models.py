@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tiny_madlad import madlad_ct2
+
 LETTERS = "аәбвгғдеёжзийкқлмнңоөпрстуұүфхһцчшщъыіьэюя"
 OMNI_STRIDE, OMNI_WINDOW = 320, 400  # samples per output frame, receptive field of one frame
 GIGAAM_MELS, GIGAAM_STRIDE = 64, 4  # feature bins, feature frames per output frame
@@ -128,6 +130,7 @@ def gigaam_ctc(folder: Path, seed: int = 0, width: int = 16) -> Path:
 
 
 WRITERS = {"omnilingual-ctc": omnilingual_ctc, "gigaam-ctc": gigaam_ctc}
+WRITERS["madlad-ct2"] = madlad_ct2  # tests/tiny_madlad.py: a CTranslate2 MADLAD-400 (T5) folder
 
 
 def write_all(out: Path, seed: int = 0) -> dict[str, Path]:
