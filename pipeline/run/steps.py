@@ -152,9 +152,10 @@ def translation_route(language: str) -> tuple[str | None, Any]:
     from pipeline.stages.translate import MissingTranslation, find_translator
     from pipeline.store.routes import route_for
 
-    via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
+    route = route_for(language)
+    via = route.translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
-        return via, find_translator(language, "en", via=via)
+        return via, find_translator(language, "en", via=via, model=route.translate or None)
     except MissingTranslation as exc:
         return via, exc
 
@@ -168,6 +169,7 @@ def translation_record(language: str) -> dict[str, Any] | None:
 def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None) -> Translation:
     """English for each text, batch by batch; batches already in `checkpoint` are not translated again."""
     from pipeline.stages.translate import translate_texts
+    from pipeline.store.routes import route_for
 
     via, info = translation_route(language)
     if isinstance(info, Exception):
@@ -179,7 +181,8 @@ def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint
         if batch["key"] == key and batch["start"] == len(english):
             english += batch["english"]
     for start in range(len(english), len(texts), TRANSLATE_BATCH):
-        done = translate_texts(texts[start:start + TRANSLATE_BATCH], language, "en", via=via)
+        done = translate_texts(texts[start:start + TRANSLATE_BATCH], language, "en", via=via,
+                               model=route_for(language).translate or None)
         checkpoint.add("batch", key=key, start=start, english=done)
         english += done
     return Translation(english, {"engine": "argostranslate", **asdict(info)})
