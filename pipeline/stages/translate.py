@@ -24,9 +24,11 @@ from typing import Any, Sequence
 
 from pipeline import config
 from pipeline.errors import ModelMissingError
+from pipeline.stages import spellings
 from pipeline.store import registry as model_registry
 
-__all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "install_package"]
+__all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "translate_keeping",
+           "install_package"]
 
 BEAM_SIZE = 4  # Argos's default
 MAX_BATCH = 32
@@ -193,28 +195,26 @@ def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
         return hop
 
 
-def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
-    """One batched CTranslate2 call, no sentence splitting; keeps order, empty -> ""."""
+def _translate_hop(hop: _Hop, texts: list[str], needed: list[list[tuple[str, str]]] | None = None,
+                   ) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """One batched CTranslate2 call, no sentence splitting; keeps order, empty -> "". `needed` (per text,
+    the glossary's (name, English spelling) pairs its original says) are kept in the English
+    (`spellings.keep`); the second list says how, per text."""
     todo = [i for i, text in enumerate(texts) if text.strip()]
-    out = [""] * len(texts)
+    out: list[str] = [""] * len(texts)
+    notes: list[list[dict[str, str]]] = [[] for _ in texts]
     if not todo:
-        return out
+        return out, notes
     tokens = [hop.tokenizer.encode(hop.text_prefix + texts[i].strip()) for i in todo]
     if hop.source_prefix:
         tokens = [[hop.source_prefix, *t] for t in tokens]
     longest = max(len(t) for t in tokens)
     prefix = [[hop.target_prefix] for _ in tokens] if hop.target_prefix else None
-    results = hop.translator.translate_batch(
-        tokens,
-        target_prefix=prefix,
-        max_batch_size=MAX_BATCH,
-        beam_size=BEAM_SIZE,
-        num_hypotheses=1,
-        length_penalty=0.2,
-        replace_unknowns=True,
-        max_decoding_length=min(LENGTH_CEILING, int(LENGTH_RATIO * longest) + LENGTH_SLACK),
-    )
-    for i, result in zip(todo, results):
+    options = {"max_batch_size": MAX_BATCH, "beam_size": BEAM_SIZE, "num_hypotheses": 1, "length_penalty": 0.2,
+               "replace_unknowns": True,
+               "max_decoding_length": min(LENGTH_CEILING, int(LENGTH_RATIO * longest) + LENGTH_SLACK)}
+    results = hop.translator.translate_batch(tokens, target_prefix=prefix, **options)
+    for i, source, result in zip(todo, tokens, results):
         hypothesis = result.hypotheses[0]
         # Drop the prefix token before decoding: Argos's decode turns "_" into " ",
         # so a prefix like "eng_Latn" no longer matches as a string afterwards.
@@ -224,7 +224,9 @@ def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
         if hop.target_prefix and value.startswith(hop.target_prefix):
             value = value[len(hop.target_prefix):]
         out[i] = value.strip()
-    return out
+        if needed and needed[i]:
+            out[i], notes[i] = spellings.keep(hop, source, hypothesis, out[i], needed[i], options)
+    return out, notes
 
 
 def translate_texts(
@@ -232,12 +234,25 @@ def translate_texts(
     via: str | None = None, model: str | None = None,
 ) -> list[str]:
     """Translate each text as one unit (one Whisper segment), through a pivot if needed."""
+    return translate_keeping(texts, from_code, to_code, packages_dir=packages_dir, via=via, model=model)[0]
+
+
+def translate_keeping(
+    texts: Sequence[str], from_code: str, to_code: str = "en", *, english: dict[str, str] | None = None,
+    packages_dir: Path | None = None, via: str | None = None, model: str | None = None,
+) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """`translate_texts`, keeping the glossary's English spellings (`english`: name -> spelling) of the names
+    each original says in the last hop's output; also, per text, how each was kept (`spellings.keep`)."""
     texts = [t or "" for t in texts]
+    needed = spellings.required(texts, english) if english else None
     info = find_translator(from_code, to_code, packages_dir=packages_dir, via=via, model=model)
     store = _store(packages_dir)
-    for pkg in info.packages:
-        texts = _translate_hop(_load(store, pkg["from"], pkg["to"], store / pkg["name"]), texts)
-    return texts
+    notes: list[list[dict[str, str]]] = [[] for _ in texts]
+    for n, pkg in enumerate(info.packages):
+        last = n == len(info.packages) - 1
+        texts, notes = _translate_hop(_load(store, pkg["from"], pkg["to"], store / pkg["name"]), texts,
+                                      needed if last else None)
+    return texts, notes
 
 
 def install_package(path: Path, *, packages_dir: Path | None = None) -> None:
