@@ -101,3 +101,12 @@ def _transcript(segments: list[Segment]) -> Transcript:
     source = Source(file_name="a.mp4", sha256="0" * 64, size=1, duration=1.0, audio_track={})
     return Transcript(source=source, language="kk", detected_language=None, language_probability=None, models={},
                       segments=segments)
+
+
+def test_the_editors_machine_english_keeps_the_spelling_too():
+    """The review editor's "machine English" for an edited original uses the run's spellings."""
+    from pipeline.review.server import machine_english
+
+    _madlad()
+    offered = machine_english("kk", TEXTS[0], {"Тұрсын": "Tursun"})
+    assert "Tursun" in offered["translation"] and "Tursun" not in machine_english("kk", TEXTS[0])["translation"]
