@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +111,24 @@ def test_the_editors_machine_english_keeps_the_spelling_too():
     _madlad()
     offered = machine_english("kk", TEXTS[0], {"Тұрсын": "Tursun"})
     assert "Tursun" in offered["translation"] and "Tursun" not in machine_english("kk", TEXTS[0])["translation"]
+
+
+def test_a_changed_spelling_makes_the_bundles_translation_stale(media, tiny_whisper, tmp_path):
+    """Same glossary: the bundle is reused; another English spelling: translated again, and recorded."""
+    from . import media_factory as mf
+    from .test_madlad import cli
+    from .test_pipeline import TINY_FLAGS
+
+    _madlad()
+    video = mf.video_from_audio(media / "kk.wav", tmp_path / "witness.mp4", lead_silence=1.0)
+    words = tmp_path / "glossary.txt"
+    args = ["run", str(video), "--out", str(tmp_path / "archive"), "--language", "kk", "--asr-model",
+            str(tiny_whisper), "--glossary", str(words), "--no-diarize", *TINY_FLAGS]
+    statuses = []
+    for spelling in ("Tursun", "Tursun", "Tursyn"):
+        words.write_text(f"Тұрсын = {spelling}\n", encoding="utf-8")
+        bundle, status = cli(*args).stdout.strip().splitlines()[-1].split("\t")[:2]
+        statuses.append(status)
+    assert statuses == ["done", "reused", "done"]
+    data = json.loads((Path(bundle) / "transcript.json").read_text(encoding="utf-8"))
+    assert data["glossary"]["english"] == {"Тұрсын": "Tursyn"}

@@ -77,8 +77,7 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions,
         return None
     if data.get("models", {}).get("options_key") != options.key():
         return None
-    spelled = dict(names.english) if names else {}
-    stale = _translation_stale(data) or ((data.get("glossary") or {}).get("english") or {}) != spelled
+    stale = _translation_stale(data) or _spellings_stale(data, names)
     if options.translate and stale and not reviewed(bundle):
         return None  # a package installed since, another pivot or spelling: translate now instead of reusing
     return bundle
@@ -90,6 +89,13 @@ def _translation_stale(data: dict) -> bool:
     if language in (None, "en") or not data.get("segments"):
         return False
     return (data.get("models") or {}).get("translation") != translation_record(language)
+
+
+def _spellings_stale(data: dict, names: glossary.Glossary | None) -> bool:
+    """Whether the glossary now gives other English spellings than the bundle's translation kept."""
+    if data.get("language") in (None, "en") or not data.get("segments"):
+        return False
+    return ((data.get("glossary") or {}).get("english") or {}) != (dict(names.english) if names else {})
 
 
 @dataclass(frozen=True)
