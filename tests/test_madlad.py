@@ -131,3 +131,20 @@ def test_a_run_on_the_madlad_route_cites_it_and_reproduces(madlad, media, tiny_w
 
 def _refuse(*_args, **_kwargs):
     raise AssertionError("translated again instead of reading the checkpoint")
+
+
+def test_a_madlad_route_travels_in_a_pack(madlad, tmp_path, monkeypatch):
+    """`models pack --for kk` carries the MADLAD package and the route that names it; unpacked into an
+    empty store it translates as before, citing the same weights."""
+    from pipeline.run.steps import translation_record
+
+    _import(madlad)
+    routes.set_route("kk", translate="madlad-tiny")
+    before = translation_record("kk")
+    cli("models", "pack", "--for", "kk", str(tmp_path / "kk.pack"))
+    monkeypatch.setenv("TESTIMONY_MODELS", str(tmp_path / "empty-store"))
+    cli("models", "unpack", str(tmp_path / "kk.pack"))
+    assert routes.route_for("kk").translate == "madlad-tiny"
+    after = translation_record("kk")
+    assert after == before and after["packages"][0]["sha256"], "the same package, its hash on record"
+    assert "kk -> en (translate-kk_en-madlad_tiny)" in cli("models").stdout
