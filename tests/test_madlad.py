@@ -148,3 +148,27 @@ def test_a_madlad_route_travels_in_a_pack(madlad, tmp_path, monkeypatch):
     after = translation_record("kk")
     assert after == before and after["packages"][0]["sha256"], "the same package, its hash on record"
     assert "kk -> en (translate-kk_en-madlad_tiny)" in cli("models").stdout
+
+
+def test_the_shipped_madlad_entry_installs_through_the_hub(madlad, monkeypatch, capsys):
+    """`models install madlad400-3b-mt` through a local hub serving the tiny MADLAD under the shipped
+    manifest's repository: every file checked, one package per language, then routed by name."""
+    from pipeline.cli.main import main
+    from pipeline.run.steps import translation_record
+    from pipeline.store import registry
+
+    from .hub_server import Hub
+
+    known = registry.known_models()["madlad400-3b-mt"]
+    served = Hub()
+    served.add(known.repo_id, madlad)
+    monkeypatch.setenv("HF_ENDPOINT", served.url)
+    try:
+        assert main(["models", "install", "madlad400-3b-mt", "--language", "kk", "--language", "ug"]) == 0, \
+            capsys.readouterr().err
+    finally:
+        served.close()
+    assert known.licence == "Apache-2.0" and known.repo_id in capsys.readouterr().out
+    routes.set_route("ug", translate="madlad400-3b-mt")
+    record = translation_record("ug")
+    assert record["packages"][0]["name"] == "translate-ug_en-madlad400_3b_mt" and record["packages"][0]["sha256"]
