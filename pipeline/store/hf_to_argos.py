@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from pipeline import config
 from pipeline.errors import ModelMissingError
 from pipeline.stages.translate import _place_package
+from pipeline.store.licence import card_licence
 
 if TYPE_CHECKING:
     from ctranslate2.converters import TransformersConverter
@@ -66,9 +67,6 @@ _NAMES = {
 }
 # Used only when neither the caller nor the model card names a licence.
 _DEFAULT_LICENCE = {"nllb": "CC-BY-NC-4.0", "m2m100": "MIT", "madlad": "Apache-2.0"}
-_SPDX = {"cc-by-nc-4.0": "CC-BY-NC-4.0", "cc-by-4.0": "CC-BY-4.0", "mit": "MIT", "apache-2.0": "Apache-2.0"}
-_LICENCE_TITLES = (("Attribution-NonCommercial 4.0", "CC-BY-NC-4.0"), ("Attribution 4.0", "CC-BY-4.0"),
-                   ("MIT License", "MIT"), ("Apache License", "Apache-2.0"))
 _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _NLLB_TOKEN = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 _M2M_TOKEN = re.compile(r"^__[a-z]{2,3}__$")
@@ -196,7 +194,7 @@ def _package_metadata(path: Path, kind: str, code: str, to_code: str, *, name: s
         "to_name": _NAMES.get(to_code, to_code),
         "links": [],
         "name": name or path.name,
-        "licence": licence or _card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
+        "licence": licence or card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
         "origin": str(path.resolve()),
         "origin_kind": kind,
     }
@@ -361,28 +359,6 @@ def _ct2_vocabulary(model_dir: Path, *, split: bool = False) -> set[str] | tuple
     source = set(shared if shared is not None else load("source_vocabulary") or [])
     target = set(shared if shared is not None else load("target_vocabulary") or [])
     return (source, target) if split else source | target
-
-
-def _card_licence(path: Path) -> str | None:
-    """The licence the download states: a model card's `license:` front matter, else a LICENSE file's title."""
-    readme = path / "README.md"
-    lines = readme.read_text(encoding="utf-8", errors="replace").splitlines() if readme.is_file() else []
-    if not lines or lines[0].strip() != "---":
-        for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
-            if (path / name).is_file():
-                head = " ".join((path / name).read_text(encoding="utf-8", errors="replace")[:2000].split())
-                for title, spdx in _LICENCE_TITLES:
-                    if title in head:
-                        return spdx
-        return None
-    for line in lines[1:]:
-        if line.strip() == "---":
-            break
-        key, _, value = line.partition(":")
-        if key.strip() in ("license", "licence") and value.strip():
-            value = value.strip().strip("'\"")
-            return _SPDX.get(value.lower(), value)
-    return None
 
 
 def _read_json(file: Path) -> dict:
