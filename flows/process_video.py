@@ -54,7 +54,8 @@ def _diarize_key(_ctx: Any, params: dict[str, Any]) -> str:
 def _translate_key(_ctx: Any, params: dict[str, Any]) -> str:
     """A newly installed package or another pinned pivot must invalidate an earlier result."""
     route = process.translation_record(params["language"])
-    return f"translate-{params['language']}-{_digest(params['texts'])}-{_digest(route)}"
+    spelled = f"-{_digest(params['spellings'])}" if params.get("spellings") else ""  # glossary `NAME = English`
+    return f"translate-{params['language']}-{_digest(params['texts'])}-{_digest(route)}{spelled}"
 
 
 def _digest(value: Any) -> str:

@@ -31,7 +31,7 @@ class Word:
 
 # Segment fields stored only when set, so transcripts (and revisions) made before they existed read and
 # write byte for byte as they did.
-WRITTEN_WHEN_SET = ("cut",)
+WRITTEN_WHEN_SET = ("cut", "spellings")
 
 
 @dataclass
@@ -55,6 +55,9 @@ class Segment:
     # A loop cut off the text by the ASR (`asr.loops`): {"text", "words", "repeats", "reason"}; written
     # only when there is one, so a transcript without cuts reads and writes as it did before.
     cut: dict[str, Any] | None = None
+    # The glossary's English spellings of the names the text says, as the translation kept them
+    # (`stages.spellings`): {"glossary": name, "english": spelling, "how": kept|restored|steered|missing}.
+    spellings: list[dict[str, str]] | None = None
 
     def flag(self, name: str) -> None:
         if name not in self.flags:

@@ -162,7 +162,7 @@ def _public_segment(seg: Segment, redact: RedactList) -> Segment:
     glossary suggestions (they spell names)."""
     flags = [f for f in seg.flags if f != GLOSSARY_MATCH]
     return replace(seg, text=redact_text(seg.text, redact), translation=redact_text(seg.translation, redact),
-                   speaker=redact_text(seg.speaker, redact), words=None, suggestions=None, flags=flags)
+                   speaker=redact_text(seg.speaker, redact), words=None, suggestions=None, spellings=None, flags=flags)
 
 
 def redact_transcript(transcript: Transcript, redact: RedactList) -> Redacted:

@@ -85,8 +85,10 @@ def _mt_status(language: str, route: routes.Route) -> str:
     from pipeline.stages.translate import MissingTranslation, find_translator
 
     try:
-        info = find_translator(language, "en", via=route.translate_via or None)
-    except MissingTranslation:
+        info = find_translator(language, "en", via=route.translate_via or None, model=route.translate or None)
+    except MissingTranslation as missing:
+        if route.translate:
+            return f"none: {missing}"
         via = f" (via {route.translate_via})" if route.translate_via else ""
         return (f"none{via}: testimony models import PACKAGE.argosmodel, or an NLLB/Marian folder "
                 f"with --language {language}")

@@ -154,9 +154,9 @@ def cmd_quality(args: argparse.Namespace) -> int:
     archive = _archive(args.out)
     glossary = []
     if args.glossary:
-        from pipeline.stages.glossary import read_entries
+        from pipeline.stages.glossary import read_entries, split_spelling
 
-        glossary = read_entries(Path(args.glossary))
+        glossary = [split_spelling(line)[0] for line in read_entries(Path(args.glossary))]
     data = quality.summary(quality.collect(archive, language=args.language, since=args.since, glossary=glossary))
     print(json.dumps(data, ensure_ascii=False, indent=1) if args.json else quality.text_view(data))
     return 0 if data["checked_segments"] else 1

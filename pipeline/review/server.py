@@ -244,15 +244,16 @@ async def post_translate(ws: Workspace, request: Request) -> Response:
     opened = _editable(ws, request)
     if not isinstance(body, dict) or not isinstance(body.get("text"), str) or len(body["text"]) > MAX_TEXT:
         return _error(400, "expected {\"text\": the original of one segment}")
-    return _json(await run_in_threadpool(machine_english, opened.data.get("language"), body["text"]))
+    spellings = (opened.data.get("glossary") or {}).get("english")  # the run's `NAME = English` lines
+    return _json(await run_in_threadpool(machine_english, opened.data.get("language"), body["text"], spellings))
 
 
-def machine_english(language: str | None, text: str) -> dict[str, Any]:
+def machine_english(language: str | None, text: str, spellings: dict[str, str] | None = None) -> dict[str, Any]:
     from pipeline.run.steps import translate_segments
 
     if language in (None, "en"):
         return {"translation": None, "reason": "the original is English"}
-    result = translate_segments(language, [text])
+    result = translate_segments(language, [text], spellings=spellings or None)
     if result.english is None:
         return {"translation": None, "reason": result.warning or "no translation package for this language"}
     return {"translation": result.english[0], "route": result.route}

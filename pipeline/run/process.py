@@ -64,8 +64,10 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | None:
-    """A finished bundle for the same video made with the same options."""
+def reusable_bundle(archive: Path, sha256: str, options: RunOptions,
+                    names: glossary.Glossary | None = None) -> Path | None:
+    """A finished bundle for the same video made with the same options (and the glossary's English
+    spellings, which its translation kept)."""
     bundle = find_bundle(archive, sha256)
     if bundle is None:
         return None
@@ -75,8 +77,9 @@ def reusable_bundle(archive: Path, sha256: str, options: RunOptions) -> Path | N
         return None
     if data.get("models", {}).get("options_key") != options.key():
         return None
-    if options.translate and _translation_stale(data) and not reviewed(bundle):
-        return None  # a package installed since, or another pivot: translate now instead of reusing
+    stale = _translation_stale(data) or _spellings_stale(data, names)
+    if options.translate and stale and not reviewed(bundle):
+        return None  # a package installed since, another pivot or spelling: translate now instead of reusing
     return bundle
 
 
@@ -86,6 +89,13 @@ def _translation_stale(data: dict) -> bool:
     if language in (None, "en") or not data.get("segments"):
         return False
     return (data.get("models") or {}).get("translation") != translation_record(language)
+
+
+def _spellings_stale(data: dict, names: glossary.Glossary | None) -> bool:
+    """Whether the glossary now gives other English spellings than the bundle's translation kept."""
+    if data.get("language") in (None, "en") or not data.get("segments"):
+        return False
+    return ((data.get("glossary") or {}).get("english") or {}) != (dict(names.english) if names else {})
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ def _prepare_locked(video: Path, archive: Path, sha256: str, options: RunOptions
     with _Failure(archive, sha256, "preserve"):
         source = originals.preserve(video, archive, sha256)
     with bundle_lock(archive, sha256):  # not between a save's retiring of the old bundle and its rename
-        if not force and (existing := reusable_bundle(archive, sha256, options)):
+        if not force and (existing := reusable_bundle(archive, sha256, options, names)):
             custody.record_unlogged_publish(archive, sha256, existing)
             custody.append(archive, sha256, "reused", bundle=existing.name, options_key=options.key())
             discard_work(archive, sha256)  # left by a run killed after publishing
@@ -289,7 +299,10 @@ def translate_transcript(archive: Path, transcript: Transcript, stages: Stages =
         checkpoint = work_dir(archive, sha256) / "translate.jsonl"
         config.private_dirs(checkpoint.parent)
         texts = [s.text for s in transcript.segments]
-        apply_translation(transcript, stages["translate"](transcript.language, texts, str(checkpoint)))
+        spellings = (transcript.glossary or {}).get("english")  # the glossary's `NAME = English` lines
+        translated = (stages["translate"](transcript.language, texts, str(checkpoint), spellings) if spellings
+                      else stages["translate"](transcript.language, texts, str(checkpoint)))
+        apply_translation(transcript, translated)
         custody.record_translate(archive, sha256, transcript.models.get("translation"),
                                  sum(s.translation is not None for s in transcript.segments))
     return transcript

@@ -108,6 +108,13 @@ def _check(path: Path, content: dict[str, Any]) -> None:
         raise SidecarError(f"{path}: speaker_names maps labels to names, e.g. {{\"S1\": \"Interviewer\"}}")
     if not all(isinstance(entry, str) and entry.strip() for entry in content.get("glossary", [])):
         raise SidecarError(f"{path}: glossary is a list of spellings (text), one per name")
+    from pipeline.stages.glossary import split_spelling
+
+    for entry in content.get("glossary", []):
+        try:
+            split_spelling(entry)
+        except TestimonyError as bad:
+            raise SidecarError(f"{path}: {bad}; the video waits") from None
 
 
 def apply(options: Any, sidecar: Sidecar | None) -> Any:

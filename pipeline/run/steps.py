@@ -138,6 +138,7 @@ class Translation:
     english: list[str] | None
     route: dict[str, Any] | None
     warning: str | None = None
+    spellings: list[list[dict[str, str]]] | None = None  # per segment: the glossary's spellings kept, and how
 
 
 TRANSLATE_BATCH = 32  # segments per checkpointed batch; fixed, so a resumed run batches alike
@@ -152,9 +153,10 @@ def translation_route(language: str) -> tuple[str | None, Any]:
     from pipeline.stages.translate import MissingTranslation, find_translator
     from pipeline.store.routes import route_for
 
-    via = route_for(language).translate_via or None  # a route may pin the pivot (e.g. through Russian)
+    route = route_for(language)
+    via = route.translate_via or None  # a route may pin the pivot (e.g. through Russian)
     try:
-        return via, find_translator(language, "en", via=via)
+        return via, find_translator(language, "en", via=via, model=route.translate or None)
     except MissingTranslation as exc:
         return via, exc
 
@@ -165,24 +167,33 @@ def translation_record(language: str) -> dict[str, Any] | None:
     return None if isinstance(info, Exception) else {"engine": "argostranslate", **asdict(info)}
 
 
-def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None) -> Translation:
-    """English for each text, batch by batch; batches already in `checkpoint` are not translated again."""
-    from pipeline.stages.translate import translate_texts
+def translate_english(language: str, texts: list[str], *, checkpoint: Checkpoint | None = None,
+                      spellings: dict[str, str] | None = None) -> Translation:
+    """English for each text, batch by batch; batches already in `checkpoint` are not translated again.
+    `spellings` (the glossary's name -> English spelling) are kept in the English (`stages.spellings`)."""
+    from pipeline.stages.translate import translate_keeping
+    from pipeline.store.routes import route_for
 
     via, info = translation_route(language)
     if isinstance(info, Exception):
         return Translation(None, None, str(info))
     checkpoint = checkpoint or Checkpoint(None)
-    key = hashlib.sha256(json.dumps([language, via, texts, asdict(info)]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([language, via, texts, asdict(info)] + ([spellings] if spellings else []))
+                         .encode()).hexdigest()
     english: list[str] = []
+    kept: list[list[dict[str, str]]] = []
     for batch in checkpoint.find("batch"):
         if batch["key"] == key and batch["start"] == len(english):
             english += batch["english"]
+            kept += batch.get("spellings") or [[] for _ in batch["english"]]
     for start in range(len(english), len(texts), TRANSLATE_BATCH):
-        done = translate_texts(texts[start:start + TRANSLATE_BATCH], language, "en", via=via)
-        checkpoint.add("batch", key=key, start=start, english=done)
+        done, notes = translate_keeping(texts[start:start + TRANSLATE_BATCH], language, "en", english=spellings,
+                                        via=via, model=route_for(language).translate or None)
+        checkpoint.add("batch", key=key, start=start, english=done, **({"spellings": notes} if spellings else {}))
         english += done
-    return Translation(english, {"engine": "argostranslate", **asdict(info)})
+        kept += notes
+    return Translation(english, {"engine": "argostranslate", **asdict(info)},
+                       spellings=kept if spellings else None)
 
 
 def apply_translation(transcript: Transcript, translation: Translation) -> Transcript:
@@ -190,6 +201,7 @@ def apply_translation(transcript: Transcript, translation: Translation) -> Trans
     transcript.models["translation"] = translation.route
     for n, seg in enumerate(transcript.segments):
         seg.translation = translation.english[n] if translation.english is not None else None
+        seg.spellings = (translation.spellings[n] or None) if translation.spellings else None
         seg.english_source = "machine" if seg.translation is not None else None
         if seg.translation is None:
             seg.flag(UNTRANSLATED)
@@ -204,7 +216,9 @@ def stage_translate(transcript: Transcript, *, checkpoint: Checkpoint | None = N
     if not transcript.needs_translation or not transcript.segments:
         return transcript
     texts = [s.text for s in transcript.segments]
-    return apply_translation(transcript, translate_english(transcript.language, texts, checkpoint=checkpoint))
+    spellings = (transcript.glossary or {}).get("english") or None
+    return apply_translation(transcript, translate_english(transcript.language, texts, checkpoint=checkpoint,
+                                                           spellings=spellings))
 
 
 def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrResult,
@@ -318,9 +332,11 @@ def diarize_audio(audio: ExtractedAudio, sha256: str, options: RunOptions) -> Di
     return diarize(WavAudio(audio.wav_path), encoder_for(options.speaker_encoder), options.speakers)
 
 
-def translate_segments(language: str, texts: list[str], checkpoint: str | None = None) -> Translation:
+def translate_segments(language: str, texts: list[str], checkpoint: str | None = None,
+                       spellings: dict[str, str] | None = None) -> Translation:
     """`translate_english` with the checkpoint named by path (a plain value a cache key can read)."""
-    return translate_english(language, texts, checkpoint=Checkpoint(checkpoint) if checkpoint else None)
+    return translate_english(language, texts, checkpoint=Checkpoint(checkpoint) if checkpoint else None,
+                             spellings=spellings)
 
 
 def publish_bundle(archive: Path, transcript: Transcript, video: Path | None = None) -> Path:

@@ -7,6 +7,10 @@ comment), the run (`--glossary FILE`) and the video's sidecar (`glossary`). Afte
 `glossary_match` with the entry as its suggestion, for the reviewer to accept: nothing is replaced.
 A word that starts with the entry exactly is the name inflected (Kazakh and Uyghur add suffixes:
 `Қарағандыда`, in Karaganda) and is no near-miss.
+
+A line may give the name's English spelling after ` = ` (`Тұрсын = Tursun`): the name is the entry as
+before, and the spelling is what the English must keep (`pipeline.stages.spellings`). A file without
+such lines reads, and is recorded, exactly as before.
 """
 
 from __future__ import annotations
@@ -33,11 +37,15 @@ WORD = re.compile(r"\w+", re.UNICODE)
 @dataclass(frozen=True)
 class Glossary:
     entries: tuple[str, ...]
+    english: tuple[tuple[str, str], ...] = ()  # (entry, its English spelling) where a line gives one
 
     def record(self) -> dict:
-        """What the transcript keeps: how many entries, and the SHA-256 of them in order."""
-        text = "\n".join(self.entries).encode("utf-8")
-        return {"entries": len(self.entries), "sha256": hashlib.sha256(text).hexdigest()}
+        """What the transcript keeps: how many entries, the SHA-256 of them in order (with their English
+        spellings where given), and the spellings, which the translation reads from there."""
+        spelled = dict(self.english)
+        lines = [f"{e} = {spelled[e]}" if e in spelled else e for e in self.entries]
+        record = {"entries": len(self.entries), "sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()}
+        return {**record, "english": spelled} if spelled else record
 
 
 def _fold(text: str) -> str:
@@ -50,7 +58,13 @@ def read_entries(path: Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
         raise TestimonyError(f"{path}: a glossary is UTF-8 text, one name a line") from None
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    entries = [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    for entry in entries:
+        try:
+            split_spelling(entry)
+        except TestimonyError as bad:
+            raise TestimonyError(f"{path}: {bad}") from None
+    return entries
 
 
 def load(archive: Path, run_file: str | None, sidecar_entries: list[str] | None) -> Glossary | None:
@@ -64,10 +78,22 @@ def load(archive: Path, run_file: str | None, sidecar_entries: list[str] | None)
             raise TestimonyError(f"{path}: no such glossary file (--glossary takes a text file, one name a line)")
         entries += read_entries(path)
     entries += list(sidecar_entries or [])
-    unique = tuple(dict.fromkeys(" ".join(e.split()) for e in entries if e.strip()))
+    pairs = [split_spelling(e) for e in entries if e.strip()]
+    unique = tuple(dict.fromkeys(name for name, _ in pairs))
     if len(unique) > MAX_ENTRIES:
         raise TestimonyError(f"the glossary has {len(unique)} entries; at most {MAX_ENTRIES}")
-    return Glossary(unique) if unique else None
+    english = {name: spelling for name, spelling in pairs if spelling}  # the video's own line wins
+    return Glossary(unique, tuple(english.items())) if unique else None
+
+
+def split_spelling(line: str) -> tuple[str, str]:
+    """(name, English spelling or "") of one glossary line, `Тұрсын = Tursun` or `Тұрсын`, spaces evened."""
+    name, sep, english = line.partition("=")
+    name, english = " ".join(name.split()), " ".join(english.split())
+    if sep and not (name and english):
+        raise TestimonyError(f"glossary line {line.strip()!r}: write the name, then ` = ` and its English "
+                             "spelling (`Тұрсын = Tursun`), or the name alone")
+    return name, english
 
 
 def distance(a: str, b: str, limit: int) -> int:

@@ -24,9 +24,11 @@ from typing import Any, Sequence
 
 from pipeline import config
 from pipeline.errors import ModelMissingError
+from pipeline.stages import spellings
 from pipeline.store import registry as model_registry
 
-__all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "install_package"]
+__all__ = ["TranslatorInfo", "MissingTranslation", "find_translator", "translate_texts", "translate_keeping",
+           "install_package"]
 
 BEAM_SIZE = 4  # Argos's default
 MAX_BATCH = 32
@@ -60,6 +62,7 @@ class _Hop:
     tokenizer: Any  # argostranslate.tokenizer.Tokenizer
     target_prefix: str
     source_prefix: str = ""  # our metadata addition: a language token the encoder needs first (NLLB, M2M100)
+    text_prefix: str = ""  # ours too: text tokenized before the source (MADLAD's "<2en> ")
 
 
 # (packages_dir, from_code, to_code) -> loaded package, so many videos share one model load.
@@ -93,17 +96,33 @@ def _version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in str(version).replace("-", ".").split("."))
 
 
+def _model_names(path: Path, meta: dict) -> set[str]:
+    """The names a route may give a package by: its folder, its model's name, the manifest name it came as."""
+    return {path.name, meta.get("name", ""), (model_registry.read_record(path) or {}).get("model", "")} - {""}
+
+
+def _missing_model(model: str, from_code: str, to_code: str, store: Path) -> MissingTranslation:
+    """The route names a translation model the store lacks: say which command brings it."""
+    fix = (f"`testimony models install {model} --language {from_code}`" if model in model_registry.known_models()
+           else f"`testimony models import FOLDER --name {model} --language {from_code}`")
+    return MissingTranslation(f"the route for {from_code} names the translation model {model!r}, which is not "
+                              f"installed for {from_code} -> {to_code} in {store}: {fix}")
+
+
 def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path | None = None,
-                    via: str | None = None) -> TranslatorInfo:
+                    via: str | None = None, model: str | None = None) -> TranslatorInfo:
     """The shortest chain of installed packages from `from_code` to `to_code` (direct beats pivot).
 
-    `via` (a language route's `translate_via`) pins the pivot: from -> via -> to, nothing else.
+    `via` (a language route's `translate_via`) pins the pivot: from -> via -> to, nothing else;
+    `model` (a route's `translate`) pins the model into `to_code`: only its package makes that hop.
     """
     store = _store(packages_dir)
     if from_code == to_code:
         return TranslatorInfo(from_code, to_code, [from_code], [])
     edges: dict[str, dict[str, tuple[Path, dict]]] = {}
     for path, meta in _installed(store):
+        if model and meta["to_code"] == to_code and model not in _model_names(path, meta):
+            continue
         edges.setdefault(meta["from_code"], {}).setdefault(meta["to_code"], (path, meta))
     if via:
         edges = {a: {b: hop for b, hop in nbrs.items() if (a, b) in ((from_code, via), (via, to_code))}
@@ -118,6 +137,8 @@ def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path |
             if nxt not in previous:
                 previous[nxt] = code
                 queue.append(nxt)
+    if to_code not in previous and model:
+        raise _missing_model(model, from_code, to_code, store)
     if to_code not in previous:
         pairs = ", ".join(f"{a} -> {b}" for a in sorted(edges) for b in sorted(edges[a])) or "none"
         raise MissingTranslation(
@@ -130,11 +151,17 @@ def find_translator(from_code: str, to_code: str = "en", *, packages_dir: Path |
     route.reverse()
     hops = [edges[a][b] for a, b in zip(route, route[1:])]
     packages = [
-        {"name": path.name, "version": meta.get("package_version", ""),
-         "from": meta["from_code"], "to": meta["to_code"]}
+        {"name": path.name, "version": meta.get("package_version", ""), "from": meta["from_code"],
+         "to": meta["to_code"], **({"sha256": digest} if (digest := _model_sha256(path)) else {})}
         for path, meta in hops
     ]
     return TranslatorInfo(from_code, to_code, route, packages)
+
+
+def _model_sha256(path: Path) -> str | None:
+    """The SHA-256 of the package's CTranslate2 weights as recorded at install (checked before each load);
+    None for a package placed in the store by hand, which has no record (its provenance names it only)."""
+    return ((model_registry.read_record(path) or {}).get("files") or {}).get("model/model.bin")
 
 
 def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
@@ -163,33 +190,31 @@ def _load(store: Path, from_code: str, to_code: str, path: Path) -> _Hop:
             compute_type=os.environ.get("ARGOS_COMPUTE_TYPE", "auto"),
         )
         hop = _Hop(path, translator, tokenizer, meta.get("target_prefix", "") or "",
-                   meta.get("source_prefix", "") or "")
+                   meta.get("source_prefix", "") or "", meta.get("source_text_prefix", "") or "")
         _TRANSLATORS[key] = hop
         return hop
 
 
-def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
-    """One batched CTranslate2 call, no sentence splitting; keeps order, empty -> ""."""
+def _translate_hop(hop: _Hop, texts: list[str], needed: list[list[tuple[str, str]]] | None = None,
+                   ) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """One batched CTranslate2 call, no sentence splitting; keeps order, empty -> "". `needed` (per text,
+    the glossary's (name, English spelling) pairs its original says) are kept in the English
+    (`spellings.keep`); the second list says how, per text."""
     todo = [i for i, text in enumerate(texts) if text.strip()]
-    out = [""] * len(texts)
+    out: list[str] = [""] * len(texts)
+    notes: list[list[dict[str, str]]] = [[] for _ in texts]
     if not todo:
-        return out
-    tokens = [hop.tokenizer.encode(texts[i].strip()) for i in todo]
+        return out, notes
+    tokens = [hop.tokenizer.encode(hop.text_prefix + texts[i].strip()) for i in todo]
     if hop.source_prefix:
         tokens = [[hop.source_prefix, *t] for t in tokens]
     longest = max(len(t) for t in tokens)
     prefix = [[hop.target_prefix] for _ in tokens] if hop.target_prefix else None
-    results = hop.translator.translate_batch(
-        tokens,
-        target_prefix=prefix,
-        max_batch_size=MAX_BATCH,
-        beam_size=BEAM_SIZE,
-        num_hypotheses=1,
-        length_penalty=0.2,
-        replace_unknowns=True,
-        max_decoding_length=min(LENGTH_CEILING, int(LENGTH_RATIO * longest) + LENGTH_SLACK),
-    )
-    for i, result in zip(todo, results):
+    options = {"max_batch_size": MAX_BATCH, "beam_size": BEAM_SIZE, "num_hypotheses": 1, "length_penalty": 0.2,
+               "replace_unknowns": True,
+               "max_decoding_length": min(LENGTH_CEILING, int(LENGTH_RATIO * longest) + LENGTH_SLACK)}
+    results = hop.translator.translate_batch(tokens, target_prefix=prefix, **options)
+    for i, source, result in zip(todo, tokens, results):
         hypothesis = result.hypotheses[0]
         # Drop the prefix token before decoding: Argos's decode turns "_" into " ",
         # so a prefix like "eng_Latn" no longer matches as a string afterwards.
@@ -199,20 +224,35 @@ def _translate_hop(hop: _Hop, texts: list[str]) -> list[str]:
         if hop.target_prefix and value.startswith(hop.target_prefix):
             value = value[len(hop.target_prefix):]
         out[i] = value.strip()
-    return out
+        if needed and needed[i]:
+            out[i], notes[i] = spellings.keep(hop, source, hypothesis, out[i], needed[i], options)
+    return out, notes
 
 
 def translate_texts(
     texts: Sequence[str], from_code: str, to_code: str = "en", *, packages_dir: Path | None = None,
-    via: str | None = None,
+    via: str | None = None, model: str | None = None,
 ) -> list[str]:
     """Translate each text as one unit (one Whisper segment), through a pivot if needed."""
+    return translate_keeping(texts, from_code, to_code, packages_dir=packages_dir, via=via, model=model)[0]
+
+
+def translate_keeping(
+    texts: Sequence[str], from_code: str, to_code: str = "en", *, english: dict[str, str] | None = None,
+    packages_dir: Path | None = None, via: str | None = None, model: str | None = None,
+) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """`translate_texts`, keeping the glossary's English spellings (`english`: name -> spelling) of the names
+    each original says in the last hop's output; also, per text, how each was kept (`spellings.keep`)."""
     texts = [t or "" for t in texts]
-    info = find_translator(from_code, to_code, packages_dir=packages_dir, via=via)
+    needed = spellings.required(texts, english) if english else None
+    info = find_translator(from_code, to_code, packages_dir=packages_dir, via=via, model=model)
     store = _store(packages_dir)
-    for pkg in info.packages:
-        texts = _translate_hop(_load(store, pkg["from"], pkg["to"], store / pkg["name"]), texts)
-    return texts
+    notes: list[list[dict[str, str]]] = [[] for _ in texts]
+    for n, pkg in enumerate(info.packages):
+        last = n == len(info.packages) - 1
+        texts, notes = _translate_hop(_load(store, pkg["from"], pkg["to"], store / pkg["name"]), texts,
+                                      needed if last else None)
+    return texts, notes
 
 
 def install_package(path: Path, *, packages_dir: Path | None = None) -> None:

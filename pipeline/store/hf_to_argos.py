@@ -1,4 +1,4 @@
-"""Turn downloaded OPUS-MT/Marian, NLLB-200 and M2M100 models into installed Argos packages.
+"""Turn downloaded OPUS-MT/Marian, NLLB-200, M2M100 and MADLAD-400 models into installed Argos packages.
 
 Why: Argos publishes no Kazakh or Uyghur package, but OPUS-MT and NLLB cover them.
 We convert such a model once with CTranslate2's own converters and install one
@@ -11,7 +11,10 @@ What the models need on top of Argos's format:
 - NLLB and M2M100 start the source with a language token (`kaz_Cyrl`, `__kk__`): our
   `source_prefix` metadata field (Argos 1.11 has no such field; `pipeline.stages.translate`
   reads it), and force the target language with Argos's own `target_prefix`;
-- multilingual-target OPUS-MT models want `>>eng<<` first in the source: `source_prefix`.
+- multilingual-target OPUS-MT models want `>>eng<<` first in the source: `source_prefix`;
+- MADLAD-400 (a T5; CTranslate2 conversions of it are published) wants the target's `<2en>` written
+  before the source text and tokenized with it (`source_text_prefix`, as its model card does), no
+  target prefix: its decoder starts from `<pad>` by its own config.
 Nothing here touches the network: paths are local folders only.
 """
 
@@ -29,13 +32,15 @@ from typing import TYPE_CHECKING
 from pipeline import config
 from pipeline.errors import ModelMissingError
 from pipeline.stages.translate import _place_package
+from pipeline.store.licence import card_licence
 
 if TYPE_CHECKING:
     from ctranslate2.converters import TransformersConverter
 
 __all__ = ["MT_KINDS", "NLLB_CODES", "detect_mt_kind", "import_translation_model"]
 
-MT_KINDS = ("marian-hf", "marian-native", "nllb", "m2m100", "ct2-marian", "ct2-nllb", "ct2-m2m100")
+MT_KINDS = ("marian-hf", "marian-native", "nllb", "m2m100", "madlad", "ct2-marian", "ct2-nllb", "ct2-m2m100",
+            "ct2-madlad")
 ARGOS_VERSION = "1.11"
 PACKAGE_VERSION = "1.0"
 
@@ -61,13 +66,11 @@ _NAMES = {
     "de": "German", "fr": "French", "es": "Spanish", "ja": "Japanese", "ko": "Korean",
 }
 # Used only when neither the caller nor the model card names a licence.
-_DEFAULT_LICENCE = {"nllb": "CC-BY-NC-4.0", "m2m100": "MIT"}
-_SPDX = {"cc-by-nc-4.0": "CC-BY-NC-4.0", "cc-by-4.0": "CC-BY-4.0", "mit": "MIT", "apache-2.0": "Apache-2.0"}
-_LICENCE_TITLES = (("Attribution-NonCommercial 4.0", "CC-BY-NC-4.0"), ("Attribution 4.0", "CC-BY-4.0"),
-                   ("MIT License", "MIT"), ("Apache License", "Apache-2.0"))
+_DEFAULT_LICENCE = {"nllb": "CC-BY-NC-4.0", "m2m100": "MIT", "madlad": "Apache-2.0"}
 _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _NLLB_TOKEN = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 _M2M_TOKEN = re.compile(r"^__[a-z]{2,3}__$")
+_MADLAD_TOKEN = re.compile(r"^<2[a-z]{2,3}(_[A-Za-z]+)?>$")  # MADLAD-400 (T5): the target language's token
 
 
 def detect_mt_kind(path: Path) -> str | None:
@@ -87,8 +90,12 @@ def detect_mt_kind(path: Path) -> str | None:
             return "ct2-nllb"
         if any(_M2M_TOKEN.match(t) for t in vocab):
             return "ct2-m2m100"
+        if "<2en>" in vocab and any(_MADLAD_TOKEN.match(t) for t in vocab):
+            return "ct2-madlad"
         return "ct2-marian" if vocab else None
     model_type = _read_json(path / "config.json").get("model_type")
+    if model_type == "t5" and (path / "spiece.model").is_file():
+        return "madlad"
     if model_type == "marian":
         return "marian-hf"
     if model_type == "m2m_100":
@@ -137,8 +144,10 @@ def import_translation_model(
         for code in codes:
             source_prefix, target_prefix = _language_tokens(path, kind, code, to_code, source_vocab, target_vocab)
             meta = _package_metadata(path, kind, code, to_code, name=name, licence=licence)
-            meta.update({key: value for key, value in (("source_prefix", source_prefix),
-                                                         ("target_prefix", target_prefix)) if value})
+            prefixes = {"source_prefix": source_prefix, "target_prefix": target_prefix}
+            if kind.endswith("madlad"):  # tokenized with the text, as MADLAD's tokenizer does: `▁ <2en> ▁...`
+                prefixes = {"source_text_prefix": f"{source_prefix} "}
+            meta.update({key: value for key, value in prefixes.items() if value})
             built.append(_build_package(staging / "packages", meta, model_dir, spm_file))
         return [_place_package(pkg, store) for pkg in built]
     finally:
@@ -185,7 +194,7 @@ def _package_metadata(path: Path, kind: str, code: str, to_code: str, *, name: s
         "to_name": _NAMES.get(to_code, to_code),
         "links": [],
         "name": name or path.name,
-        "licence": licence or _card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
+        "licence": licence or card_licence(path) or _DEFAULT_LICENCE.get(kind.removeprefix("ct2-"), "unknown"),
         "origin": str(path.resolve()),
         "origin_kind": kind,
     }
@@ -194,7 +203,7 @@ def _package_metadata(path: Path, kind: str, code: str, to_code: str, *, name: s
 def _convert(path: Path, kind: str, out: Path, quantization: str | None) -> None:
     """Write a CTranslate2 model for `path` into `out` and make it append `</s>` to every source."""
     try:
-        if kind in ("marian-hf", "nllb", "m2m100"):
+        if kind in ("marian-hf", "nllb", "m2m100", "madlad"):
             _transformers_converter(path).convert(str(out), quantization=quantization, force=True)
         elif kind == "marian-native":
             from ctranslate2.converters import OpusMTConverter
@@ -244,6 +253,12 @@ def _language_tokens(path: Path, kind: str, code: str, to_code: str,
                      source_vocab: set[str], target_vocab: set[str]) -> tuple[str, str]:
     """(source_prefix, target_prefix) tokens for one language pair; refuse pairs the model lacks."""
     family = kind.removeprefix("ct2-")
+    if family == "madlad":  # the source starts with the target's token; `<2kk>` says the model knows kk
+        for token in (f"<2{to_code}>", f"<2{code}>"):
+            if token not in source_vocab:
+                raise ModelMissingError(f"{path}: this MADLAD model has no {token} token, so it does not cover "
+                                        f"{_NAMES.get(token[2:-1], token[2:-1])}; import a model that does")
+        return f"<2{to_code}>", ""
     if family in ("nllb", "m2m100"):
         pair = []
         for iso, vocab in ((code, source_vocab), (to_code, target_vocab)):
@@ -297,6 +312,7 @@ def _build_package(parent: Path, meta: dict, model_dir: Path, spm_file: Path) ->
 def _tokenizer_file(path: Path, kind: str) -> Path:
     """The SentencePiece model that tokenizes the source (Argos packages carry exactly one)."""
     names = (("source.spm", "sentencepiece.model") if "marian" in kind
+             else ("sentencepiece.model", "spiece.model") if "madlad" in kind
              else ("sentencepiece.bpe.model", "sentencepiece.model"))
     for name in names:
         if (path / name).is_file():
@@ -308,7 +324,7 @@ def _tokenizer_file(path: Path, kind: str) -> Path:
 def _check_files(path: Path, kind: str) -> None:
     """Name the missing file before a conversion fails somewhere deep inside a converter."""
     needed: list[tuple[str, ...]] = []
-    if kind in ("marian-hf", "nllb", "m2m100"):
+    if kind in ("marian-hf", "nllb", "m2m100", "madlad"):
         needed.append(_HF_WEIGHTS)
     if kind in ("marian-hf", "m2m100"):
         needed.append(("vocab.json",))
@@ -343,28 +359,6 @@ def _ct2_vocabulary(model_dir: Path, *, split: bool = False) -> set[str] | tuple
     source = set(shared if shared is not None else load("source_vocabulary") or [])
     target = set(shared if shared is not None else load("target_vocabulary") or [])
     return (source, target) if split else source | target
-
-
-def _card_licence(path: Path) -> str | None:
-    """The licence the download states: a model card's `license:` front matter, else a LICENSE file's title."""
-    readme = path / "README.md"
-    lines = readme.read_text(encoding="utf-8", errors="replace").splitlines() if readme.is_file() else []
-    if not lines or lines[0].strip() != "---":
-        for name in ("LICENSE", "LICENSE.txt", "LICENSE.md"):
-            if (path / name).is_file():
-                head = " ".join((path / name).read_text(encoding="utf-8", errors="replace")[:2000].split())
-                for title, spdx in _LICENCE_TITLES:
-                    if title in head:
-                        return spdx
-        return None
-    for line in lines[1:]:
-        if line.strip() == "---":
-            break
-        key, _, value = line.partition(":")
-        if key.strip() in ("license", "licence") and value.strip():
-            value = value.strip().strip("'\"")
-            return _SPDX.get(value.lower(), value)
-    return None
 
 
 def _read_json(file: Path) -> dict:

@@ -5,8 +5,8 @@ Accepted, all offline:
 - a CTranslate2 (faster-whisper) Whisper folder, converted losslessly to an openai-whisper checkpoint;
 - a Hugging Face transformers Whisper folder, converted likewise (the form fine-tunes are published in);
 - an Argos package (`.argosmodel`), installed;
-- a Marian / OPUS-MT or NLLB-200 / M2M100 translation model, converted into one Argos package per source
-  language named with `--language`;
+- a Marian / OPUS-MT, NLLB-200 / M2M100 or MADLAD-400 translation model (a Hugging Face folder, or a
+  CTranslate2 conversion), converted into one Argos package per source language named with `--language`;
 - a CTC export folder (Omnilingual ASR CTC from sherpa-onnx, GigaAM; a `.onnx` model and `tokens.txt`),
   checked and copied (`ctc_store`); its route names the `ctc` engine.
 An ASR model imported with `--language XX` becomes the route for XX.
@@ -63,7 +63,7 @@ def detect_kind(path: Path) -> str:
         return "translation"
     raise ModelMissingError(
         f"{path}: not a model this store knows (looked for a CTranslate2 or Hugging Face Whisper folder, "
-        "a Marian/OPUS-MT, NLLB-200 or M2M100 folder, a CTC export with tokens.txt). Point at the folder "
+        "a Marian/OPUS-MT, NLLB-200, M2M100 or MADLAD-400 folder, a CTC export with tokens.txt). Point at the folder "
         "that holds config.json (or tokens.txt).")
 
 

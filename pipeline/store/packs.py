@@ -43,7 +43,8 @@ def _for_language(language: str, installed: dict[str, Installed]) -> list[Instal
     route = routes.route_for(language)
     chosen = [installed[route.asr_model]] if route.asr_model in installed else []
     try:
-        names = [p["name"] for p in find_translator(language, "en", via=route.translate_via or None).packages]
+        names = [p["name"] for p in find_translator(language, "en", via=route.translate_via or None,
+                                                  model=route.translate or None).packages]
     except MissingTranslation:
         names = []
     return chosen + [installed[name] for name in names if name in installed]

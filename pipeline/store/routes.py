@@ -17,7 +17,7 @@ from pipeline.errors import ModelMissingError
 from pipeline.store import toml
 
 DEFAULTS_FILE = config.DEFAULTS / "routes.toml"
-FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script", "engine")
+FIELDS = ("name", "asr_model", "whisper_token", "translate_via", "script", "engine", "translate")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Route:
     translate_via: str = ""  # pivot language for English, empty for any installed chain
     script: str = ""
     engine: str = ""  # the ASR engine the model needs ("ctc"); empty: the run's engine (Whisper's)
+    translate: str = ""  # the translation model into English (e.g. madlad400-3b-mt); empty: any installed chain
 
 
 def local_file() -> Path:

@@ -2,7 +2,8 @@
 
 `WRITERS` names every format, each by the path it takes under DIR: the two CTC exports below, an
 openai-whisper checkpoint (`whisper.pt`), a CTranslate2 Whisper folder (`whisper-ct2/`), an Argos package
-(`translate-kk_en.argosmodel`) and a CTranslate2 NLLB-200 folder (`nllb-ct2/`). Each goes into the store
+(`translate-kk_en.argosmodel`) a CTranslate2 NLLB-200 folder (`nllb-ct2/`) and a
+CTranslate2 MADLAD-400 folder (`madlad-ct2/`). Each goes into the store
 with `testimony models import PATH` (NLLB with `--language kk`).
 
 The CTC exports are built at test time with the `onnx` helper API (nothing binary is committed, nothing is
@@ -163,6 +164,13 @@ def nllb_ct2(folder: Path, seed: int = 0) -> Path:
     return build_nllb_ct2(folder, seed)
 
 
+def madlad_ct2(folder: Path, seed: int = 0) -> Path:
+    """A CTranslate2 MADLAD-400 (T5) folder with its SentencePiece model (tests.tiny_models.madlad)."""
+    from .madlad import madlad_ct2 as build
+
+    return build(folder, seed)
+
+
 # One line per format: the path under DIR -> its writer(path, seed).
 WRITERS = {
     "omnilingual-ctc": omnilingual_ctc,
@@ -171,6 +179,7 @@ WRITERS = {
     "whisper-ct2": whisper_ct2,
     "translate-kk_en.argosmodel": argos_package,
     "nllb-ct2": nllb_ct2,
+    "madlad-ct2": madlad_ct2,
 }
 
 
