@@ -224,7 +224,7 @@ def test_an_adapted_route_belongs_to_its_archive(archive, tiny_whisper, plain, t
         resolve_whisper(name)
 
 
-def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_path):
+def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_path, capsys):
     flags = ("--epochs", "3", "--learning-rate", "1e-3")
     whole = _adapt(archive, tiny_whisper, *flags)
     assert whole.returncode == 0, whole.stderr
@@ -239,12 +239,27 @@ def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_p
     assert killed.returncode == -9, killed.stderr
     (run,) = (archive / ".adapt").iterdir()
     assert (run / "checkpoint.pt").is_file() and not (archive / ".models").exists()
+    # `clean` keeps a resumable run; `--adapt-runs` removes it once idle the stated age.
+    for extra in ([], ["--adapt-runs", "--older-than", "1"]):
+        assert main(["clean", "--out", str(archive), *extra]) == 0 and (run / "checkpoint.pt").is_file()
+        assert f"kept {run}: an unfinished adapt run" in capsys.readouterr().err
+    saved = shutil.copytree(run, tmp_path / "saved-run")
+    assert main(["clean", "--out", str(archive), "--adapt-runs", "--older-than", "0"]) == 0
+    assert f"removed {run} (adapt run, unfinished, idle;" in capsys.readouterr().out and not run.exists()
+    shutil.copytree(saved, run)
     resumed = _adapt(archive, tiny_whisper, *flags)
     assert resumed.returncode == 0, resumed.stderr
     assert "epoch 3/3" in resumed.stderr and "epoch 1/3" not in resumed.stderr, "it went on from epoch 2"
     record = json.loads((archive / ".models" / f"{name}.pt.json").read_text())
     assert record["sha256"] == expected, "killed and resumed: the same bytes as one uninterrupted run"
     assert len(record["losses"]) == 3
+    # Its model entered .models/: `clean` removes the run's folder and says what that freed.
+    size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+    assert main(["clean", "--out", str(archive)]) == 0
+    out, err = capsys.readouterr()
+    assert f"removed {run} (adapt run, finished: its model {name} is in .models/; {size / 2**20:.1f} MiB)" in out
+    assert f"1 adapt run(s) removed, {size / 2**20:.1f} MiB freed" in err and size > 0
+    assert not (archive / ".adapt").exists() and (archive / ".models" / f"{name}.pt").is_file()
 
 
 def test_the_prefect_flow_adapts(archive, tiny_whisper, prefect_server):  # noqa: F811

@@ -16,10 +16,9 @@ from typing import Any
 
 from pipeline import atomic, config
 from pipeline.adapt import enter, pairs, score
+from pipeline.adapt.clean import RUNS
 from pipeline.adapt.train import Progress, Settings, train
 from pipeline.store.record import ModelRecord
-
-RUNS = ".adapt"  # in the archive
 
 
 @dataclass
