@@ -173,8 +173,10 @@ def loop(args: argparse.Namespace) -> None:
         archive = build(Path(tmp), args.recordings, args.per_recording)
         print(f"archive built: {args.recordings} recordings of {args.per_recording} articles", file=sys.stderr)
         started = time.monotonic()
-        outcome = adapt(archive, "kk", model="base", settings=Settings("kk", epochs=args.epochs, seed=0,
-                                                                       learning_rate=args.learning_rate),
+        clock = Clock(0)
+        outcome = adapt(archive, "kk", model="base", progress=clock, settings=Settings("kk", epochs=args.epochs, seed=0,
+                                                                       learning_rate=args.learning_rate,
+                                                                       held_out=args.held_out),
                         say=lambda line: print(line, file=sys.stderr))
         took = time.monotonic() - started
         rec = outcome.record
@@ -182,6 +184,9 @@ def loop(args: argparse.Namespace) -> None:
               f"{len(rec['held_out'])} ({rec['after']['segments']} segments, {rec['after']['words']} words)")
         print(f"  held-out WER {rec['before']['wer']} -> {rec['after']['wer']}, CER {rec['before']['cer']} -> "
               f"{rec['after']['cer']}; routed: {rec['routed']}; losses {rec['losses']}")
+        ends = sorted(clock.ends.items())
+        per_epoch = [round(b - a, 1) for (_, a), (_, b) in zip(ends, ends[1:])]
+        print(f"  epochs after the first (decoder only): {per_epoch} s")
         print(f"  {took:.0f} s in all; weights SHA-256 {rec['sha256'][:16]}; peak memory {_peak_mib():.0f} MiB")
         assert hashlib.sha256(outcome.path.read_bytes()).hexdigest() == rec["sha256"]
 
@@ -252,9 +257,9 @@ def realkk(args: argparse.Namespace) -> None:
     drafting = time.monotonic() - started
     print(f"real-kk: {len(clips)} clips drafted by base in {drafting:.0f} s; draft WER over all clips "
           f"{edits / words:.4f}; placing the human transcripts: {dict(how)}")
-    started = time.monotonic()
-    outcome = adapt(archive, "kk", model="base", settings=Settings("kk", epochs=args.epochs, seed=args.seed,
-                                                                   held_out=args.held_out),
+    started, clock = time.monotonic(), Clock(0)
+    outcome = adapt(archive, "kk", model="base", progress=clock,
+                    settings=Settings("kk", epochs=args.epochs, seed=args.seed, held_out=args.held_out),
                     say=lambda line: print(line, file=sys.stderr))
     rec = outcome.record
     print(f"base -> {outcome.name}: learned from {len(rec['learned_from'])} clip(s), held out {len(rec['held_out'])} "
@@ -262,6 +267,8 @@ def realkk(args: argparse.Namespace) -> None:
           f"{args.epochs} epochs")
     print(f"  held-out WER {rec['before']['wer']} -> {rec['after']['wer']}, CER {rec['before']['cer']} -> "
           f"{rec['after']['cer']}; routed: {rec['routed']}; losses {rec['losses']}")
+    ends = sorted(clock.ends.items())
+    print(f"  epochs after the first (decoder only): {[round(b - a, 1) for (_, a), (_, b) in zip(ends, ends[1:])]} s")
     print(f"  adapt {time.monotonic() - started:.0f} s; peak memory {_peak_mib():.0f} MiB; archive {archive}")
 
 
@@ -276,6 +283,7 @@ def main() -> None:
     lp.add_argument("--per-recording", type=int, default=3)
     lp.add_argument("--epochs", type=int, default=3)
     lp.add_argument("--learning-rate", type=float, default=1e-5)
+    lp.add_argument("--held-out", type=float, default=0.2, help="fraction of recordings held out (at least one)")
     rk = verbs.add_parser("realkk")
     rk.add_argument("--epochs", type=int, default=5)
     rk.add_argument("--seed", type=int, default=0)
