@@ -28,6 +28,7 @@ from pipeline.errors import ModelMissingError
 from pipeline.review import revisions
 from pipeline.review.save import save_revision
 from pipeline.run import process
+from pipeline.run.options import RunOptions
 from pipeline.stages.media import wav_duration
 from pipeline.store import registry, routes
 from pipeline.store.whisper_store import resolve_whisper
@@ -198,6 +199,9 @@ def test_an_adapted_route_belongs_to_its_archive(archive, tiny_whisper, plain, t
     name = done.stdout.split("\t")[0]
     adapted = json.loads((archive / ".models" / f"{name}.pt.json").read_text())["sha256"]
     assert (archive / ".models" / "routes.toml").is_file() and adapted != plain
+    weights = str((archive / ".models" / f"{name}.pt").resolve())
+    for where, model in ((archive, weights), (tmp_path / "archive B", "plain"), (None, "plain")):
+        assert RunOptions.from_flat(language="kk", archive=where).asr.model == model, "eval --archive, serve"
 
     video, other = mf.speak(LINES[9], "kk", tmp_path / "witness 9.wav"), tmp_path / "archive B"
     for where in (archive, other):
