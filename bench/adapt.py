@@ -12,6 +12,15 @@ base with `pipeline.adapt.run.adapt`: held-out WER/CER before and after, on arti
     .venv/bin/python bench/adapt.py cost --model tiny --segments 8
     .venv/bin/python bench/adapt.py cost --model base --segments 8
     .venv/bin/python bench/adapt.py loop --recordings 3 --per-recording 1 --epochs 3
+
+`realkk`: the loop on `../shared/data/real-kk/` (31 clips of spontaneous Kazakh with human
+transcripts): each clip is one recording of an archive, drafted by Whisper base (`--language kk`,
+greedy); a reviewer's merge makes a clip's draft one segment where base cut it in several (the human
+transcript has no times inside a clip, so it can only be placed on one segment); the human transcript
+(normalised written form) comes back through `review import` as an SRT, checking it; then `adapt`
+from base, split by recording (clip), seeded: held-out WER/CER before and after.
+
+    nice .venv/bin/python bench/adapt.py realkk --epochs 5 --keep /tmp/realkk
 """
 
 from __future__ import annotations
@@ -164,8 +173,10 @@ def loop(args: argparse.Namespace) -> None:
         archive = build(Path(tmp), args.recordings, args.per_recording)
         print(f"archive built: {args.recordings} recordings of {args.per_recording} articles", file=sys.stderr)
         started = time.monotonic()
-        outcome = adapt(archive, "kk", model="base", settings=Settings("kk", epochs=args.epochs, seed=0,
-                                                                       learning_rate=args.learning_rate),
+        clock = Clock(0)
+        outcome = adapt(archive, "kk", model="base", progress=clock, settings=Settings("kk", epochs=args.epochs, seed=0,
+                                                                       learning_rate=args.learning_rate,
+                                                                       held_out=args.held_out),
                         say=lambda line: print(line, file=sys.stderr))
         took = time.monotonic() - started
         rec = outcome.record
@@ -173,8 +184,92 @@ def loop(args: argparse.Namespace) -> None:
               f"{len(rec['held_out'])} ({rec['after']['segments']} segments, {rec['after']['words']} words)")
         print(f"  held-out WER {rec['before']['wer']} -> {rec['after']['wer']}, CER {rec['before']['cer']} -> "
               f"{rec['after']['cer']}; routed: {rec['routed']}; losses {rec['losses']}")
+        ends = sorted(clock.ends.items())
+        per_epoch = [round(b - a, 1) for (_, a), (_, b) in zip(ends, ends[1:])]
+        print(f"  epochs after the first (decoder only): {per_epoch} s")
         print(f"  {took:.0f} s in all; weights SHA-256 {rec['sha256'][:16]}; peak memory {_peak_mib():.0f} MiB")
         assert hashlib.sha256(outcome.path.read_bytes()).hexdigest() == rec["sha256"]
+
+
+def _draft(archive: Path, clip: dict) -> Path:
+    """Base's draft of one clip through the real run (greedy, no translation, no speakers)."""
+    from pipeline.run.process import RunOptions, process_video
+
+    options = RunOptions.from_flat(language="kk", asr_model="base", translate_to_english=False, diarize=False,
+                                   word_timestamps=False, temperature_fallback=False)
+    return Path(process_video(clip["audio"], archive, options).bundle)
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    return f"{millis // 3600000:02d}:{millis // 60000 % 60:02d}:{millis // 1000 % 60:02d},{millis % 1000:03d}"
+
+
+def _check_clip(archive: Path, bundle: Path, text: str, folder: Path) -> str:
+    """The human transcript brought in through `review import`; a draft in several segments is first merged
+    into one by the reviewer (saved as its own revision). Returns what was done, for the report."""
+    from pipeline.review import revisions
+    from pipeline.review.imports import import_file
+    from pipeline.review.save import save_revision
+    from pipeline.transcript import read_json
+
+    sha = read_json(bundle / "transcript.json")["source"]["sha256"]
+    newest = revisions.newest(bundle)
+    segments = newest.segments
+    if not segments:
+        return "no draft segment: left out (nothing to place the transcript on)"
+    done = "one segment"
+    if len(segments) > 1:
+        merged = {**segments[0], "end": segments[-1]["end"], "text": " ".join(s["text"] for s in segments)}
+        save_revision(archive, sha, base=newest.sha256, author="reviewer", segments=[merged])
+        segments, done = revisions.newest(bundle).segments, f"{len(newest.segments)} segments merged into one"
+    srt = folder / f"{sha[:12]}.srt"
+    srt.write_text(f"1\n{_srt_time(segments[0]['start'])} --> {_srt_time(segments[0]['end'])}\n{text}\n",
+                   encoding="utf-8")
+    import_file(archive, sha, srt, "reviewer")
+    return done
+
+
+def realkk(args: argparse.Namespace) -> None:
+    import json
+    from collections import Counter
+
+    from pipeline.adapt.run import adapt
+    from pipeline.evaluation.devset import real_kk
+    from pipeline.evaluation.evaluate import score_text
+    from pipeline.review import accounts
+
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="realkk-"))
+    archive = folder / "archive"
+    archive.mkdir(parents=True, exist_ok=True)
+    if accounts.get(archive, "reviewer") is None:  # a rerun on a kept folder takes up where it stopped
+        accounts.add(archive, "reviewer", "reviewer", ("kk",), password="a long bench password", must_change=False)
+    manifest = real_kk(folder / "manifest", Path(args.data))
+    clips = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    started, words, edits, how = time.monotonic(), 0, 0, Counter()
+    for clip in clips:
+        bundle = _draft(archive, clip)
+        draft = " ".join(s["text"] for s in json.loads((bundle / "transcript.json").read_text())["segments"])
+        scores = score_text(clip["reference"], draft, "kk")
+        words, edits = words + scores["ref_words"], edits + scores["word_edits"]
+        how[_check_clip(archive, bundle, clip["reference"], folder)] += 1
+        print(f"{clip['id']}: draft WER {scores['wer']}", file=sys.stderr)
+    drafting = time.monotonic() - started
+    print(f"real-kk: {len(clips)} clips drafted by base in {drafting:.0f} s; draft WER over all clips "
+          f"{edits / words:.4f}; placing the human transcripts: {dict(how)}")
+    started, clock = time.monotonic(), Clock(0)
+    outcome = adapt(archive, "kk", model="base", progress=clock,
+                    settings=Settings("kk", epochs=args.epochs, seed=args.seed, held_out=args.held_out),
+                    say=lambda line: print(line, file=sys.stderr))
+    rec = outcome.record
+    print(f"base -> {outcome.name}: learned from {len(rec['learned_from'])} clip(s), held out {len(rec['held_out'])} "
+          f"({rec['after']['segments']} segments, {rec['after']['words']} words), seed {args.seed}, "
+          f"{args.epochs} epochs")
+    print(f"  held-out WER {rec['before']['wer']} -> {rec['after']['wer']}, CER {rec['before']['cer']} -> "
+          f"{rec['after']['cer']}; routed: {rec['routed']}; losses {rec['losses']}")
+    ends = sorted(clock.ends.items())
+    print(f"  epochs after the first (decoder only): {[round(b - a, 1) for (_, a), (_, b) in zip(ends, ends[1:])]} s")
+    print(f"  adapt {time.monotonic() - started:.0f} s; peak memory {_peak_mib():.0f} MiB; archive {archive}")
 
 
 def main() -> None:
@@ -188,8 +283,16 @@ def main() -> None:
     lp.add_argument("--per-recording", type=int, default=3)
     lp.add_argument("--epochs", type=int, default=3)
     lp.add_argument("--learning-rate", type=float, default=1e-5)
+    lp.add_argument("--held-out", type=float, default=0.2, help="fraction of recordings held out (at least one)")
+    rk = verbs.add_parser("realkk")
+    rk.add_argument("--epochs", type=int, default=5)
+    rk.add_argument("--seed", type=int, default=0)
+    rk.add_argument("--held-out", type=float, default=0.25)
+    rk.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" /
+                                          "real-kk"), help="the real-kk folder (metadata.csv and audio/)")
+    rk.add_argument("--keep", help="build the archive in this folder (kept) instead of a temporary one")
     args = parser.parse_args()
-    {"cost": cost, "loop": loop}[args.verb](args)
+    {"cost": cost, "loop": loop, "realkk": realkk}[args.verb](args)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ def process_video(video: str, out: str | None = None, force: bool = False, **set
 
     The other parameters are the run options of `pipeline.run.options`, as `testimony run` takes them.
     """
-    options = RunOptions.from_flat(**settings)
     archive = config.archive_dir(out)
+    options = RunOptions.from_flat(**settings, archive=archive)  # this archive's adapted models, no other's
     result = process.process_video(video, archive, options, force=force, stages=prefect_stages(archive, force=force))
     if result.status == "done":
         show_in_ui(archive, result.bundle)

@@ -18,16 +18,20 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import config
 from pipeline.adapt import pairs
 from pipeline.adapt.train import Settings, train
 from pipeline.archive import catalog, originals
 from pipeline.archive.bundle import find_bundle
 from pipeline.cli.main import main
+from pipeline.errors import ModelMissingError
 from pipeline.review import revisions
 from pipeline.review.save import save_revision
 from pipeline.run import process
+from pipeline.run.options import RunOptions
 from pipeline.stages.media import wav_duration
 from pipeline.store import registry, routes
+from pipeline.store.whisper_store import resolve_whisper
 from pipeline.transcript import Segment, Source, Transcript
 
 from . import media_factory as mf
@@ -122,7 +126,31 @@ def _adapt(archive: Path, model: Path, *extra: str, env: dict | None = None) -> 
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
-def test_a_model_that_does_not_win_is_recorded_but_not_routed(archive, tiny_whisper, capsys):
+@pytest.fixture
+def plain(tiny_whisper):
+    """The machine's ordinary kk model (tiny, imported and routed); the store as it was afterwards."""
+    assert main(["models", "import", str(tiny_whisper), "--name", "plain", "--language", "kk"]) == 0
+    yield json.loads(registry.record_path(config.whisper_dir() / "plain.pt").read_text())["sha256"]
+    for link in config.whisper_dir().glob("kk-adapted-*"):
+        link.unlink()
+    for language, table in routes._read(routes.local_file()).items():
+        if table.get("asr_model", "").startswith("kk-adapted-"):
+            routes.drop_model(table["asr_model"])
+    main(["models", "remove", "plain"])
+
+
+def _run(video: Path, archive: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--language", "kk",
+                           "--no-translate", "--no-diarize", *TINY_FLAGS, "--out", str(archive)],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+def _cited(archive: Path, video: Path) -> dict:
+    sha = hashlib.sha256(video.read_bytes()).hexdigest()
+    return json.loads((find_bundle(archive, sha) / "transcript.json").read_text())["models"]["asr"]
+
+
+def test_a_model_that_does_not_win_is_recorded_but_not_routed(archive, tiny_whisper, plain, capsys):
     # Learning rate 0: the weights are the base's, so the held-out figures tie and nothing is won.
     done = _adapt(archive, tiny_whisper, "--epochs", "1", "--learning-rate", "0")
     assert done.returncode == 0, done.stderr
@@ -143,39 +171,64 @@ def test_a_model_that_does_not_win_is_recorded_but_not_routed(archive, tiny_whis
     assert record["before"]["segments"] == record["after"]["segments"] == 2
     assert record["after"]["wer"] == record["before"]["wer"] is not None
     assert not record["routed"] and "does not beat" in record["route_reason"]
-    assert routes.route_for("kk").asr_model != name
+    assert routes.route_for("kk", archive).asr_model == "plain"
     assert record["sha256"] == hashlib.sha256((archive / ".models" / f"{name}.pt").read_bytes()).hexdigest()
 
-    installed = {m.name: m for m in registry.installed_models()}
-    assert installed[name].record["sha256"] == record["sha256"], "the store knows it; the weights stay in the archive"
-    assert main(["models"]) == 0
-    assert "witness-derived" in capsys.readouterr().out
-    assert main(["models", "pack", str(archive.parent / "out.pack"), name]) == 0
+    assert name not in {m.name for m in registry.installed_models()}, "the machine's store does not know it"
+    assert main(["models", "list", "--out", str(archive)]) == 0
+    assert f"{name}\n      adapted from" in capsys.readouterr().out, "listed for its archive, with its figures"
+    assert main(["models", "pack", str(archive.parent / "out.pack"), name, "--out", str(archive)]) == 0
     assert "learned from: witness 3.wav" in capsys.readouterr().err
 
     forced = _adapt(archive, tiny_whisper, "--epochs", "1", "--learning-rate", "0", "--route")
     assert forced.returncode == 0, forced.stderr
-    assert routes.route_for("kk").asr_model == name, "an admin may route it all the same"
-    assert main(["models", "import", str(tiny_whisper), "--name", "plain"]) == 0
-    assert main(["models", "pack", str(archive.parent / "kk.pack"), "plain", "--for", "kk"]) == 0
-    assert f"left out {name}" in capsys.readouterr().err, "never offered to another archive by default"
+    weights = str((archive / ".models" / f"{name}.pt").resolve())
+    assert routes.route_for("kk", archive).asr_model == weights, "an admin may route it all the same"
+    assert routes.route_for("kk").asr_model == "plain", "routed for its archive only, never the machine"
+    assert name not in routes.local_file().read_text() and not (config.whisper_dir() / f"{name}.pt").exists()
+    assert main(["models", "pack", str(archive.parent / "kk.pack"), "--for", "kk"]) == 0
     with tarfile.open(archive.parent / "kk.pack") as tar:
         index = json.load(tar.extractfile("PACK.json"))
-    assert [m["name"] for m in index["models"]] == ["plain"] and "asr_model" not in index["routes"]["kk"]
+    assert [m["name"] for m in index["models"]] == ["plain"] and index["routes"]["kk"]["asr_model"] == "plain"
 
-    # A new testimony is transcribed by the routed model, and `verify --reproduce` finds it again.
-    video = mf.speak(LINES[9], "kk", archive.parent / "witness 9.wav")
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "run", str(video), "--language", "kk",
-                          "--no-translate", "--no-diarize", *TINY_FLAGS, "--out", str(archive)],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout + run.stderr
+
+def test_an_adapted_route_belongs_to_its_archive(archive, tiny_whisper, plain, tmp_path, capsys):
+    """Two archives on one machine: A's adapted model transcribes A's Kazakh, never B's."""
+    done = _adapt(archive, tiny_whisper, "--epochs", "1", "--learning-rate", "1e-3", "--route")
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.split("\t")[0]
+    adapted = json.loads((archive / ".models" / f"{name}.pt.json").read_text())["sha256"]
+    assert (archive / ".models" / "routes.toml").is_file() and adapted != plain
+    weights = str((archive / ".models" / f"{name}.pt").resolve())
+    for where, model in ((archive, weights), (tmp_path / "archive B", "plain"), (None, "plain")):
+        assert RunOptions.from_flat(language="kk", archive=where).asr.model == model, "eval --archive, serve"
+
+    video, other = mf.speak(LINES[9], "kk", tmp_path / "witness 9.wav"), tmp_path / "archive B"
+    for where in (archive, other):
+        made = _run(video, where)
+        assert made.returncode == 0, made.stdout + made.stderr
+    assert _cited(archive, video)["sha256"] == adapted, "A's run uses A's adapted model"
+    assert _cited(other, video)["sha256"] == plain and name not in json.dumps(_cited(other, video)), \
+        "B's run uses the machine's ordinary route and never cites A's model"
     sha = hashlib.sha256(video.read_bytes()).hexdigest()
-    made = json.loads((find_bundle(archive, sha) / "transcript.json").read_text())
-    assert made["models"]["asr"]["sha256"] == record["sha256"]
     assert main(["verify", sha[:12], "--out", str(archive), "--reproduce"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+
+    # What an older testimony left: a store link into A's .models/ and a machine route to it.
+    (config.whisper_dir() / f"{name}.pt").symlink_to(archive / ".models" / f"{name}.pt")
+    routes.set_route("kk", asr_model=name, whisper_token="kk")
+    assert main(["models"]) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if str(routes.local_file()) in line]
+    assert len(warnings) == 1 and f"remove its [\"kk\"] asr_model line and {config.whisper_dir()}" in warnings[0]
+    assert f"NOT USED: {config.whisper_dir() / name}.pt links to" in out
+    assert routes.route_for("kk").asr_model == "base", "ignored: the shipped route, not A's model"
+    assert routes.route_for("kk", other).asr_model == "base" and not capsys.readouterr().err, "said once"
+    with pytest.raises(ModelMissingError, match=f"remove {config.whisper_dir() / name}.pt"):
+        resolve_whisper(name)
 
 
-def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_path):
+def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_path, capsys):
     flags = ("--epochs", "3", "--learning-rate", "1e-3")
     whole = _adapt(archive, tiny_whisper, *flags)
     assert whole.returncode == 0, whole.stderr
@@ -190,12 +243,27 @@ def test_resume_after_a_kill_gives_the_same_weights(archive, tiny_whisper, tmp_p
     assert killed.returncode == -9, killed.stderr
     (run,) = (archive / ".adapt").iterdir()
     assert (run / "checkpoint.pt").is_file() and not (archive / ".models").exists()
+    # `clean` keeps a resumable run; `--adapt-runs` removes it once idle the stated age.
+    for extra in ([], ["--adapt-runs", "--older-than", "1"]):
+        assert main(["clean", "--out", str(archive), *extra]) == 0 and (run / "checkpoint.pt").is_file()
+        assert f"kept {run}: an unfinished adapt run" in capsys.readouterr().err
+    saved = shutil.copytree(run, tmp_path / "saved-run")
+    assert main(["clean", "--out", str(archive), "--adapt-runs", "--older-than", "0"]) == 0
+    assert f"removed {run} (adapt run, unfinished, idle;" in capsys.readouterr().out and not run.exists()
+    shutil.copytree(saved, run)
     resumed = _adapt(archive, tiny_whisper, *flags)
     assert resumed.returncode == 0, resumed.stderr
     assert "epoch 3/3" in resumed.stderr and "epoch 1/3" not in resumed.stderr, "it went on from epoch 2"
     record = json.loads((archive / ".models" / f"{name}.pt.json").read_text())
     assert record["sha256"] == expected, "killed and resumed: the same bytes as one uninterrupted run"
     assert len(record["losses"]) == 3
+    # Its model entered .models/: `clean` removes the run's folder and says what that freed.
+    size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+    assert main(["clean", "--out", str(archive)]) == 0
+    out, err = capsys.readouterr()
+    assert f"removed {run} (adapt run, finished: its model {name} is in .models/; {size / 2**20:.1f} MiB)" in out
+    assert f"1 adapt run(s) removed, {size / 2**20:.1f} MiB freed" in err and size > 0
+    assert not (archive / ".adapt").exists() and (archive / ".models" / f"{name}.pt").is_file()
 
 
 def test_the_prefect_flow_adapts(archive, tiny_whisper, prefect_server):  # noqa: F811

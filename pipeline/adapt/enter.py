@@ -1,9 +1,10 @@
 """The adapted model enters the store: its weights under the archive, its record complete, its route earned.
 
-A model trained on testimony can recall what witnesses said (names above all), so its weights stay
-inside the archive (`<archive>/.models/`), the folder that is encrypted, backed up and wiped as one;
-the store holds a link to them, so `testimony models`, routes and `run` find it as any other model,
-and the record says it is witness-derived and what it learned from, for `models pack` to warn.
+A model trained on testimony can recall what witnesses said (names above all), so its weights, its
+record and its route stay inside the archive (`<archive>/.models/`, see `store.archive_models`), the
+folder that is encrypted, backed up and wiped as one; the machine's model store gets neither a link
+nor a route, so another archive on the same machine never transcribes with it. The record says it is
+witness-derived and what it learned from, for `models pack` to warn.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import config
+from pipeline.store import archive_models, routes
 from pipeline.store import registry as model_registry
-from pipeline.store import routes
-
-MODELS = ".models"  # in the archive
 
 
 def archive_path(archive: Path, name: str) -> Path:
-    return archive / MODELS / f"{name}.pt"
+    return archive_models.model_path(archive, name)
 
 
 def place(archive: Path, name: str, weights: Path) -> Path:
@@ -54,21 +53,9 @@ def record(archive: Path, name: str, path: Path, facts: dict[str, Any]) -> dict:
                                        versions=versions(), **facts)
 
 
-def link(name: str, path: Path) -> Path:
-    """The store's entry: links to the weights and the record in the archive (replacing an older one)."""
-    store = config.whisper_dir()
-    store.mkdir(parents=True, exist_ok=True)
-    entry = store / f"{name}.pt"
-    for target, at in ((path, entry), (model_registry.record_path(path), model_registry.record_path(entry))):
-        temp = at.with_name(f".{at.name}.link-{os.getpid()}")
-        temp.unlink(missing_ok=True)
-        temp.symlink_to(target.resolve())
-        os.replace(temp, at)
-    return entry
-
-
-def route(language: str, name: str, token: str) -> routes.Route:
-    return routes.set_route(language, asr_model=name, whisper_token=token)
+def route(archive: Path, language: str, name: str, token: str) -> routes.Route:
+    """The language's route for this archive only (`<archive>/.models/routes.toml`)."""
+    return routes.set_archive_route(archive, language, asr_model=name, whisper_token=token, engine="")
 
 
 def summary(record: dict) -> str:

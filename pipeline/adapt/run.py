@@ -16,10 +16,9 @@ from typing import Any
 
 from pipeline import atomic, config
 from pipeline.adapt import enter, pairs, score
+from pipeline.adapt.clean import RUNS
 from pipeline.adapt.train import Progress, Settings, train
 from pipeline.store.record import ModelRecord
-
-RUNS = ".adapt"  # in the archive
 
 
 @dataclass
@@ -30,12 +29,13 @@ class Outcome:
     routed: bool
 
 
-def base_model(language: str, model: str | None) -> tuple[ModelRecord, str]:
-    """(the checkpoint to start from, the Whisper token it decodes the language with): --from, else the route."""
+def base_model(language: str, model: str | None, archive: Path) -> tuple[ModelRecord, str]:
+    """(the checkpoint to start from, the Whisper token it decodes the language with): --from, else the
+    archive's route (its own adapted model, when it has one), else the store's."""
     from pipeline.store.routes import resolve_asr
     from pipeline.store.whisper_store import resolve_whisper
 
-    name, token = resolve_asr(language, model, None)
+    name, token = resolve_asr(language, model, None, archive)
     return resolve_whisper(name), token or language
 
 
@@ -59,7 +59,7 @@ def adapt(archive: str | Path, language: str, *, model: str | None = None, setti
           force_route: bool = False, progress: Progress | None = None, say=print) -> Outcome:
     """Fine-tune the language's model on the archive's checked speech; route it only if it wins (or if told)."""
     archive = Path(archive).resolve()
-    base, token = base_model(language, model)
+    base, token = base_model(language, model, archive)
     settings = replace(settings or Settings(whisper_token=token), whisper_token=token)
     train_set, held = pairs.split(pairs.collect(archive, language), settings.held_out, settings.seed)
     ident = run_id(base, settings, train_set)
@@ -81,7 +81,6 @@ def adapt(archive: str | Path, language: str, *, model: str | None = None, setti
                               else "an admin said so (--route)" if force_route else
                               "does not beat the current model on the held-out recordings")}
     record = enter.record(archive, name, path, facts)
-    enter.link(name, path)
     if routed:
-        enter.route(language, name, token)
+        enter.route(archive, language, name, token)
     return Outcome(name, path, record, routed)

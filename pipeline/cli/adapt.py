@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     adapt.add_argument("--learning-rate", type=float, default=1e-5, help="AdamW learning rate (default: 1e-5)")
     adapt.add_argument("--batch-size", type=int, default=4, help="segments per step (default: 4)")
     adapt.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when present, else cpu")
-    adapt.add_argument("--route", action="store_true", help="make it the language's route even if it does not "
-                       "beat the current model on the held-out recordings (an admin's decision)")
+    adapt.add_argument("--route", action="store_true", help="make it the language's route for this archive even if it "
+                       "does not beat the current model on the held-out recordings (an admin's decision)")
     adapt.add_argument("--out", help=OUT_HELP)
 
 

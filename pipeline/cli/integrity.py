@@ -65,6 +65,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     clean.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
                        help="untouched for this many days (default: 7; a run in progress touches its folder "
                             "every chunk)")
+    clean.add_argument("--adapt-runs", action="store_true", help="also remove unfinished `testimony adapt` runs "
+                       "idle that long (kept otherwise: the same command resumes them); finished runs, whose "
+                       "model is in .models/, are always removed")
 
 
 def _formats(text: str) -> list[str]:
@@ -277,8 +280,26 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if args.older_than < 0:
         print("error: --older-than takes a number of days, 0 or more", file=sys.stderr)
         return 2
-    removed = clean(_archive(args.out), args.older_than)
+    archive = _archive(args.out)
+    removed = clean(archive, args.older_than)
     for folder in removed:
         print(f"removed {folder}")
     print(f"{len(removed)} abandoned work folder(s) removed", file=sys.stderr)
+    _clean_adapt_runs(archive, args)
     return 0
+
+
+def _clean_adapt_runs(archive: Path, args: argparse.Namespace) -> None:
+    """The checkpoints of adaptation runs: what each removal freed, and which resumable runs stay."""
+    from pipeline.adapt.clean import clean_runs, kept
+
+    removed = clean_runs(archive, unfinished=args.adapt_runs, older_than_days=args.older_than)
+    for run in removed:
+        what = f"finished: its model {run.model} is in .models/" if run.model else "unfinished, idle"
+        print(f"removed {run.folder} (adapt run, {what}; {run.size / 2**20:.1f} MiB)")
+    if removed:
+        print(f"{len(removed)} adapt run(s) removed, {sum(r.size for r in removed) / 2**20:.1f} MiB freed",
+              file=sys.stderr)
+    for folder in kept(archive):
+        print(f"kept {folder}: an unfinished adapt run (the same `testimony adapt` resumes it; "
+              "`clean --adapt-runs` removes it once idle --older-than days)", file=sys.stderr)

@@ -158,15 +158,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.run.process import RunOptions
 
     settings = _settings(args)
+    archive = config.archive_dir(args.out)
     try:  # a language with no model or no token fails now, not after hashing and extracting
         config.file_mode()  # as does a bad TESTIMONY_FILE_MODE
         originals.mode()  # or TESTIMONY_ORIGINALS
-        options = RunOptions.from_flat(**settings)
+        options = RunOptions.from_flat(**settings, archive=archive)  # its own adapted models' routes too
         check_before_work(options, args.language)  # glossary, speaker encoder, token, ASR model installed
     except TestimonyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    archive = config.archive_dir(args.out)
     failed = 0
     for video, result in _results(args, settings, options, archive):
         if isinstance(result, Exception):  # one bad file never stops the batch, and never a stack trace
@@ -186,6 +186,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                     "reference and optional reference_en, id, whisper_token (see pipeline/evaluation/evaluate.py)")
     ev.add_argument("--out", help="report folder for report.md, report.json and the bundles "
                     "(default: report/ beside the manifest)")
+    ev.add_argument("--archive", help="follow this archive's own routes too (the models adapted on its "
+                    "witnesses, `testimony adapt`); without it, only the model store's")
     ev.add_argument("--language", choices=["clip", "auto"], default="clip", help="clip: force each clip's "
                     "language and detect in a separate pass (default); auto: the pipeline detects, as run does")
     options_table.add_arguments(ev, "eval")

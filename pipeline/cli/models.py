@@ -15,7 +15,8 @@ from pipeline.store import routes
 def add_parser(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="the model store: what is installed and which language uses what")
     verbs = models.add_subparsers(dest="verb")
-    verbs.add_parser("list", help="routes per language, installed models, known models (the default)")
+    listing = verbs.add_parser("list", help="routes per language, installed models, known models (the default)")
+    listing.add_argument("--out", help="an archive: its own routes and the models adapted on its witnesses too")
     install = verbs.add_parser("install", help="download known models by name, or a language's recommended set "
                                "(needs a network: the hub is HF_ENDPOINT, else huggingface.co)")
     install.add_argument("name", nargs="?", help="a Whisper name (tiny, base, small, medium, large-v3, turbo) or a "
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     pack.add_argument("names", nargs="*", help="installed model names to pack")
     pack.add_argument("--for", dest="for_languages", type=_codes, default=[], metavar="LANGS",
                       help="the models these languages' routes use, and the routes, e.g. kk,ug")
+    pack.add_argument("--out", help="an archive whose adapted models may be named (they are never packed by "
+                      "language)")
     unpack = verbs.add_parser("unpack", help="check every hash of a pack, then install it and set its routes")
     unpack.add_argument("file", type=Path, help="a pack `testimony models pack` wrote")
     imp = verbs.add_parser("import", help="add a model from a file or folder (offline)")
@@ -68,6 +71,8 @@ def _mib(size: int | float | None) -> str:
 def _asr_status(model: str, installed: dict[str, model_registry.Installed]) -> str:
     if not model:
         return "none"
+    if Path(model).is_file():  # an archive's own adapted model, routed by its file (`--out`)
+        return f"{Path(model).stem} ({_mib(Path(model).stat().st_size)}, this archive's own, witness-derived)"
     if model in installed:
         item = installed[model]
         return f"{model} ({_mib(item.size)}, {item.record.get('licence') or 'licence unknown'})"
@@ -95,9 +100,32 @@ def _mt_status(language: str, route: routes.Route) -> str:
     return " -> ".join(info.route) + " (" + ", ".join(p["name"] for p in info.packages) + ")"
 
 
+def _archive_of(args: argparse.Namespace) -> Path | None:
+    """The archive named with `--out`, whose own routes and adapted models a command shows or packs."""
+    return Path(args.out).resolve() if getattr(args, "out", None) else None
+
+
+def _adapted(archive: Path) -> None:
+    """The archive's own routes and the models adapted on its witnesses, with their figures."""
+    from pipeline.adapt.enter import summary
+    from pipeline.store import archive_models
+
+    own = routes._read(archive_models.routes_file(archive))
+    print(f"\nThis archive's own routes ({archive_models.routes_file(archive)}, for {archive} only):")
+    for language, table in own.items():
+        print(f"  {language:4} {table.get('asr_model')}, decodes as '{table.get('whisper_token') or language}'")
+    if not own:
+        print("  none")
+    print("\nAdapted on this archive's witnesses:")
+    for name in archive_models.names(archive) or ["(none)"]:
+        record = model_registry.read_record(archive_models.model_path(archive, name))
+        print(f"  {name}" + (f"\n      {summary(record)}" if record else ""))
+
+
 def _list(args: argparse.Namespace) -> int:
     installed = {m.name: m for m in model_registry.installed_models()}
-    table = routes.load_routes()
+    archive = _archive_of(args)
+    table = routes.load_routes(archive)
     print(f"Model store: {config.models_dir()}")
     print(f"\nRoutes ({routes.DEFAULTS_FILE}, overridden by routes.local.toml in the store):")
     for language, route in table.items():
@@ -119,10 +147,16 @@ def _list(args: argparse.Namespace) -> int:
     for item in installed.values():
         print(f"  {item.name:28} {item.kind:8} {item.languages:16} {_mib(item.size):>10}  "
               f"{item.record.get('licence') or 'licence unknown'}")
-        if item.record.get("witness_derived"):
+        from pipeline.store import archive_models
+
+        if archive_models.points_into_an_archive(item.path):
+            print(f"      NOT USED: {archive_models.stale_link(item.path)}")
+        elif item.record.get("witness_derived"):
             from pipeline.adapt.enter import summary
 
             print(f"      {summary(item.record)}")
+    if archive is not None:
+        _adapted(archive)
     _recommended()
     print(f"\nKnown ({model_registry.MANIFEST}, and {model_registry.LOCAL_MANIFEST} in the store):")
     for known in model_registry.known_models().values():
@@ -216,10 +250,11 @@ def _pack(args: argparse.Namespace) -> int:
         if name not in args.names:
             print(f"left out {name}: it was trained on this archive's testimony; name it to pack it",
                   file=sys.stderr)
-    for model in select(args.for_languages, args.names)[0]:
+    archive = _archive_of(args)
+    for model in select(args.for_languages, args.names, archive)[0]:
         if warning := pack_warning(model):
             print(warning, file=sys.stderr)
-    print(pack(args.file, args.for_languages, args.names))
+    print(pack(args.file, args.for_languages, args.names, archive))
     return 0
 
 

@@ -370,6 +370,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from pipeline.run.options import settings as flat_settings
 
     settings = {**flat_settings(args, "eval"), "audio_track": None}
+    if getattr(args, "archive", None):  # its adapted models' routes: `RunOptions.from_flat(archive=...)`
+        settings["archive"] = str(Path(args.archive).resolve())
     out_dir = Path(args.out) if args.out else args.manifest.resolve().parent / "report"
     try:
         report = evaluate(args.manifest, out_dir, settings, mode=args.language,

@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pipeline.asr.core import ENGINES, AsrOptions
@@ -200,6 +201,7 @@ class RunOptions:
     speaker_names: tuple[tuple[str, str], ...] = ()  # (label, name) pairs, sorted: hashable and keyed alike
     speaker_encoder: str = "resemblyzer"  # or the path of an ONNX speaker model
     named_engine: str | None = None  # --engine as given (None: the route's): a sidecar's language re-resolves
+    archive: str | None = None  # whose own routes (models adapted on its witnesses) are followed; None: none
 
     @classmethod
     def from_flat(cls, *, language: str = "auto", asr_model: str | None = None, whisper_token: str | None = None,
@@ -209,23 +211,27 @@ class RunOptions:
                   engine: str | None = None, glossary: str | None = None,
                   glossary_prompt: bool = True, diarize: bool = True,
                   speakers: int | None = None, speaker_names: str | None = None,
-                  speaker_encoder: str = "resemblyzer", expect: str | None = EXPECT_DEFAULT) -> "RunOptions":
+                  speaker_encoder: str = "resemblyzer", expect: str | None = EXPECT_DEFAULT,
+                  archive: str | Path | None = None) -> "RunOptions":
         """From the flat, JSON-friendly settings the CLI and the Prefect form both speak.
 
         An unnamed model or token comes from the language's route (`testimony models`); a language no
-        installed model can do raises ModelMissingError naming the command that fixes it.
+        installed model can do raises ModelMissingError naming the command that fixes it. `archive`: the
+        archive the run writes to, whose own routes (to models adapted on its witnesses) win; no other
+        archive's are ever followed.
         """
         from pipeline.store.routes import resolve_run
 
         follow_routes = asr_model is None  # a model the user named is used for every language
         named_engine = engine
-        asr_model, whisper_token, engine = resolve_run(language, asr_model, whisper_token, engine)
+        archive = str(Path(archive).resolve()) if archive is not None else None
+        asr_model, whisper_token, engine = resolve_run(language, asr_model, whisper_token, engine, archive)
         asr = AsrOptions(model=asr_model, language=language, whisper_token=whisper_token,
                          beam_size=beam_size, vad=vad, word_timestamps=word_timestamps,
                          temperatures=AsrOptions.temperatures if temperature_fallback else (0.0,),
                          engine=engine, expect=expected_languages(expect) if language == "auto" else None)
         return cls(asr=asr, audio_track=audio_track, translate=translate_to_english, device=device,
-                   named_engine=named_engine,
+                   named_engine=named_engine, archive=archive,
                    follow_routes=follow_routes, glossary=glossary or None,
                    glossary_prompt=glossary_prompt, diarize=diarize, speakers=speakers,
                    speaker_names=named(parse_speaker_names(speaker_names)),
@@ -253,6 +259,6 @@ class RunOptions:
             from pipeline.store.routes import load_routes
 
             data["routes"] = {k: f"{v.engine}:{v.asr_model}" if v.engine else v.asr_model
-                              for k, v in sorted(load_routes().items())}
+                              for k, v in sorted(load_routes(self.archive).items())}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

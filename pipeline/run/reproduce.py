@@ -22,6 +22,7 @@ from pipeline.asr.core import AsrOptions
 from pipeline.errors import TestimonyError
 from pipeline.run.process import RunOptions, stage_extract, stage_transcribe
 from pipeline.stages.glossary import GLOSSARY_MATCH
+from pipeline.store import archive_models
 from pipeline.transcript import UNTRANSLATED, Segment, Transcript
 
 LATER_FLAGS = {UNTRANSLATED, GLOSSARY_MATCH}  # set after decoding (translation, glossary), not by the ASR
@@ -30,13 +31,18 @@ MACHINE_FIELDS = ("start", "end", "text", "avg_logprob", "no_speech_prob", "comp
                   "temperature", "speaker")
 
 
-def recorded_options(transcript: Transcript) -> RunOptions:
-    """The options the transcript's ASR ran with (the routed model's, when a route chose one)."""
+def recorded_options(transcript: Transcript, archive: Path | None = None) -> RunOptions:
+    """The options the transcript's ASR ran with (the routed model's, when a route chose one). A model
+    adapted on the archive's witnesses was named by its file in the archive's `.models/`: an archive
+    since moved or restored elsewhere finds it in its own `.models/` (the SHA-256 is compared after)."""
     recorded = dict(transcript.models.get("asr", {}).get("options") or {})
     if not recorded:
         raise TestimonyError(f"{transcript.id}: the transcript records no ASR options to reproduce it with")
     recorded["temperatures"] = tuple(recorded.get("temperatures") or (0.0,))
     fields = {k: v for k, v in recorded.items() if k in AsrOptions.__dataclass_fields__}
+    model = Path(str(fields.get("model") or ""))
+    if archive is not None and model.parent.name == archive_models.MODELS and not model.is_file():
+        fields["model"] = str(archive_models.model_path(archive, model.stem))
     return RunOptions(asr=AsrOptions(**fields), translate=False, follow_routes=False)
 
 
@@ -47,7 +53,7 @@ def reproduce(archive: str | Path, bundle: str | Path, original: str | Path | No
     source = Path(original) if original else originals.find_kept(archive, transcript.source.sha256)
     if source is None or not source.is_file():
         raise TestimonyError(f"{bundle.name}: no kept original to reproduce from; pass --original PATH")
-    options = recorded_options(transcript)
+    options = recorded_options(transcript, archive)
     scratch = archive / ".work" / f"reproduce-{transcript.id}-{os.getpid()}"
     try:
         audio = stage_extract(source, scratch, transcript.source.sha256, None)

@@ -129,6 +129,7 @@ def apply(options: Any, sidecar: Sidecar | None) -> Any:
     from pipeline.store.routes import resolve_run
 
     named = None if options.follow_routes else options.asr.model
-    model, token, engine = resolve_run(sidecar.language, named, options.asr.whisper_token, options.named_engine)
+    model, token, engine = resolve_run(sidecar.language, named, options.asr.whisper_token, options.named_engine,
+                                      options.archive)
     asr = replace(options.asr, language=sidecar.language, model=model, whisper_token=token, engine=engine)
     return replace(options, asr=asr, follow_routes=False)

@@ -99,7 +99,7 @@ def _routed_options(options: RunOptions, language: str) -> AsrOptions | None:
         return None
     from pipeline.store.routes import route_for
 
-    route = route_for(language)
+    route = route_for(language, options.archive)
     engine = route.engine or options.asr.engine
     if not route.asr_model or (route.asr_model, engine) == (options.asr.model, options.asr.engine):
         return None
@@ -253,9 +253,9 @@ def build_transcript(video: Path, sha256: str, audio: ExtractedAudio, asr: AsrRe
     if asr.unprompted_chunks:
         transcript.warnings.append(f"the glossary prompt leaked into the text of {asr.unprompted_chunks} chunk(s) "
                                    "(names copied or repeated): those were decoded again without it")
-    if asr.detected_language and (warning := routing_warning(asr.detected_language)):
+    if asr.detected_language and (warning := routing_warning(asr.detected_language, options.archive)):
         transcript.warnings.append(warning)
-    elif asr.first_choice and (warning := routing_warning(asr.first_choice)):  # `--expect` picked another
+    elif asr.first_choice and (warning := routing_warning(asr.first_choice, options.archive)):  # `--expect` chose
         transcript.warnings.append(f"{warning} (picked {asr.detected_language!r} among the expected languages "
                                    f"{', '.join(options.asr.expect or ())}: Whisper's first choice was "
                                    f"{asr.first_choice!r})")
@@ -268,12 +268,12 @@ NEIGHBOURS = {"ug": ("uz", "tr", "ar", "fa", "ky", "az", "tk", "ur"), "kk": ("ky
 UNDETECTABLE = ("ug",)  # no Whisper class: its speech can come out as any language (espeak's as Thai)
 
 
-def routing_warning(detected: str) -> str | None:
+def routing_warning(detected: str, archive: str | None = None) -> str | None:
     """Say so when detection answered a language this archive has no route for, next to one it has,
     or any unrouted language while the archive has a model for one Whisper cannot detect."""
     from pipeline.store.routes import load_routes
 
-    routes = load_routes()
+    routes = load_routes(archive)
     if detected in routes:
         return None
     close = [code for code, near in NEIGHBOURS.items() if detected in near and code in routes]

@@ -50,9 +50,23 @@ def _for_language(language: str, installed: dict[str, Installed]) -> list[Instal
     return chosen + [installed[name] for name in names if name in installed]
 
 
-def select(languages: list[str], names: list[str]) -> tuple[list[Installed], dict[str, dict]]:
-    """(the models to pack, the routes to carry) for `--for` languages and/or model names."""
+def _adapted(archive: str | Path | None) -> dict[str, Installed]:
+    """The models adapted on `archive`'s witnesses, packable by name only (`models pack --out ARCHIVE NAME`)."""
+    from pipeline.store import archive_models
+
+    if archive is None:
+        return {}
+    return {name: Installed(name, "whisper", archive_models.model_path(archive, name),
+                            model_registry.read_record(archive_models.model_path(archive, name)) or {})
+            for name in archive_models.names(archive)}
+
+
+def select(languages: list[str], names: list[str],
+           archive: str | Path | None = None) -> tuple[list[Installed], dict[str, dict]]:
+    """(the models to pack, the routes to carry) for `--for` languages and/or model names (an archive's
+    adapted models among the names when `archive` is given; never by language)."""
     installed = {m.name: m for m in model_registry.installed_models()}
+    installed |= {n: m for n, m in _adapted(archive).items() if n in names}
     unknown = [n for n in names if n not in installed]
     if unknown:
         raise PackError(f"not installed here: {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})")
@@ -90,17 +104,18 @@ def _members(model: Installed) -> list[Path]:
 
 
 def _member_name(path: Path, store: Path) -> str:
-    """Where a member sits in the store; a link (an adapted model's weights kept in its archive) is packed
-    under its own name, as the file it points to."""
-    return (path.parent.resolve() / path.name).relative_to(store).as_posix()
+    """Where a member sits in the store; a link is packed under its own name, as the file it points to, and
+    an archive's adapted model (named with `--out`) as a Whisper model of the other store."""
+    where = path.parent.resolve() / path.name
+    return where.relative_to(store).as_posix() if where.is_relative_to(store) else f"whisper/{path.name}"
 
 
-def pack(dest: str | Path, languages: list[str], names: list[str]) -> Path:
+def pack(dest: str | Path, languages: list[str], names: list[str], archive: str | Path | None = None) -> Path:
     """Write the pack for these languages and names to `dest` (written beside, renamed into place)."""
     dest, store = Path(dest), config.models_dir().resolve()
     if dest.exists():
         raise PackError(f"{dest} already exists: choose another name or remove it first")
-    models, carried = select(languages, names)
+    models, carried = select(languages, names, archive)
     files = [p for m in models for p in _members(m)]
     hashes = {_member_name(p, store): file_sha256(p) for p in files}
     index = {"format": FORMAT, "made_by": f"testimony {__version__}",

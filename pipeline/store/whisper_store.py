@@ -48,6 +48,10 @@ def resolve_whisper(name_or_path: str) -> ModelRecord:
         return _read_record(as_path.stem, as_path.resolve())
 
     store = config.whisper_dir()
+    from pipeline.store import archive_models
+
+    if archive_models.points_into_an_archive(store / f"{name_or_path}.pt"):
+        raise ModelMissingError(archive_models.stale_link(store / f"{name_or_path}.pt"))
     if (store / f"{name_or_path}.pt").exists():
         return _read_record(name_or_path, store / f"{name_or_path}.pt")
     if name_or_path not in whisper.available_models():
