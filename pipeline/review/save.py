@@ -162,6 +162,23 @@ def _checked(n: int, seg_id: int, raw: dict, origin: dict | None, duration: floa
            "translation": translation, "speaker": speaker, "checked": raw.get("checked", False),
            "english_source": _english_source(n, raw, base, translation)}
     seg["words"] = _words(base, seg)
+    return _restore_cut(n, raw, base, seg)
+
+
+def _restore_cut(n: int, raw: dict, base: dict, seg: dict) -> dict:
+    """A segment whose machine-cut loop the reviewer put back (`"restore_cut": true`) no longer carries
+    `cut`: its text holds the loop again, so a cut left on it would be offered a second time. Nothing is
+    lost: the earlier revisions keep the cut and this revision's diff records the text growing by it.
+    When the text is exactly the kept text plus the cut, the cut words come back too."""
+    restore = raw.get("restore_cut", False)
+    if not isinstance(restore, bool):
+        raise ReviewError(f"segment {n}: restore_cut must be true or false")
+    cut = base.get("cut")
+    if not restore or not cut or seg["id"] != base.get("id"):
+        return seg
+    seg.pop("cut", None)
+    if base.get("words") is not None and cut.get("words") is not None and seg["text"] == base["text"] + cut["text"]:
+        seg["words"] = [*base["words"], *cut["words"]]
     return seg
 
 

@@ -198,8 +198,16 @@ def get_bundle(ws: Workspace, request: Request) -> Response:
 
     return _json({**_summary(opened), "revision": chosen.sha256, "number": chosen.number,
                   "workflow": workflow_api.status_json(workflow.state(ws.archive, opened.sha256)),
-                  "newest": chain[-1].sha256, "segments": chosen.segments,
+                  "newest": chain[-1].sha256, "segments": _shown_segments(account, chosen.segments),
                   "video": f"/media/{opened.sha256[:12]}" if has_video else None})
+
+
+def _shown_segments(account: Account, segments: list[dict]) -> list[dict]:
+    """The segments as the asker may see them: a reader reads the approved text only, never the words a
+    machine cut off as a loop (`cut`), which no reviewer approved."""
+    if account.role != "reader":
+        return segments
+    return [{k: v for k, v in s.items() if k != "cut"} for s in segments]
 
 
 def get_revisions(ws: Workspace, request: Request) -> Response:

@@ -180,8 +180,25 @@ function segmentItem(seg, n) {
     badge.textContent = `${hint.heard} → ${hint.glossary}?`;
     $(".flags", li).append(badge);
   }
+  showCut(li, seg);
   wireSegment(li, seg, n);
   return li;
+}
+
+// A loop the machine cut off this segment's end (`cut`: what was heard once stays in the text). One
+// quiet line says so; Restore puts the cut back as an unsaved edit, which a save then records, and
+// the saved segment no longer carries the cut (the server drops it on `restore_cut`).
+function showCut(li, seg) {
+  if (!seg.cut || seg.restoreCut) return;
+  const words = seg.cut.text.trim();
+  const preview = words.length > 24 ? `${words.slice(0, 24).trim()} …` : words;
+  $(".cut-text", li).textContent = `Cut as a machine loop: «${preview}» ×${seg.cut.repeats} —`;
+  $(".cut", li).hidden = false;
+  $(".restore-cut", li).onclick = () => {
+    seg.text += seg.cut.text; seg.restoreCut = true; seg.originalEdited = true;
+    draw();
+    say("the cut is back in the text: save to keep it");
+  };
 }
 
 function wireSegment(li, seg, n) {
@@ -265,7 +282,7 @@ function mergeNext(n) {
 function payload() {
   return ed.segments.map(s => ({id: s.id, split_from: s.split_from, start: Number(s.start), end: Number(s.end),
     text: s.text, translation: s.translation, speaker: s.speaker || null, checked: !!s.checked,
-    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine}));
+    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine, restore_cut: !!s.restoreCut}));
 }
 
 async function save() {
