@@ -202,12 +202,18 @@ def get_bundle(ws: Workspace, request: Request) -> Response:
                   "video": f"/media/{opened.sha256[:12]}" if has_video else None})
 
 
+# What a reader's answer carries of a segment: the approved text and what shows it, nothing else (an
+# allow-list, so a field added to segments later, like the words a machine cut off as a loop, stays out).
+READER_SEGMENT_FIELDS = ("id", "start", "end", "text", "translation", "speaker", "words", "checked", "flags",
+                         "english_source")
+
+
 def _shown_segments(account: Account, segments: list[dict]) -> list[dict]:
     """The segments as the asker may see them: a reader reads the approved text only, never the words a
     machine cut off as a loop (`cut`), which no reviewer approved."""
     if account.role != "reader":
         return segments
-    return [{k: v for k, v in s.items() if k != "cut"} for s in segments]
+    return [{k: s[k] for k in READER_SEGMENT_FIELDS if k in s} for s in segments]
 
 
 def get_revisions(ws: Workspace, request: Request) -> Response:
