@@ -15,26 +15,19 @@ import pytest
 from pipeline.store import routes
 
 from . import media_factory as mf
+from .test_ctc import cli
 from .test_pipeline import TINY_FLAGS
 from .tiny_models.argos import udhr_column
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """The real CLI in a fresh process, with the test's model store (TESTIMONY_MODELS is set per test)."""
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
-
-
 @pytest.fixture(scope="session")
 def madlad(tmp_path_factory) -> Path:
     """The tiny MADLAD folder, written by the same command anyone would run."""
     out = tmp_path_factory.mktemp("tiny-models")
-    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(out)], cwd=REPO, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(out), "madlad-ct2"], cwd=REPO, check=True,
+                   capture_output=True)
     return out / "madlad-ct2"
 
 
