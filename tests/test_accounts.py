@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import threading
+from contextlib import closing
 
 import pytest
 
@@ -73,7 +75,7 @@ def test_bad_passwords_wait_longer_then_lock_until_reset(tmp_path, capsys):
     growing = waits[accounts.FREE_TRIES - 1:-1]
     assert growing == sorted(growing) and growing[0] > 0 and growing[-1] > growing[0]
     assert waits[-1] == 0.0, "locked: waiting no longer helps"
-    with pytest.raises(SignInRefused, match="disabled or locked"):
+    with pytest.raises(SignInRefused, match="ask an admin to reset the account"):
         accounts.authenticate(archive, "reader1", password, now=now + 10_000)
     assert _cli(capsys, "users", "--out", str(archive), "list")[1].endswith("\tlocked\n")
     new = _cli(capsys, "users", "--out", str(archive), "reset", "reader1")[1].strip()
@@ -92,6 +94,70 @@ def test_an_unknown_name_and_a_wrong_password_read_the_same(tmp_path):
             accounts.authenticate(archive, name, "wrong")
         messages.append(str(refused.value))
     assert messages[0] == messages[1]
+
+
+def _refusals(archive, name: str, tries: int) -> list[tuple[str, float]]:
+    """What `tries` wrong passwords in a row answer, each tried as soon as the last wait allows."""
+    now, seen = 1000.0, []
+    for _ in range(tries):
+        with pytest.raises(SignInRefused) as refused:
+            accounts.authenticate(archive, name, "wrong", now=now)
+        seen.append((str(refused.value), refused.value.retry_after))
+        now += refused.value.retry_after + 0.001
+    return seen
+
+
+def test_trying_names_never_tells_which_exist_or_are_disabled(tmp_path):
+    """An unknown name waits and locks like an account, and a disabled or locked account says so only to
+    the right password: a guesser cannot learn the team's names from the answers."""
+    archive = tmp_path / "archive"
+    accounts.add(archive, "admin", "admin", password="right password here")
+    accounts.add(archive, "gone", "reader", password="another password")
+    accounts.disable(archive, "gone")
+    tries = accounts.LOCK_AFTER + 2
+    answers = {name: _refusals(archive, name, tries) for name in ("admin", "nobody", "gone")}
+    assert answers["admin"] == answers["nobody"] == answers["gone"]
+    assert {message for message, _ in answers["admin"]} == {accounts.REFUSED, accounts.LOCKED}
+    with pytest.raises(SignInRefused, match=accounts.LOCKED):
+        accounts.authenticate(archive, "admin", "right password here", now=1e9)
+    accounts.reset(archive, "gone", "a new password 1")
+    accounts.disable(archive, "gone")
+    with pytest.raises(SignInRefused, match="disabled"):
+        accounts.authenticate(archive, "gone", "a new password 1")
+    with closing(accounts.connect(archive)) as conn:
+        stored = b"".join(row[0].encode() for row in conn.execute("SELECT tag FROM strangers"))
+    assert b"nobody" not in stored and len(stored) == 64, "an unknown name is kept only as a keyed hash"
+
+
+def test_the_password_check_runs_outside_the_write_lock_and_every_guess_counts(tmp_path, monkeypatch):
+    """While scrypt works on one try, the accounts database takes writes (sessions live there); three
+    guesses at once are three failures."""
+    archive = tmp_path / "archive"
+    accounts.add(archive, "admin", "admin", password="right password here")
+    hashing, release, real = threading.Event(), threading.Event(), accounts._hash
+    def slow(*args):
+        hashing.set()
+        release.wait(30)
+        return real(*args)
+    monkeypatch.setattr(accounts, "_hash", slow)
+    guesses = [threading.Thread(target=_guess, args=(archive,)) for _ in range(3)]
+    for guess in guesses:
+        guess.start()
+    assert hashing.wait(30)
+    with closing(sqlite3.connect(accounts.db_path(archive), timeout=0.5, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("COMMIT")
+    release.set()
+    for guess in guesses:
+        guess.join(60)
+    assert [a.name for a in accounts.accounts(archive)] == ["admin"]
+    with closing(accounts.connect(archive)) as conn:
+        assert conn.execute("SELECT failures FROM accounts").fetchone() == (3,)
+
+
+def _guess(archive) -> None:
+    with pytest.raises(SignInRefused):
+        accounts.authenticate(archive, "admin", "wrong", now=1000.0)
 
 
 def test_disable_stops_sign_in_and_keeps_the_account(tmp_path, capsys):

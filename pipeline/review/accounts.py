@@ -11,6 +11,7 @@ an admin resets it: a guessing script gets a handful of tries, a person who mist
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import sqlite3
@@ -205,39 +206,84 @@ def wait_after(failures: int) -> float:
 
 _DUMMY_SALT = secrets.token_bytes(16)
 REFUSED = "wrong account name or password"
+LOCKED = "too many wrong passwords for this name: ask an admin to reset the account"
+DISABLED = "this account is disabled: ask an admin"
+
+STRANGERS = """
+CREATE TABLE IF NOT EXISTS strangers (tag TEXT PRIMARY KEY, failures INTEGER NOT NULL, wait_until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS stranger_key (key BLOB NOT NULL)"""
 
 
 def authenticate(archive: Path, name: str, password: str, *, now: float | None = None) -> Account:
-    """The account whose name and password these are, or SignInRefused. An unknown name costs the
-    same scrypt work as a known one, so timing tells nothing either."""
+    """The account whose name and password these are, or SignInRefused.
+
+    Every try is counted as failed first, in a short write, and only then checked: the scrypt work runs
+    outside the database's write lock (a flood of guesses does not hold up sessions, which live in the
+    same file), yet parallel guesses each count. An unknown name is counted the same way and costs the
+    same scrypt work, and a refusal never says whether the account exists, is disabled or is locked
+    unless the right password was given: names cannot be discovered by trying them."""
     now = time.time() if now is None else now
+    row, failures = _count_try(archive, name, now)
+    if row is None:
+        _hash(password, _DUMMY_SALT, SCRYPT)
+        raise SignInRefused(REFUSED, wait_after(failures))
+    salt, stored, cost = row[7:10]
+    if not secrets.compare_digest(_hash(password, salt, _cost(cost)), stored):
+        raise SignInRefused(REFUSED, wait_after(failures))
     with closing(connect(archive)) as conn:
-        conn.execute("BEGIN IMMEDIATE")  # one try at a time per archive: counts cannot be raced
-        row = conn.execute(f"SELECT {_COLUMNS}, salt, hash, cost, wait_until FROM accounts WHERE name = ?",
-                           (name,)).fetchone()
-        try:
-            account = _judge(conn, row, password, now)
-        finally:
-            conn.execute("COMMIT")
+        conn.execute("UPDATE accounts SET failures = 0, wait_until = 0 WHERE name = ? AND hash = ?", (name, stored))
+    account = _account(row[:7])
+    if account.disabled:
+        raise SignInRefused(DISABLED)
     return account
 
 
-def _judge(conn: sqlite3.Connection, row: tuple | None, password: str, now: float) -> Account:
-    if row is None:
-        _hash(password, _DUMMY_SALT, SCRYPT)
-        raise SignInRefused(REFUSED)
-    account, (salt, stored, cost, wait_until) = _account(row[:7]), row[7:]
-    if account.disabled or account.locked:
-        raise SignInRefused("this account is disabled or locked: ask an admin to reset it")
+def _count_try(archive: Path, name: str, now: float) -> tuple[tuple | None, int]:
+    """Under the write lock, briefly: refuse inside a wait or past the lock (the password unchecked, so
+    a guesser learns nothing from it), else count this try as a failure. The account's row (None for an
+    unknown name) and its failures counting this try."""
+    with closing(connect(archive)) as conn:
+        conn.executescript(STRANGERS)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(f"SELECT {_COLUMNS}, salt, hash, cost, wait_until FROM accounts WHERE name = ?",
+                               (name,)).fetchone()
+            failures, wait_until = (row[5], row[10]) if row else _stranger(conn, name)
+            _refuse_early(failures, wait_until, now)
+            _record(conn, name, row is not None, failures + 1, now + wait_after(failures + 1))
+        finally:
+            conn.execute("COMMIT")
+    return row, failures + 1
+
+
+def _refuse_early(failures: int, wait_until: float, now: float) -> None:
+    if failures >= LOCK_AFTER:
+        raise SignInRefused(LOCKED)
     if now < wait_until:
         raise SignInRefused(f"too many wrong passwords: wait {wait_until - now:.0f} s", wait_until - now)
-    if secrets.compare_digest(_hash(password, salt, _cost(cost)), stored):
-        conn.execute("UPDATE accounts SET failures = 0, wait_until = 0 WHERE name = ?", (account.name,))
-        return account
-    failures = row[5] + 1
-    conn.execute("UPDATE accounts SET failures = ?, wait_until = ? WHERE name = ?",
-                 (failures, now + wait_after(failures), account.name))
-    raise SignInRefused(REFUSED, wait_after(failures))
+
+
+def _tag(conn: sqlite3.Connection, name: str) -> str:
+    """A keyed hash of a name that is no account (it may be a password typed in the wrong field): the
+    key is random per archive, so the table cannot be read back into names or passwords."""
+    key = conn.execute("SELECT key FROM stranger_key").fetchone()
+    if key is None:
+        key = (secrets.token_bytes(32),)
+        conn.execute("INSERT INTO stranger_key (key) VALUES (?)", key)
+    return hmac.new(key[0], name.encode("utf-8", "replace"), "sha256").hexdigest()
+
+
+def _stranger(conn: sqlite3.Connection, name: str) -> tuple[int, float]:
+    found = conn.execute("SELECT failures, wait_until FROM strangers WHERE tag = ?", (_tag(conn, name),)).fetchone()
+    return found or (0, 0.0)
+
+
+def _record(conn: sqlite3.Connection, name: str, known: bool, failures: int, wait_until: float) -> None:
+    if known:
+        conn.execute("UPDATE accounts SET failures = ?, wait_until = ? WHERE name = ?", (failures, wait_until, name))
+    else:
+        conn.execute("INSERT OR REPLACE INTO strangers (tag, failures, wait_until) VALUES (?, ?, ?)",
+                     (_tag(conn, name), failures, wait_until))
 
 
 def _now_text() -> str:
