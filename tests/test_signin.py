@@ -13,7 +13,9 @@ from starlette.testclient import TestClient
 
 from pipeline.archive import catalog
 from pipeline.archive.bundle import find_bundle
+from pipeline.cli.main import main
 from pipeline.review import accounts, revisions, server
+from pipeline.review.auth import Exposure
 from pipeline.run import process
 
 from .test_catalog import transcript
@@ -123,6 +125,24 @@ def test_a_cross_site_request_changes_nothing(team):
                            headers={"Content-Type": "application/json"})
     assert (form.status_code, plain.status_code, no_token.status_code) == (403, 415, 403)
     assert (find_bundle(team["archive"], sha) / "transcript.json").read_bytes() == before
+
+
+def test_pages_opened_by_another_name_of_this_server_may_send_changes(team, capsys):
+    """Bound to 127.0.0.1, a page opened as localhost is ours too, and so is each --public-url (a host
+    name, a TLS proxy in front); any other origin is still another site's page."""
+    exposure = Exposure(public_urls=("https://testimony.example/", "http://10.0.0.5:8080"))
+    origin, *also = exposure.origins(4300)
+    assert origin == "http://127.0.0.1:4300"
+    assert also == ["http://localhost:4300", "http://[::1]:4300", "https://testimony.example", "http://10.0.0.5:8080"]
+    client = TestClient(server.build_app(team["archive"], origin=origin, also=tuple(also)), base_url=origin)
+    sent = {page: _send(client, "POST", "/api/session", {"name": "reader", "password": PASSWORDS["reader"]},
+                        Origin=page).status_code
+            for page in ("http://localhost:4300", "https://testimony.example", "http://evil.example",
+                         "https://testimony.example:8443", "http://10.0.0.5:8080")}
+    assert sent == {"http://localhost:4300": 200, "https://testimony.example": 200, "http://evil.example": 403,
+                    "https://testimony.example:8443": 403, "http://10.0.0.5:8080": 200}
+    code = main(["review", "--out", str(team["archive"]), "--public-url", "ftp://testimony.example"])
+    assert code == 2 and "--public-url ftp://testimony.example: give the address people open" in capsys.readouterr().err
 
 
 def test_a_reviewer_sees_and_edits_their_languages_only(team):

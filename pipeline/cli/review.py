@@ -55,12 +55,15 @@ def add_exposure(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     parser.add_argument("--insecure-http", action="store_true", help="serve another address over plain HTTP "
                         "anyway (passwords and testimony cross the network in clear)")
+    parser.add_argument("--public-url", action="append", default=[], metavar="URL", help="an address people "
+                        "open the workspace by, where that is not --host (a host name, a TLS proxy in front); "
+                        "its pages may send changes (repeatable)")
 
 
 def exposure_of(args: argparse.Namespace):
     from pipeline.review.auth import Exposure
 
-    return Exposure(args.host, args.tls_cert, args.tls_key, args.insecure_http)
+    return Exposure(args.host, args.tls_cert, args.tls_key, args.insecure_http, tuple(args.public_url))
 
 
 @guarded

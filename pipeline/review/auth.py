@@ -77,6 +77,7 @@ class Exposure:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     insecure_http: bool = False
+    public_urls: tuple[str, ...] = ()  # how people reach it, where that is not the bound address
 
     @property
     def tls(self) -> bool:
@@ -86,14 +87,43 @@ class Exposure:
     def scheme(self) -> str:
         return "https" if self.tls else "http"
 
+    def origins(self, port: int) -> tuple[str, ...]:
+        """Every origin a page of ours may send a change from: the bound address (first: it is the one
+        printed), this machine's other loopback names when bound to one, and each `--public-url` (a
+        host name, or a TLS proxy in front). Any other Origin is another site's page."""
+        bound = f"{self.scheme}://{_url_host(self.host)}:{port}"
+        local = [f"{self.scheme}://{_url_host(h)}:{port}" for h in LOOPBACK] if self.host in LOOPBACK else []
+        found = [bound, *local, *(public_origin(url) for url in self.public_urls)]
+        return tuple(dict.fromkeys(found))
+
     def check(self) -> None:
-        """Refuse, before anything listens, an address other machines reach without TLS, and a
-        certificate without its key (or the other way round)."""
+        """Refuse, before anything listens, an address other machines reach without TLS, a
+        certificate without its key (or the other way round), and a --public-url that is no address."""
         if (self.tls_cert is None) != (self.tls_key is None):
             raise TestimonyError("give both --tls-cert and --tls-key (a certificate and its private key)")
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not Path(path).is_file():
                 raise TestimonyError(f"{path}: no such file: give the PEM file of the certificate or its key")
+        for url in self.public_urls:
+            public_origin(url)
         if self.host not in LOOPBACK and not self.tls and not self.insecure_http:
             raise TestimonyError(f"--host {self.host} lets other machines in: passwords and testimony would cross "
                                  "the network in clear; give --tls-cert and --tls-key, or --insecure-http on purpose")
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def public_origin(url: str) -> str:
+    """`https://name.example:8443/` -> the Origin a browser sends from it (default ports left out, as
+    browsers do); anything that is not a plain http(s) address is refused, naming the option."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username:
+        raise TestimonyError(f"--public-url {url}: give the address people open, e.g. https://testimony.example:4300")
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{_url_host(parts.hostname)}{port}"

@@ -24,7 +24,7 @@ def refusal(ws: Workspace, request: Request) -> Response | None:
     if request.method in ("GET", "HEAD"):
         return None
     origin = request.headers.get("origin")
-    if origin is not None and origin != ws.origin:
+    if origin is not None and origin != ws.origin and origin not in ws.also:
         return error(403, "this request came from another site's page")
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         return error(415, "send JSON (Content-Type: application/json)")

@@ -42,6 +42,7 @@ class Workspace:
     gate: Gate
     token: str  # per process: the page carries it, state-changing requests must send it back
     origin: str  # scheme://host:port the page is served from
+    also: frozenset[str] = frozenset()  # other origins of the same pages (loopback names, --public-url)
 
 
 _error, _json = web.error, web.json_response
@@ -355,8 +356,8 @@ ROUTES = [("/", page, "GET"), ("/edit/{id}", page, "GET"), ("/static/{name}", st
           ("/api/quality", quality_api.get_quality, "GET")]
 
 
-def build_app(archive: Path, *, origin: str, secure: bool = False) -> Starlette:
-    ws = Workspace(Path(archive), Gate(Path(archive), secure), secrets.token_urlsafe(24), origin)
+def build_app(archive: Path, *, origin: str, secure: bool = False, also: tuple[str, ...] = ()) -> Starlette:
+    ws = Workspace(Path(archive), Gate(Path(archive), secure), secrets.token_urlsafe(24), origin, frozenset(also))
     return Starlette(routes=[Route(path, door.endpoint(ws, handler, public=handler in PUBLIC,
                                                        before_change=handler in BEFORE_CHANGE), methods=[method])
                              for path, handler, method in ROUTES])
@@ -374,8 +375,8 @@ def serve_workspace(archive: Path, *, exposure: auth.Exposure | None = None, por
     exposure.check()
     tidy_after_kill(archive)  # a save killed half way: its one whole bundle is put back before anyone reads
     first_start(archive, announce=print)
-    origin = f"{exposure.scheme}://{exposure.host}:{port}"
-    app = build_app(archive, origin=origin, secure=exposure.tls)
+    origin, *also = exposure.origins(port)
+    app = build_app(archive, origin=origin, secure=exposure.tls, also=tuple(also))
     tls = {"ssl_certfile": str(exposure.tls_cert), "ssl_keyfile": str(exposure.tls_key)} if exposure.tls else {}
     server = uvicorn.Server(uvicorn.Config(app, host=exposure.host, port=port, log_level="warning",
                                            access_log=False, **tls))
