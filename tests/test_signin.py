@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from pipeline.review.auth import Exposure
 from pipeline.run import process
 
 from .test_catalog import transcript
+from .test_flow import _free_port
 
 PASSWORDS = {"archivist": "archivist password", "aigerim": "aigerim password", "dilnur": "dilnur password",
              "reader": "reader password"}
@@ -248,3 +253,45 @@ def test_a_scripts_basic_auth_ends_when_the_password_changes(team):
     assert client.get("/api/me", headers=old).status_code == 401
     accounts.disable(team["archive"], "dilnur")
     assert client.get("/api/me", headers=_basic("dilnur", "a brand new password")).status_code == 401
+
+
+def test_a_slow_read_holds_up_nobody_else(team, monkeypatch):
+    """A real workspace server: while one person's bundle read waits (a long disk read, a save's lock),
+    another person's requests are answered; plain handlers run off the event loop."""
+    reading, release, real = threading.Event(), threading.Event(), server._bundle
+    def slow(ws, key):
+        reading.set()
+        release.wait(60)
+        return real(ws, key)
+    monkeypatch.setattr(server, "_bundle", slow)
+    port, stop = _free_port(), threading.Event()
+    threading.Thread(target=server.serve_workspace, args=(team["archive"],), kwargs={"port": port, "stop": stop},
+                     daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    _until_up(base)
+    slow_read = threading.Thread(target=_get, args=(base, f"/api/bundles/{team['sha']['kk'][:12]}", "aigerim"))
+    slow_read.start()
+    try:
+        assert reading.wait(30)
+        assert _get(base, "/api/me", "reader") == {"name": "reader", "role": "reader", "languages": [],
+                                                   "must_change": False}
+    finally:
+        release.set()
+        slow_read.join(60)
+        stop.set()
+
+
+def _get(base: str, path: str, name: str) -> dict:
+    request = urllib.request.Request(base + path, headers=_basic(name, PASSWORDS[name]))
+    with urllib.request.urlopen(request, timeout=20) as answer:
+        return json.loads(answer.read())
+
+
+def _until_up(base: str) -> None:
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/signin", timeout=2).close()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"{base} never answered")

@@ -4,6 +4,7 @@ refusals (403, 404, a bad body) become JSON answers here, in one place."""
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from typing import TYPE_CHECKING
 
@@ -79,8 +80,7 @@ def endpoint(ws: Workspace, handler, *, public: bool = False, before_change: boo
         try:
             if not public and (answer := await _signed_in(ws, request, before_change)) is not None:
                 return answer
-            result = handler(ws, request)
-            return await result if hasattr(result, "__await__") else result
+            return await _answer(handler, ws, request)
         except Forbidden as exc:
             return error(403, exc.message)
         except LookupError:
@@ -88,3 +88,15 @@ def endpoint(ws: Workspace, handler, *, public: bool = False, before_change: boo
         except BodyError as exc:
             return error(exc.status, exc.message)
     return guarded
+
+
+async def _answer(handler, ws: Workspace, request: Request) -> Response:
+    """A coroutine handler runs on the event loop; a plain one (it reads bundles, revisions, the catalog
+    or a video from disk, under their locks) runs in the thread pool, so one slow read, or one waiting
+    on a save's lock, never holds up every other person's request."""
+    from starlette.concurrency import run_in_threadpool
+
+    if inspect.iscoroutinefunction(handler):
+        return await handler(ws, request)
+    result = await run_in_threadpool(handler, ws, request)
+    return await result if inspect.isawaitable(result) else result
