@@ -186,19 +186,33 @@ function segmentItem(seg, n) {
 }
 
 // A loop the machine cut off this segment's end (`cut`: what was heard once stays in the text). One
-// quiet line says so; Restore puts the cut back as an unsaved edit, which a save then records, and
-// the saved segment no longer carries the cut (the server drops it on `restore_cut`).
+// quiet line says so, with two answers, each an unsaved edit that a save records: Restore (it was
+// speech: the cut goes back at the end of the text) or Dismiss (it was the machine: the text stays as
+// it is). Either way the saved segment no longer carries the cut (the server, `cuts.py`, drops it on
+// `restore_cut` / `dismiss_cut`); the earlier revisions keep it.
 function showCut(li, seg) {
-  if (!seg.cut || seg.restoreCut) return;
-  const words = seg.cut.text.trim();
-  const preview = words.length > 24 ? `${words.slice(0, 24).trim()} …` : words;
-  $(".cut-text", li).textContent = `Cut as a machine loop: «${preview}» ×${seg.cut.repeats} —`;
+  if (!seg.cut || settled(seg)) return;
+  $(".cut-text", li).textContent = `Cut as a machine loop: ${cutName(seg.cut)} —`;
   $(".cut", li).hidden = false;
   $(".restore-cut", li).onclick = () => {
-    seg.text += seg.cut.text; seg.restoreCut = true; seg.originalEdited = true;
+    // The cut starts with its own space: a typo fix that left a trailing space must not double it.
+    const kept = /^\s/.test(seg.cut.text) ? seg.text.replace(/\s+$/, "") : seg.text;
+    seg.text = kept + seg.cut.text; seg.restoreCut = true; seg.originalEdited = true;
     draw();
     say("the cut is back in the text: save to keep it");
   };
+  $(".dismiss-cut", li).onclick = () => {
+    seg.dismissCut = true;
+    draw();
+    say("the loop stays cut: save to record it");
+  };
+}
+
+function settled(seg) { return !!(seg.restoreCut || seg.dismissCut); }
+
+function cutName(cut) {
+  const words = cut.text.trim();
+  return `«${words.length > 24 ? `${words.slice(0, 24).trim()} …` : words}» ×${cut.repeats}`;
 }
 
 function wireSegment(li, seg, n) {
@@ -257,6 +271,8 @@ function keepLooping() {
   if ($("#loop").checked && seg) player.currentTime = seg.start; else { player.pause(); ed.loopEnd = null; }
 }
 
+// A split leaves a cut (and a Restore or Dismiss of it) on the later part only: the loop was cut off
+// the END of the segment, so only there would Restore put it back where it was heard.
 function split(n, at) {
   const seg = ed.segments[n];
   if (!(at > 0 && at < seg.text.length)) { say("put the cursor inside the original text where it should split"); return; }
@@ -264,25 +280,50 @@ function split(n, at) {
   const time = inside ? playhead() : Math.round((seg.start + (seg.end - seg.start) * at / seg.text.length) * 1000) / 1000;
   const right = {...seg, id: null, split_from: seg.id ?? seg.split_from, start: time, text: seg.text.slice(at).trim(),
                  translation: null, english_source: null, checked: false};
-  Object.assign(seg, {end: time, text: seg.text.slice(0, at).trim(), checked: false});
+  Object.assign(seg, {end: time, text: seg.text.slice(0, at).trim(), checked: false, cut: null,
+                      restoreCut: false, dismissCut: false});
   ed.segments.splice(n + 1, 0, right);
   draw();
 }
 
+// A merge keeps the cut of the segment merged in (it is still at the end). A segment that still ends
+// in an unanswered cut may not take the next one in: the loop would sit inside the merged text, where
+// Restore could not put it back, and dropping it would take the Restore away unseen. The reviewer
+// restores or dismisses it first (one click); the server refuses such a save too.
 function mergeNext(n) {
   const seg = ed.segments[n], next = ed.segments[n + 1];
   if (!next) { say("this is the last segment"); return; }
+  const why = mergeRefusal(seg, next, n);
+  if (why) { say(why); return; }
   const english = [seg.translation, next.translation].filter(Boolean).join(" ");
   Object.assign(seg, {end: next.end, text: `${seg.text} ${next.text}`.trim(), translation: english || null,
                       checked: false});
+  if (next.cut || sameFamily(seg, next)) {
+    Object.assign(seg, {cut: next.cut, restoreCut: !!next.restoreCut, dismissCut: !!next.dismissCut});
+  }
   ed.segments.splice(n + 1, 1);
   draw();
 }
 
+function mergeRefusal(seg, next, n) {
+  if (seg.cut && !settled(seg)) {
+    return `not merged: #${n + 1} ends in a loop the machine cut (${cutName(seg.cut)}); merged, it would sit ` +
+      "inside the text, where Restore could not put it back: Restore or Dismiss it first";
+  }
+  if (!sameFamily(seg, next) && (settled(next) || (settled(seg) && next.cut))) {
+    return "not merged: save first (a cut loop here is restored or dismissed, not saved yet)";
+  }
+  return null;
+}
+
+// The later part of a split of this very segment, not saved yet: merging it back undoes the split.
+function sameFamily(seg, next) { return next.id == null && next.split_from === (seg.id ?? seg.split_from); }
+
 function payload() {
   return ed.segments.map(s => ({id: s.id, split_from: s.split_from, start: Number(s.start), end: Number(s.end),
     text: s.text, translation: s.translation, speaker: s.speaker || null, checked: !!s.checked,
-    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine, restore_cut: !!s.restoreCut}));
+    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine, restore_cut: !!s.restoreCut,
+    dismiss_cut: !!s.dismissCut}));
 }
 
 async function save() {
@@ -298,6 +339,8 @@ async function save() {
   }
 }
 
+// Each conflict shows both versions, and what each did with a loop the machine cut off the segment:
+// a reviewer choosing between them must see that one restored the loop and the other did not.
 function showConflicts(data) {
   say(`not saved: ${data.error}`);
   const mine = new Map(payload().map(s => [s.id, s]));
@@ -309,7 +352,7 @@ function showConflicts(data) {
     const box = document.createElement("div");
     box.className = "conflict";
     box.dataset.segment = c.segment;
-    for (const [label, version] of [["theirs", c.theirs], ["mine", mine.get(c.segment) || c.mine]]) {
+    for (const [label, shown, version] of [["theirs", c.theirs, c.theirs], ["mine", c.mine, mine.get(c.segment) || c.mine]]) {
       const side = document.createElement("div");
       side.className = label;
       const text = document.createElement("p");
@@ -319,7 +362,10 @@ function showConflicts(data) {
       choose.textContent = label === "mine" ? "Keep mine" : "Keep theirs";
       choose.onclick = () => { choose_(c.segment, version); pending.delete(c.segment); box.remove();
         if (!pending.size) { $("#conflicts").hidden = true; say("every conflict chosen: save again"); } };
-      side.append(text, choose);
+      side.append(text);
+      const cut = conflictCut(c.base, shown, version);
+      if (cut) { const line = document.createElement("p"); line.className = "cut"; line.textContent = cut; side.append(line); }
+      side.append(choose);
       box.append(side);
     }
     return box;
@@ -328,11 +374,25 @@ function showConflicts(data) {
   draw();
 }
 
+// What one side of a conflict did with the cut: still cut (`shown`, the server's version, carries it),
+// or restored / dismissed (the base had it and this side does not).
+function conflictCut(base, shown, version) {
+  if (shown && shown.cut) return `Cut as a machine loop: ${cutName(shown.cut)} (not restored)`;
+  if (!shown || !base || !base.cut) return "";
+  const restored = version.restore_cut || version.text.includes(base.cut.text.trim());
+  return `Cut loop ${cutName(base.cut)}: ${restored ? "restored" : "dismissed"}`;
+}
+
+// The chosen version replaces the segment in the merged list. The cut stays the newest revision's (the
+// server places cuts from its base), and mine keeps its own Restore or Dismiss, so the next save
+// neither loses it nor offers the same loop twice.
 function choose_(segmentId, version) {
   const at = ed.segments.findIndex(s => s.id === segmentId);
-  if (version === null || version === undefined) { if (at >= 0) ed.segments.splice(at, 1); }
-  else if (at >= 0) ed.segments[at] = {...version};
-  else { ed.segments.push({...version}); ed.segments.sort((a, b) => a.start - b.start); }
+  const chosen = version ? {...version, cut: at >= 0 ? ed.segments[at].cut : version.cut,
+    restoreCut: !!(version.restore_cut || version.restoreCut), dismissCut: !!(version.dismiss_cut || version.dismissCut)} : null;
+  if (chosen === null) { if (at >= 0) ed.segments.splice(at, 1); }
+  else if (at >= 0) ed.segments[at] = chosen;
+  else { ed.segments.push(chosen); ed.segments.sort((a, b) => a.start - b.start); }
   draw();
 }
 
