@@ -162,3 +162,10 @@ def test_a_flag_that_is_not_true_or_false_is_refused(archive, flag):
     edited[0][flag] = "yes"
     with pytest.raises(ReviewError, match=f"segment 0: {flag} must be true or false"):
         _save(archive, edited)
+
+
+def test_a_restore_in_the_same_save_as_the_merge_answers_the_cut_merged_in(archive):
+    first, second, third = _editor(archive)
+    merged = {**second, "end": third["end"], "text": f"{second['text']} {third['text']}{LOOP}", "restore_cut": True}
+    seg = _save(archive, [first, merged]).revision.segments[1]
+    assert seg["text"].endswith("Біз келдім үй" + LOOP) and "cut" not in seg, "offered once, not again"

@@ -87,11 +87,12 @@ def _merges(segments: list[dict], claims: list[Claim], base: dict[int, dict]) ->
         if into is not None:
             taken.setdefault(into, []).append(gone)
     for n, gone in taken.items():
-        _merged(n, segments[n], base.get(claims[n].family), gone)
+        _merged(n, segments[n], claims[n], base.get(claims[n].family), gone)
 
 
-def _merged(n: int, seg: dict, own: dict | None, gone: list[dict]) -> None:
-    """Segment `n` took in the `gone` segments: the one ending last gives the cut it ends in."""
+def _merged(n: int, seg: dict, claim: Claim, own: dict | None, gone: list[dict]) -> None:
+    """Segment `n` took in the `gone` segments: the one ending last gives the cut it ends in. The
+    segment's Restore or Dismiss answers its own cut when it had one, else the cut it took over."""
     sources = sorted([*gone, *([own] if own else [])], key=lambda s: (s["end"], s["start"]))
     last = sources[-1]
     buried = [s for s in sources[:-1] if s.get("cut") and (s is not own or seg.get("cut"))]
@@ -102,7 +103,8 @@ def _merged(n: int, seg: dict, own: dict | None, gone: list[dict]) -> None:
                           "and save, then merge")
     if last is not own:
         seg.pop("cut", None)
-        if last.get("cut"):
+        answered = (claim.restore or claim.dismiss) and not (own and own.get("cut"))
+        if last.get("cut") and not answered:
             seg["cut"] = last["cut"]
 
 
