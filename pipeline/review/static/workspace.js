@@ -185,36 +185,6 @@ function segmentItem(seg, n) {
   return li;
 }
 
-// A loop the machine cut off this segment's end (`cut`: what was heard once stays in the text). One
-// quiet line says so, with two answers, each an unsaved edit that a save records: Restore (it was
-// speech: the cut goes back at the end of the text) or Dismiss (it was the machine: the text stays as
-// it is). Either way the saved segment no longer carries the cut (the server, `cuts.py`, drops it on
-// `restore_cut` / `dismiss_cut`); the earlier revisions keep it.
-function showCut(li, seg) {
-  if (!seg.cut || settled(seg)) return;
-  $(".cut-text", li).textContent = `Cut as a machine loop: ${cutName(seg.cut)} —`;
-  $(".cut", li).hidden = false;
-  $(".restore-cut", li).onclick = () => {
-    // The cut starts with its own space: a typo fix that left a trailing space must not double it.
-    const kept = /^\s/.test(seg.cut.text) ? seg.text.replace(/\s+$/, "") : seg.text;
-    seg.text = kept + seg.cut.text; seg.restoreCut = true; seg.originalEdited = true;
-    draw();
-    say("the cut is back in the text: save to keep it");
-  };
-  $(".dismiss-cut", li).onclick = () => {
-    seg.dismissCut = true;
-    draw();
-    say("the loop stays cut: save to record it");
-  };
-}
-
-function settled(seg) { return !!(seg.restoreCut || seg.dismissCut); }
-
-function cutName(cut) {
-  const words = cut.text.trim();
-  return `«${words.length > 24 ? `${words.slice(0, 24).trim()} …` : words}» ×${cut.repeats}`;
-}
-
 function wireSegment(li, seg, n) {
   li.addEventListener("focusin", () => setCurrent(n));
   const nudge = (field, delta) => { seg[field] = Math.max(0, Math.round((seg[field] + delta) * 10) / 10); draw(); };
@@ -305,20 +275,6 @@ function mergeNext(n) {
   draw();
 }
 
-function mergeRefusal(seg, next, n) {
-  if (seg.cut && !settled(seg)) {
-    return `not merged: #${n + 1} ends in a loop the machine cut (${cutName(seg.cut)}); merged, it would sit ` +
-      "inside the text, where Restore could not put it back: Restore or Dismiss it first";
-  }
-  if (!sameFamily(seg, next) && (settled(next) || (settled(seg) && next.cut))) {
-    return "not merged: save first (a cut loop here is restored or dismissed, not saved yet)";
-  }
-  return null;
-}
-
-// The later part of a split of this very segment, not saved yet: merging it back undoes the split.
-function sameFamily(seg, next) { return next.id == null && next.split_from === (seg.id ?? seg.split_from); }
-
 function payload() {
   return ed.segments.map(s => ({id: s.id, split_from: s.split_from, start: Number(s.start), end: Number(s.end),
     text: s.text, translation: s.translation, speaker: s.speaker || null, checked: !!s.checked,
@@ -337,63 +293,6 @@ async function save() {
   } else {
     say(`not saved: ${data.error}`);
   }
-}
-
-// Each conflict shows both versions, and what each did with a loop the machine cut off the segment:
-// a reviewer choosing between them must see that one restored the loop and the other did not.
-function showConflicts(data) {
-  say(`not saved: ${data.error}`);
-  const mine = new Map(payload().map(s => [s.id, s]));
-  ed.base = data.newest;
-  ed.segments = data.segments.map(s => ({...s}));
-  const pending = new Set(data.conflicts.map(c => c.segment));
-  const list = $("#conflict-list");
-  list.replaceChildren(...data.conflicts.map(c => {
-    const box = document.createElement("div");
-    box.className = "conflict";
-    box.dataset.segment = c.segment;
-    for (const [label, shown, version] of [["theirs", c.theirs, c.theirs], ["mine", c.mine, mine.get(c.segment) || c.mine]]) {
-      const side = document.createElement("div");
-      side.className = label;
-      const text = document.createElement("p");
-      text.textContent = version ? `${version.text} — ${version.translation ?? ""}` : "(removed)";
-      const choose = document.createElement("button");
-      choose.type = "button";
-      choose.textContent = label === "mine" ? "Keep mine" : "Keep theirs";
-      choose.onclick = () => { choose_(c.segment, version); pending.delete(c.segment); box.remove();
-        if (!pending.size) { $("#conflicts").hidden = true; say("every conflict chosen: save again"); } };
-      side.append(text);
-      const cut = conflictCut(c.base, shown, version);
-      if (cut) { const line = document.createElement("p"); line.className = "cut"; line.textContent = cut; side.append(line); }
-      side.append(choose);
-      box.append(side);
-    }
-    return box;
-  }));
-  $("#conflicts").hidden = false;
-  draw();
-}
-
-// What one side of a conflict did with the cut: still cut (`shown`, the server's version, carries it),
-// or restored / dismissed (the base had it and this side does not).
-function conflictCut(base, shown, version) {
-  if (shown && shown.cut) return `Cut as a machine loop: ${cutName(shown.cut)} (not restored)`;
-  if (!shown || !base || !base.cut) return "";
-  const restored = version.restore_cut || version.text.includes(base.cut.text.trim());
-  return `Cut loop ${cutName(base.cut)}: ${restored ? "restored" : "dismissed"}`;
-}
-
-// The chosen version replaces the segment in the merged list. The cut stays the newest revision's (the
-// server places cuts from its base), and mine keeps its own Restore or Dismiss, so the next save
-// neither loses it nor offers the same loop twice.
-function choose_(segmentId, version) {
-  const at = ed.segments.findIndex(s => s.id === segmentId);
-  const chosen = version ? {...version, cut: at >= 0 ? ed.segments[at].cut : version.cut,
-    restoreCut: !!(version.restore_cut || version.restoreCut), dismissCut: !!(version.dismiss_cut || version.dismissCut)} : null;
-  if (chosen === null) { if (at >= 0) ed.segments.splice(at, 1); }
-  else if (at >= 0) ed.segments[at] = chosen;
-  else { ed.segments.push(chosen); ed.segments.sort((a, b) => a.start - b.start); }
-  draw();
 }
 
 function nextFlagged() {
