@@ -8,14 +8,16 @@ bury an unanswered cut inside the text is refused, changing nothing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from pipeline.archive import catalog
+from pipeline.archive import catalog, documents
 from pipeline.archive.bundle import find_bundle
 from pipeline.archive.integrity import verify_bundle
 from pipeline.asr.loops import cut_loop
+from pipeline.cli.main import main
 from pipeline.review import revisions
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import save_revision
@@ -23,6 +25,7 @@ from pipeline.run import process
 from pipeline.transcript import Segment, Transcript, Word
 
 from .test_catalog import transcript
+from .test_public import _bytes_of
 
 KEPT = "Үйге келдім үй"
 LOOP = " үй" * 49  # what `cut_loop` takes off "Үйге келдім" + fifty "үй"
@@ -118,6 +121,14 @@ def test_a_dismissed_cut_lets_the_merge_through_and_is_on_the_record(archive):
     assert changes[0]["fields"]["cut"] == [LOOP, None] and changes[1]["change"] == "removed"
 
 
+def test_a_dismissed_cut_and_a_merge_of_all_three_keep_the_last_cut(archive):
+    first, second, third = _editor(archive)
+    merged = {**first, "end": third["end"], "dismiss_cut": True,
+              "text": " ".join(s["text"] for s in (first, second, third))}
+    (seg,) = _save(archive, [merged]).revision.segments
+    assert seg["cut"]["text"] == LOOP and seg["text"].endswith("Біз келдім үй"), "the first answered, the last kept"
+
+
 def test_a_merge_keeps_the_cut_of_the_segment_merged_in_at_its_end(archive):
     first, second, third = _editor(archive)
     merged = {**second, "end": third["end"], "text": f"{second['text']} {third['text']}"}
@@ -169,3 +180,24 @@ def test_a_restore_in_the_same_save_as_the_merge_answers_the_cut_merged_in(archi
     merged = {**second, "end": third["end"], "text": f"{second['text']} {third['text']}{LOOP}", "restore_cut": True}
     seg = _save(archive, [first, merged]).revision.segments[1]
     assert seg["text"].endswith("Біз келдім үй" + LOOP) and "cut" not in seg, "offered once, not again"
+
+
+def test_the_public_copy_the_documents_and_the_renderings_leave_the_cut_out(archive, tmp_path):
+    """`cut` is private until a reviewer restores it: the public schema, the documents and the renderings
+    are built from allow-lists and the text, so the fifty `үй` are in none of them (zips opened). The
+    bundle's own index.html and transcript.json are the private record, whole, and are not checked."""
+    sha, bundle = _sha(archive), find_bundle(archive, _sha(archive))
+    (tmp_path / "names.txt").write_text("Біз\n", encoding="utf-8")
+    out = tmp_path / "public"
+    assert main(["export", sha[:12], "--out", str(archive), "--redact", str(tmp_path / "names.txt"),
+                 "-o", str(out)]) == 0
+    (tmp_path / "documents").mkdir()
+    for fmt in documents.FORMATS:
+        documents.write_document(bundle, fmt, tmp_path / "documents" / documents.file_name(bundle.name, fmt))
+    renderings = {f"bundle/{p.name}": p.read_bytes() for p in bundle.iterdir() if p.suffix in (".srt", ".vtt", ".txt")}
+    files = {**{f"public/{k}": v for k, v in _bytes_of(out).items()}, **_bytes_of(tmp_path / "documents"),
+             **renderings}
+    assert {"public/index.html", "public/transcript.json", "bundle/kk.srt"} <= set(files) and len(files) >= 12
+    assert json.loads(files["public/transcript.json"])["segments"][0]["text"] == KEPT
+    assert all("келдім" in files[name].decode() for name in ("public/index.html", "bundle/kk.srt")), "the kept text"
+    assert [name for name, data in files.items() if "үй үй" in data.decode("utf-8", "replace")] == []
