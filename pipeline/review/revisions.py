@@ -47,16 +47,27 @@ def diff(before: list[dict], after: list[dict]) -> list[dict]:
     for seg_id in sorted(old.keys() | new.keys()):
         a, b = old.get(seg_id), new.get(seg_id)
         if a is None:
-            changes.append({"segment": seg_id, "change": "added", "after": _editable(b)})
+            changes.append({"segment": seg_id, "change": "added", "after": _recorded(b)})
         elif b is None:
-            changes.append({"segment": seg_id, "change": "removed", "before": _editable(a)})
-        elif fields := {k: [a.get(k), b.get(k)] for k in EDITABLE if a.get(k) != b.get(k)}:
+            changes.append({"segment": seg_id, "change": "removed", "before": _recorded(a)})
+        elif fields := _changed(_recorded(a), _recorded(b)):
             changes.append({"segment": seg_id, "change": "edited", "fields": fields})
     return changes
 
 
-def _editable(segment: dict) -> dict:
-    return {k: segment.get(k) for k in EDITABLE}
+# What a change records: the editable fields, and the text of a loop the machine cut off, so a cut that
+# leaves a segment (restored, dismissed, moved by a split or a merge) is on the record, not only in the
+# earlier revision's segments. The cut's words and count stay there; its text says which loop it was.
+RECORDED = (*EDITABLE, "cut")
+
+
+def _changed(a: dict, b: dict) -> dict:
+    return {k: [a.get(k), b.get(k)] for k in RECORDED if a.get(k) != b.get(k)}
+
+
+def _recorded(segment: dict) -> dict:
+    cut = segment.get("cut")
+    return {**{k: segment.get(k) for k in EDITABLE}, **({"cut": cut.get("text")} if cut else {})}
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pipeline import failpoints
 from pipeline.archive import catalog, custody
 from pipeline.archive.bundle import TRANSCRIPT, find_bundle, write_bundle
 from pipeline.archive.locks import bundle_lock
-from pipeline.review import revisions
+from pipeline.review import cuts, revisions
 from pipeline.review.revisions import ENGLISH_SOURCES, ReviewError, Revision
 from pipeline.transcript import WRITTEN_WHEN_SET, Segment, Transcript, Word, read_json
 
@@ -117,14 +117,15 @@ def checked_segments(segments: Any, base: list[dict], duration: float | None) ->
 
     A segment keeps its id, and what a reviewer cannot edit (scores, flags, words) comes from the
     base revision's segment of that id. A new segment (a split) has `"id": null` and may name the
-    segment it came from in `split_from`; it gets a fresh id.
+    segment it came from in `split_from`; it gets a fresh id. Where a loop the machine cut off goes
+    (split, merge, `restore_cut`, `dismiss_cut`) is `cuts.settle`'s to decide, from the base.
     """
     if not isinstance(segments, list):
         raise ReviewError("segments: expected a list of segments")
     known = {s["id"]: s for s in base}
     next_id = max(known, default=-1) + 1
     seen: set[int] = set()
-    out = []
+    out, claims = [], []
     for n, raw in enumerate(segments):
         if not isinstance(raw, dict):
             raise ReviewError(f"segment {n}: expected an object")
@@ -140,6 +141,8 @@ def checked_segments(segments: Any, base: list[dict], duration: float | None) ->
             origin = known[seg_id]
         seen.add(seg_id)
         out.append(_checked(n, seg_id, raw, origin, duration))
+        claims.append(cuts.claim(n, raw, origin["id"] if origin else None))
+    cuts.settle(out, claims, known)
     out.sort(key=lambda s: (s["start"], s["id"]))
     return out
 
@@ -162,23 +165,6 @@ def _checked(n: int, seg_id: int, raw: dict, origin: dict | None, duration: floa
            "translation": translation, "speaker": speaker, "checked": raw.get("checked", False),
            "english_source": _english_source(n, raw, base, translation)}
     seg["words"] = _words(base, seg)
-    return _restore_cut(n, raw, base, seg)
-
-
-def _restore_cut(n: int, raw: dict, base: dict, seg: dict) -> dict:
-    """A segment whose machine-cut loop the reviewer put back (`"restore_cut": true`) no longer carries
-    `cut`: its text holds the loop again, so a cut left on it would be offered a second time. Nothing is
-    lost: the earlier revisions keep the cut and this revision's diff records the text growing by it.
-    When the text is exactly the kept text plus the cut, the cut words come back too."""
-    restore = raw.get("restore_cut", False)
-    if not isinstance(restore, bool):
-        raise ReviewError(f"segment {n}: restore_cut must be true or false")
-    cut = base.get("cut")
-    if not restore or not cut or seg["id"] != base.get("id"):
-        return seg
-    seg.pop("cut", None)
-    if base.get("words") is not None and cut.get("words") is not None and seg["text"] == base["text"] + cut["text"]:
-        seg["words"] = [*base["words"], *cut["words"]]
     return seg
 
 

@@ -335,7 +335,7 @@ async def change_password(ws: Workspace, request: Request) -> Response:
 
 def static(_ws: Workspace, request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in ("workspace.js", "workspace.css", "signin.js", "quality.js"):
+    if name not in ("workspace.js", "cuts.js", "conflicts.js", "workspace.css", "signin.js", "quality.js"):
         return _error(404, "not found")
     kind = "text/javascript" if name.endswith(".js") else "text/css"
     return FileResponse(STATIC / name, media_type=kind, headers=SECURITY_HEADERS)

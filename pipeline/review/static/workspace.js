@@ -185,22 +185,6 @@ function segmentItem(seg, n) {
   return li;
 }
 
-// A loop the machine cut off this segment's end (`cut`: what was heard once stays in the text). One
-// quiet line says so; Restore puts the cut back as an unsaved edit, which a save then records, and
-// the saved segment no longer carries the cut (the server drops it on `restore_cut`).
-function showCut(li, seg) {
-  if (!seg.cut || seg.restoreCut) return;
-  const words = seg.cut.text.trim();
-  const preview = words.length > 24 ? `${words.slice(0, 24).trim()} …` : words;
-  $(".cut-text", li).textContent = `Cut as a machine loop: «${preview}» ×${seg.cut.repeats} —`;
-  $(".cut", li).hidden = false;
-  $(".restore-cut", li).onclick = () => {
-    seg.text += seg.cut.text; seg.restoreCut = true; seg.originalEdited = true;
-    draw();
-    say("the cut is back in the text: save to keep it");
-  };
-}
-
 function wireSegment(li, seg, n) {
   li.addEventListener("focusin", () => setCurrent(n));
   const nudge = (field, delta) => { seg[field] = Math.max(0, Math.round((seg[field] + delta) * 10) / 10); draw(); };
@@ -257,6 +241,8 @@ function keepLooping() {
   if ($("#loop").checked && seg) player.currentTime = seg.start; else { player.pause(); ed.loopEnd = null; }
 }
 
+// A split leaves a cut (and a Restore or Dismiss of it) on the later part only: the loop was cut off
+// the END of the segment, so only there would Restore put it back where it was heard.
 function split(n, at) {
   const seg = ed.segments[n];
   if (!(at > 0 && at < seg.text.length)) { say("put the cursor inside the original text where it should split"); return; }
@@ -264,17 +250,27 @@ function split(n, at) {
   const time = inside ? playhead() : Math.round((seg.start + (seg.end - seg.start) * at / seg.text.length) * 1000) / 1000;
   const right = {...seg, id: null, split_from: seg.id ?? seg.split_from, start: time, text: seg.text.slice(at).trim(),
                  translation: null, english_source: null, checked: false};
-  Object.assign(seg, {end: time, text: seg.text.slice(0, at).trim(), checked: false});
+  Object.assign(seg, {end: time, text: seg.text.slice(0, at).trim(), checked: false, cut: null,
+                      restoreCut: false, dismissCut: false});
   ed.segments.splice(n + 1, 0, right);
   draw();
 }
 
+// A merge keeps the cut of the segment merged in (it is still at the end). A segment that still ends
+// in an unanswered cut may not take the next one in: the loop would sit inside the merged text, where
+// Restore could not put it back, and dropping it would take the Restore away unseen. The reviewer
+// restores or dismisses it first (one click); the server refuses such a save too.
 function mergeNext(n) {
   const seg = ed.segments[n], next = ed.segments[n + 1];
   if (!next) { say("this is the last segment"); return; }
+  const why = mergeRefusal(seg, next, n);
+  if (why) { say(why); return; }
   const english = [seg.translation, next.translation].filter(Boolean).join(" ");
   Object.assign(seg, {end: next.end, text: `${seg.text} ${next.text}`.trim(), translation: english || null,
                       checked: false});
+  if (next.cut || sameFamily(seg, next)) {
+    Object.assign(seg, {cut: next.cut, restoreCut: !!next.restoreCut, dismissCut: !!next.dismissCut});
+  }
   ed.segments.splice(n + 1, 1);
   draw();
 }
@@ -282,7 +278,8 @@ function mergeNext(n) {
 function payload() {
   return ed.segments.map(s => ({id: s.id, split_from: s.split_from, start: Number(s.start), end: Number(s.end),
     text: s.text, translation: s.translation, speaker: s.speaker || null, checked: !!s.checked,
-    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine, restore_cut: !!s.restoreCut}));
+    english_source: s.english_source || null, accepted_machine: !!s.accepted_machine, restore_cut: !!s.restoreCut,
+    dismiss_cut: !!s.dismissCut}));
 }
 
 async function save() {
@@ -296,44 +293,6 @@ async function save() {
   } else {
     say(`not saved: ${data.error}`);
   }
-}
-
-function showConflicts(data) {
-  say(`not saved: ${data.error}`);
-  const mine = new Map(payload().map(s => [s.id, s]));
-  ed.base = data.newest;
-  ed.segments = data.segments.map(s => ({...s}));
-  const pending = new Set(data.conflicts.map(c => c.segment));
-  const list = $("#conflict-list");
-  list.replaceChildren(...data.conflicts.map(c => {
-    const box = document.createElement("div");
-    box.className = "conflict";
-    box.dataset.segment = c.segment;
-    for (const [label, version] of [["theirs", c.theirs], ["mine", mine.get(c.segment) || c.mine]]) {
-      const side = document.createElement("div");
-      side.className = label;
-      const text = document.createElement("p");
-      text.textContent = version ? `${version.text} — ${version.translation ?? ""}` : "(removed)";
-      const choose = document.createElement("button");
-      choose.type = "button";
-      choose.textContent = label === "mine" ? "Keep mine" : "Keep theirs";
-      choose.onclick = () => { choose_(c.segment, version); pending.delete(c.segment); box.remove();
-        if (!pending.size) { $("#conflicts").hidden = true; say("every conflict chosen: save again"); } };
-      side.append(text, choose);
-      box.append(side);
-    }
-    return box;
-  }));
-  $("#conflicts").hidden = false;
-  draw();
-}
-
-function choose_(segmentId, version) {
-  const at = ed.segments.findIndex(s => s.id === segmentId);
-  if (version === null || version === undefined) { if (at >= 0) ed.segments.splice(at, 1); }
-  else if (at >= 0) ed.segments[at] = {...version};
-  else { ed.segments.push({...version}); ed.segments.sort((a, b) => a.start - b.start); }
-  draw();
 }
 
 function nextFlagged() {
