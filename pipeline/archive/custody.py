@@ -159,8 +159,7 @@ def record_unlogged_publish(archive: str | Path, sha256: str, bundle: str | Path
 
     A bundle whose files do not match its own manifest is left unlogged, so `testimony verify` says so.
     """
-    from pipeline.archive.bundle import MANIFEST
-    from pipeline.archive.integrity import files_problems
+    from pipeline.archive.bundle import MANIFEST, files_problems
     from pipeline.hashing import file_sha256
 
     bundle = Path(bundle)
@@ -195,7 +194,7 @@ def record_unlogged_revisions(archive: str | Path, sha256: str, bundle: str | Pa
     Logged revisions are never re-logged, and one that differs from its log stays a `verify` problem.
     """
     from pipeline.archive import revisions
-    from pipeline.archive.integrity import files_problems
+    from pipeline.archive.bundle import files_problems
 
     bundle = Path(bundle)
     logged = revision_hashes(archive, sha256)

@@ -9,7 +9,6 @@ with a SHA256SUMS file, so another party can check it with nothing but `sha256su
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Sequence
 
 from pipeline import __version__, atomic
 from pipeline.archive import custody, originals
-from pipeline.archive.bundle import MANIFEST, TRANSCRIPT
+from pipeline.archive.bundle import MANIFEST, TRANSCRIPT, files_problems
 from pipeline.errors import TestimonyError
 from pipeline.hashing import file_sha256
 from pipeline.names import display_name
@@ -54,38 +53,6 @@ def bundles_in(archive: Path) -> list[Path]:
         return []
     return [p for p in sorted(archive.iterdir()) if p.is_dir() and not p.name.startswith(".")
             and ((p / MANIFEST).is_file() or (p / TRANSCRIPT).is_file())]
-
-
-def files_problems(bundle: Path) -> tuple[str | None, list[str]]:
-    """(the source SHA-256 the bundle names, problems of its files against manifest.json)."""
-    name = bundle.name
-    try:
-        manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
-        listed: dict[str, str] = manifest["files"]
-        sha256 = manifest.get("source_sha256")
-    except FileNotFoundError:
-        return None, [f"{name}/{MANIFEST}: missing: the bundle's files cannot be checked"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, [f"{name}/{MANIFEST}: unreadable ({exc})"]
-    problems = []
-    for file, digest in sorted(listed.items()):
-        path = bundle / file
-        if not path.is_file():
-            problems.append(f"{name}/{file}: missing")
-        elif (now := file_sha256(path)) != digest:
-            problems.append(f"{name}/{file}: changed (manifest sha256 {digest}, now {now})")
-    for path in sorted(bundle.rglob("*")):
-        rel = path.relative_to(bundle).as_posix()
-        if not path.is_dir() and rel not in listed and rel != MANIFEST:
-            problems.append(f"{name}/{rel}: extra file, not in the manifest")
-    try:
-        source = read_json(bundle / TRANSCRIPT)["source"]["sha256"]
-        if source != sha256:
-            problems.append(f"{name}/{TRANSCRIPT}: source.sha256 {source} differs from the manifest's "
-                            f"source_sha256 {sha256}")
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # a missing or changed transcript is already reported above
-    return sha256, problems
 
 
 def revision_problems(archive: Path, bundle: Path, sha256: str) -> list[str]:

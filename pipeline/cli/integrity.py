@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.archive import access, catalog, integrity
-from pipeline.archive.bundle import find_bundle, source_of
+from pipeline.archive.bundle import files_problems, find_bundle, source_of
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.archive.locks import bundle_lock
 from pipeline.cli.errors import guarded
@@ -205,7 +205,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     sha256 = None
     if args.video:
         bundle, _video = _resolve(archive, args.video)
-        sha256 = source_of(bundle).get("sha256") or integrity.files_problems(bundle)[0]
+        sha256 = source_of(bundle).get("sha256") or files_problems(bundle)[0]
     done = repair(archive, sha256)
     for line in done:
         print(line)
