@@ -258,12 +258,12 @@ def test_a_scripts_basic_auth_ends_when_the_password_changes(team):
 def test_a_slow_read_holds_up_nobody_else(team, monkeypatch):
     """A real workspace server: while one person's bundle read waits (a long disk read, a save's lock),
     another person's requests are answered; plain handlers run off the event loop."""
-    reading, release, real = threading.Event(), threading.Event(), server._bundle
+    reading, release, real = threading.Event(), threading.Event(), server.bundle_of
     def slow(ws, key):
         reading.set()
         release.wait(60)
         return real(ws, key)
-    monkeypatch.setattr(server, "_bundle", slow)
+    monkeypatch.setattr(server, "bundle_of", slow)
     port, stop = _free_port(), threading.Event()
     threading.Thread(target=server.serve_workspace, args=(team["archive"],), kwargs={"port": port, "stop": stop},
                      daemon=True).start()

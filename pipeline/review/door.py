@@ -17,7 +17,7 @@ from pipeline.review.gate import Forbidden, trail
 from pipeline.review.web import SECURITY_HEADERS, BodyError, error
 
 if TYPE_CHECKING:
-    from pipeline.review.server import Workspace
+    from pipeline.review.site import Workspace
 
 
 def refusal(ws: Workspace, request: Request) -> Response | None:

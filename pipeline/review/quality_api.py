@@ -21,7 +21,7 @@ from pipeline.review.web import error, json_response
 
 if TYPE_CHECKING:
     from pipeline.review.accounts import Account
-    from pipeline.review.server import Workspace
+    from pipeline.review.site import Workspace
 
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -11,10 +11,8 @@ the file system; a path in a request never does. Who saw and changed what goes t
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,57 +22,16 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from pipeline.archive import catalog, originals
-from pipeline.archive.bundle import TRANSCRIPT, reviewed
+from pipeline.archive.bundle import reviewed
 from pipeline.review import auth, door, quality_api, revisions, signin, web, workflow_api
 from pipeline.review.accounts import Account
 from pipeline.review.gate import Gate, may_play, may_read, need, trail
 from pipeline.review.revisions import ReviewError
 from pipeline.review.save import MAX_TEXT, ConflictError, save_revision
+from pipeline.review.site import Opened, Workspace, bundle_of
 from pipeline.review.web import SECURITY_HEADERS, STATIC, json_body
-from pipeline.transcript import read_json
-
-ID = re.compile(r"[0-9a-f]{12}")
-
-
-@dataclass(frozen=True)
-class Workspace:
-    archive: Path
-    gate: Gate
-    token: str  # per process: the page carries it, state-changing requests must send it back
-    origin: str  # scheme://host:port the page is served from
-    also: frozenset[str] = frozenset()  # other origins of the same pages (loopback names, --public-url)
-
 
 _error, _json = web.error, web.json_response
-
-
-@dataclass(frozen=True)
-class Opened:
-    """A bundle a request named, with its transcript.json read once for the whole request."""
-
-    path: Path
-    data: dict[str, Any]
-
-    @property
-    def sha256(self) -> str:
-        return self.data["source"]["sha256"]
-
-
-def _bundle(ws: Workspace, key: str) -> Opened:
-    """The bundle of an archive id; anything else is a 404 before a path is formed."""
-    if not ID.fullmatch(key):
-        raise LookupError(key)
-    try:
-        video = catalog.resolve(ws.archive, key)
-    except catalog.CatalogError:
-        raise LookupError(key) from None
-    if video.bundle is None or not (ws.archive / video.bundle / TRANSCRIPT).is_file():
-        raise LookupError(key)
-    return _open(ws.archive / video.bundle)
-
-
-def _open(bundle: Path) -> Opened:
-    return Opened(bundle, read_json(bundle / TRANSCRIPT))
 
 
 def _account(request: Request) -> Account:
@@ -89,7 +46,7 @@ def _approved(ws: Workspace, sha256: str) -> bool:
 
 def _readable(ws: Workspace, request: Request) -> Opened:
     """The bundle a request names, when the asker's role may read it (a 403 otherwise)."""
-    opened, account = _bundle(ws, request.path_params["id"]), _account(request)
+    opened, account = bundle_of(ws, request.path_params["id"]), _account(request)
     language = opened.data.get("language")
     need(may_read(account, language, account.role == "reader" and _approved(ws, opened.sha256)),
          "read this transcript")
@@ -97,7 +54,7 @@ def _readable(ws: Workspace, request: Request) -> Opened:
 
 
 def _editable(ws: Workspace, request: Request) -> Opened:
-    opened = _bundle(ws, request.path_params["id"])
+    opened = bundle_of(ws, request.path_params["id"])
     need(_account(request).can_edit(opened.data.get("language")), "change this transcript")
     return opened
 
@@ -299,7 +256,7 @@ def _original(ws: Workspace, sha256: str) -> Path | None:
 
 
 def media(ws: Workspace, request: Request) -> Response:
-    opened = _bundle(ws, request.path_params["id"])
+    opened = bundle_of(ws, request.path_params["id"])
     need(may_play(_account(request), opened.data.get("language")), "play the original video")
     path = _original(ws, opened.sha256)
     if path is None:

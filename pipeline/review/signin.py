@@ -19,7 +19,7 @@ from pipeline.review.gate import trail
 from pipeline.review.web import SECURITY_HEADERS, STATIC
 
 if TYPE_CHECKING:
-    from pipeline.review.server import Workspace
+    from pipeline.review.site import Workspace
 
 
 def me(account: Account) -> dict[str, Any]:

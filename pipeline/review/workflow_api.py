@@ -19,7 +19,7 @@ from pipeline.review.gate import Forbidden, trail
 from pipeline.review.web import error, json_body, json_response
 
 if TYPE_CHECKING:
-    from pipeline.review.server import Workspace
+    from pipeline.review.site import Workspace
 
 MOVES = {"claim": workflow.claim, "release": workflow.release, "check": workflow.check, "approve": workflow.approve}
 
@@ -39,10 +39,10 @@ def _move(ws: Workspace, sha256: str, account, body: dict[str, Any]) -> workflow
 
 async def post_state(ws: Workspace, request: Request) -> Response:
     """Claim, release, check, approve or (admins) assign the bundle; answers its new status."""
-    from pipeline.review.server import _bundle
+    from pipeline.review.site import bundle_of
 
     body, account = await json_body(request), request.state.account
-    opened = _bundle(ws, request.path_params["id"])
+    opened = bundle_of(ws, request.path_params["id"])
     if not isinstance(body, dict):
         return error(400, "expected {\"action\": claim|release|check|approve|assign, \"to\": NAME for assign}")
     try:
