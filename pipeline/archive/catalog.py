@@ -19,7 +19,6 @@ import os
 import sqlite3
 import stat
 import time
-import unicodedata
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ from pipeline.archive.formats import speaker_name
 from pipeline.errors import TestimonyError
 from pipeline.names import display_path
 from pipeline.sqlitex import immediate
+from pipeline.textfold import fold
 from pipeline.transcript import Transcript
 
 CATALOG = "catalog.sqlite"
@@ -129,12 +129,6 @@ class Hit:
 
 def catalog_path(archive: str | Path) -> Path:
     return Path(archive) / CATALOG
-
-
-def fold(text: str) -> str:
-    """The form both indexed text and queries take, so equal words look equal to the tokenizer."""
-    text = unicodedata.normalize("NFKC", text)
-    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Mn", "Me", "Cf") and ch != "\u0640")
 
 
 def _setup(con: sqlite3.Connection) -> None:

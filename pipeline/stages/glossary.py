@@ -25,8 +25,8 @@ import numpy
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-from pipeline.archive.catalog import fold
 from pipeline.errors import TestimonyError
+from pipeline.textfold import fold
 from pipeline.transcript import GLOSSARY_MATCH, Transcript
 
 FILE = "glossary.txt"
@@ -49,7 +49,7 @@ class Glossary:
 
 
 def _fold(text: str) -> str:
-    """Search's own folding (`catalog.fold`: NFKC, no marks or tatweel), in one case."""
+    """Search's own folding (`textfold.fold`: NFKC, no marks or tatweel), in one case."""
     return fold(text).casefold()
 
 
