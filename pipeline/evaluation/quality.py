@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
-from pipeline.archive import catalog
+from pipeline.archive import catalog, revisions
 from pipeline.archive.bundle import TRANSCRIPT
 from pipeline.evaluation.textnorm import normalize
-from pipeline.review import revisions
 from pipeline.transcript import Transcript
 
 NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-ZА-ЯЁӘҒҚҢӨҰҮҺІ][\w'-]+)")  # capitalised, not sentence-initial
