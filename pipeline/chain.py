@@ -103,3 +103,24 @@ def _record(line: bytes, where: str, found: list[str]) -> dict[str, Any]:
         found.append(f"{where}: not a JSON object")
         return {}
     return record
+
+
+def head(data: bytes) -> str:
+    """`N:SHA256`, the log's count of whole lines and the hash of the last. Each line vouches only for the
+    one before it, so the chain alone cannot show its last lines edited or removed; a head written down
+    somewhere else (a note, a partner's mail) can, through `holds`."""
+    lines = jsonl.whole_lines(data)
+    return f"{len(lines)}:{hashlib.sha256(lines[-1]).hexdigest() if lines else GENESIS}"
+
+
+def holds(data: bytes, label: str, noted: str) -> list[str]:
+    """Problems (empty when none) with a log against a head noted earlier: its line N must still be
+    there, byte for byte; with the chain intact, so is every line before it."""
+    count, digest = noted.split(":")
+    lines, n = jsonl.whole_lines(data), int(count)
+    if n > len(lines):
+        return [f"{label}: has {len(lines)} whole line(s), but the head noted earlier is line {n}: lines were "
+                "removed"]
+    if n and hashlib.sha256(lines[n - 1]).hexdigest() != digest:
+        return [f"{label} line {n}: differs from the head noted earlier: the line was changed or replaced"]
+    return []

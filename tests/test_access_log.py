@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import chain
-from pipeline.archive import access
+from pipeline.archive import access, custody
 from pipeline.cli.main import main
 
 from .test_custody import published  # noqa: F401 (a fixture: a bundle written and logged, no Whisper)
@@ -214,3 +214,45 @@ def test_an_export_is_logged_with_who_and_where(published, tmp_path, capsys):  #
     (event,) = [json.loads(line) for line in out.splitlines()]
     assert event["who"] == access.local_user() and event["action"] == "export"
     assert event["detail"]["output"] == str(output.resolve()) and event["detail"]["with_original"] is False
+
+
+def _head(err: str, option: str) -> str:
+    """The head verify printed for keeping elsewhere."""
+    return err.split(f"keep elsewhere: {option} ", 1)[1].split()[0]
+
+
+def test_a_head_kept_elsewhere_shows_the_last_lines_edited_or_removed(published, capsys):  # noqa: F811
+    """The chain alone cannot show its last line removed or rewritten (no later line vouches for it);
+    a head printed by an earlier verify and kept elsewhere can, for the access log and a custody log."""
+    archive, bundle, sha = published
+    for who in ("aigerim", "reader1"):
+        access.record(archive, who, "view", bundle=bundle.name[:12])
+    code, _out, err = _cli(capsys, "verify", "--out", str(archive))
+    kept = _head(err, "--access-head")
+    assert code == 0 and kept.startswith("2:"), "verify reads only: two views, two lines"
+    code, _out, err = _cli(capsys, "verify", bundle.name[:12], "--out", str(archive))
+    custody_kept = _head(err, "--custody-head")
+    access.record(archive, "admin", "view", bundle=bundle.name[:12])  # the log goes on: still holds
+    assert _cli(capsys, "verify", "--out", str(archive), "--access-head", kept)[0] == 0
+
+    log = access.log_path(archive)
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(lines[0])  # the last two lines removed: the chain still reads intact
+    assert access.check_chain(archive) == []
+    code, out, _ = _cli(capsys, "verify", "--out", str(archive), "--access-head", kept)
+    assert code == 1 and "access.jsonl: has 1 whole line(s), but the head noted earlier is line 2" in out
+    log.write_bytes(lines[0] + lines[1].replace(b'"reader1"', b'"nobody1"'))  # the noted last line rewritten
+    assert access.check_chain(archive) == []
+    code, out, _ = _cli(capsys, "verify", "--out", str(archive), "--access-head", kept)
+    assert code == 1 and "access.jsonl line 2: differs from the head noted earlier" in out
+
+    custody_log = custody.log_path(archive, sha)
+    assert _cli(capsys, "verify", bundle.name[:12], "--out", str(archive), "--custody-head", custody_kept)[0] == 0
+    custody_log.write_bytes(b"".join(custody_log.read_bytes().splitlines(keepends=True)[:-1]))
+    code, out, _ = _cli(capsys, "verify", bundle.name[:12], "--out", str(archive), "--custody-head", custody_kept)
+    assert code == 1 and "custody log: has" in out and "but the head noted earlier is line" in out
+    code, _out, err = _cli(capsys, "verify", "--out", str(archive), "--custody-head", custody_kept)
+    assert code == 2 and "--custody-head needs the video" in err
+    with pytest.raises(SystemExit):
+        main(["verify", "--out", str(archive), "--access-head", "3:abc"])
+    assert "give the head as verify printed it" in capsys.readouterr().err

@@ -134,13 +134,21 @@ def _at_or_after(event: dict[str, Any], start: datetime) -> bool:
         return True
 
 
-def check_chain(archive: str | Path) -> list[str]:
-    """Problems with the log's integrity (empty when intact, or when there is no log). Reads only, under
-    a shared lock, so a line being appended is never mistaken for a torn one."""
+def check_chain(archive: str | Path, noted: str | None = None) -> list[str]:
+    """Problems with the log's integrity (empty when intact, or when there is no log), and against a head
+    `noted` earlier (`chain.holds`). Reads only, under a shared lock, so a line being appended is never
+    mistaken for a torn one."""
     path = log_path(archive)
     if not path.is_file():
-        return []
-    return chain.problems(chain.read_shared(path), FILE, TORN_HINT, _known_action)
+        return [f"{FILE}: missing, but a head was noted for it: the log was removed"] if noted else []
+    data = chain.read_shared(path)
+    return chain.problems(data, FILE, TORN_HINT, _known_action) + (chain.holds(data, FILE, noted) if noted else [])
+
+
+def head(archive: str | Path) -> str | None:
+    """The log's head (`chain.head`) to write down somewhere else; None when there is no log."""
+    path = log_path(archive)
+    return chain.head(chain.read_shared(path)) if path.is_file() else None
 
 
 def _known_action(event: dict[str, Any]) -> str | None:

@@ -88,6 +88,20 @@ def check_chain(archive: str | Path, sha256: str) -> list[str]:
     return chain.problems(path.read_bytes(), "custody log", TORN_HINT, names_this_video)
 
 
+def holds(archive: str | Path, sha256: str, noted: str) -> list[str]:
+    """The video's custody log against a head noted earlier (`chain.holds`)."""
+    path = log_path(archive, sha256)
+    if not path.is_file():
+        return ["custody log: missing, but a head was noted for it: the log was removed"]
+    return chain.holds(path.read_bytes(), "custody log", noted)
+
+
+def head(archive: str | Path, sha256: str) -> str | None:
+    """The video's custody log head (`chain.head`) to write down somewhere else; None when there is no log."""
+    path = log_path(archive, sha256)
+    return chain.head(path.read_bytes()) if path.is_file() else None
+
+
 def arrival_paths(archive: str | Path, sha256: str) -> list[Path]:
     """Where the original was seen on arrival, newest first, without repeats."""
     seen: list[Path] = []

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from pipeline import config
-from pipeline.archive import access, catalog, integrity
+from pipeline.archive import access, catalog, custody, integrity
 from pipeline.archive.bundle import files_problems, find_bundle, source_of
 from pipeline.archive.integrity import bundles_in, export_bundle, verify_bundle
 from pipeline.archive.locks import bundle_lock
@@ -31,6 +31,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                              "and options, and compare it segment by segment (takes as long as the run)")
     verify.add_argument("--original", type=Path, help="the original video to re-hash (default: its arrival "
                         "path in the custody log, when it is still there)")
+    verify.add_argument("--access-head", type=_head, metavar="N:SHA256", help="the access log's head that an "
+                        "earlier verify printed and you kept elsewhere: a later edit or removal of any line up to "
+                        "it, the last included, is a problem (whole archive only)")
+    verify.add_argument("--custody-head", type=_head, metavar="N:SHA256", help="the same for the named video's "
+                        "custody log")
     verify.add_argument("--public", type=Path, metavar="FOLDER",
                         help="check a public folder `export --redact` wrote: its files, and that the archive's "
                              "custody log recorded it")
@@ -68,6 +73,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     clean.add_argument("--adapt-runs", action="store_true", help="also remove unfinished `testimony adapt` runs "
                        "idle that long (kept otherwise: the same command resumes them); finished runs, whose "
                        "model is in .models/, are always removed")
+
+
+def _head(text: str) -> str:
+    """`N:SHA256` as verify prints it; anything else is a usage error (exit 2) saying what to give."""
+    count, _, digest = text.partition(":")
+    if not (count.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give the head as verify printed it, N:SHA256 (a line count, "
+                                         "a colon, 64 hex digits)")
+    return text
 
 
 def _formats(text: str) -> list[str]:
@@ -153,20 +167,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     else:
-        leftovers = integrity.leftovers(archive) + access.check_chain(archive)  # the archive's, not a bundle's
+        leftovers = integrity.leftovers(archive) + access.check_chain(archive, args.access_head)  # not a bundle's
         targets = [(bundle, None) for bundle in bundles_in(archive)]
         if not targets and not leftovers:
             print(f"no bundles in {archive}", file=sys.stderr)
             return 0
-    if args.public and not args.video:
-        print("error: --public needs the video it was made from: testimony verify ID --public FOLDER",
-              file=sys.stderr)
+    if (wrong := _misplaced(args)) is not None:
+        print(f"error: {wrong}", file=sys.stderr)
         return 2
     failed = _report_leftovers(leftovers)
     for bundle, original in targets:
         with bundle_lock(archive, bundle.name, shared=True):  # no save or publish half way through
             report = verify_bundle(archive, bundle, original)
         problems = list(report.problems)
+        if args.custody_head and report.sha256:
+            problems += custody.holds(archive, report.sha256, args.custody_head)
         if args.public and report.sha256:
             from pipeline.archive.public import verify_public
 
@@ -186,7 +201,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{bundle.name}: ok")
         failed += bool(problems)
     print(f"verified {len(targets)} bundle(s): {failed} with problems", file=sys.stderr)
+    _print_heads(archive, args, targets)
     return 1 if failed else 0
+
+
+def _misplaced(args: argparse.Namespace) -> str | None:
+    """An option that belongs to the other kind of verify (one video, or the whole archive)."""
+    if args.public and not args.video:
+        return "--public needs the video it was made from: testimony verify ID --public FOLDER"
+    if args.custody_head and not args.video:
+        return "--custody-head needs the video whose log it is: testimony verify ID --custody-head N:SHA256"
+    if args.access_head and args.video:
+        return "--access-head checks the whole archive's access log: testimony verify --access-head N:SHA256"
+    return None
+
+
+def _print_heads(archive: Path, args: argparse.Namespace, targets: list) -> None:
+    """The heads to keep somewhere else (a note, a partner's mail): a later verify given one shows an edit
+    or removal of any line up to it, which the chain alone cannot show for its last lines."""
+    if args.video:
+        sha256 = source_of(targets[0][0]).get("sha256")
+        found = custody.head(archive, sha256) if sha256 else None
+        option = "--custody-head"
+    else:
+        found, option = access.head(archive), "--access-head"
+    if found:
+        print(f"note: to notice a later edit or removal of these lines, keep elsewhere: {option} {found}",
+              file=sys.stderr)
 
 
 def _report_leftovers(leftovers: list[str]) -> int:
