@@ -32,8 +32,11 @@ def madlad(tmp_path_factory) -> Path:
 
 
 def _import(folder: Path, name: str = "madlad-tiny") -> None:
+    """Import for kk and ug; a MADLAD import names itself in both routes' `translate`, as an install does."""
     done = cli("models", "import", str(folder), "--name", name, "--language", "kk", "--language", "ug")
     assert "(kk -> en)" in done.stdout and "(ug -> en)" in done.stdout
+    assert f"route ug translates with {name}" in done.stdout
+    assert routes.route_for("kk").translate == routes.route_for("ug").translate == name
 
 
 def _store() -> Path:
@@ -120,6 +123,27 @@ def test_a_run_on_the_madlad_route_cites_it_and_reproduces(madlad, media, tiny_w
     monkeypatch.setattr("pipeline.stages.translate.translate_texts", _refuse)
     again = steps.translate_english("kk", texts, checkpoint=Checkpoint(checkpoint))
     assert again.english == first.english and again.route == first.route == data["models"]["translation"]
+
+
+def test_a_hugging_face_madlad_folder_imports_and_routes(tmp_path):
+    """The layout google/madlad400-3b-mt has on the hub (transformers: config.json, model.safetensors,
+    spiece.model), converted on import into the same kind of package, routed by its name, and translating;
+    without its SentencePiece model it is refused naming the file."""
+    from pipeline.stages.translate import translate_texts
+
+    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(tmp_path), "madlad-hf"], cwd=REPO, check=True,
+                   capture_output=True)
+    folder = tmp_path / "madlad-hf"
+    assert {"config.json", "model.safetensors", "spiece.model"} <= {p.name for p in folder.iterdir()}
+    done = cli("models", "import", str(folder), "--name", "madlad-hf-tiny", "--language", "ug")
+    assert "(ug -> en)" in done.stdout and routes.route_for("ug").translate == "madlad-hf-tiny"
+    meta = json.loads((_store() / "translate-ug_en-madlad_hf_tiny" / "metadata.json").read_text(encoding="utf-8"))
+    assert (meta["origin_kind"], meta["source_text_prefix"], meta["licence"]) == ("madlad", "<2en> ", "Apache-2.0")
+    [english] = translate_texts([udhr_column("ug")[0]], "ug", model="madlad-hf-tiny")
+    assert english.strip(), "the converted model translates"
+    (folder / "spiece.model").unlink()
+    refused = cli("models", "import", str(folder), "--name", "madlad-hf-2", "--language", "ug", check=False)
+    assert refused.returncode != 0 and "spiece.model" in refused.stderr and str(folder) in refused.stderr
 
 
 def _refuse(*_args, **_kwargs):
