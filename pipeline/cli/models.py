@@ -253,10 +253,11 @@ def _offer(chosen: model_registry.Recommended, engine: str, translation: str) ->
     lang = chosen.language
     offers = ((engine == "ctc", chosen.ctc, "CTC model (engine ctc)", "--engine ctc"),
               (translation == "madlad", chosen.madlad, "MADLAD-400 translation", "--translation madlad"))
+    kept = " ".join(flag for taken, _name, _what, flag in offers if taken)  # the choices this command took
     for taken, name, what, flag in offers:
         if name and not taken:
             print(f"{lang}: {what} {name} exists; to install and route it: "
-                  + _command(name, lang, f"testimony models install --for {lang} {flag}"))
+                  + _command(name, lang, " ".join(filter(None, ("testimony models install --for", lang, kept, flag)))))
 
 
 def _command(name: str, language: str, command: str) -> str:
