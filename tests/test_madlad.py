@@ -216,6 +216,7 @@ def test_the_shipped_sets_install_ctc_and_madlad_and_travel(madlad, tmp_path, mo
     finally:
         served.close()
     assert f"route kk, ug -> {ctc} (engine ctc)" in done.stdout and f"route ug translates with {mt}" in done.stdout
+    assert f"also: {ctc}" not in done.stdout and "also: omnilingual-asr-ctc-1b" in done.stdout, "the rest offered"
     assert sum(method == "GET" and path.endswith(("model.int8.onnx", "model.bin"))
                for method, path, _range in served.requests) == 2, "each model downloaded once, for both"
     for language in ("kk", "ug"):

@@ -197,13 +197,14 @@ def _recommended() -> None:
             print("       " + line)
 
 
-def _also(chosen: model_registry.Recommended) -> list[str]:
+def _also(chosen: model_registry.Recommended, skip: str | None = None) -> list[str]:
     """The CTC models named beside a set: what each is, its licence, size, published figures, what to
-    know first and how to get it; `install --for` lists them and installs none."""
+    know first and how to get it; `install --for` lists them and installs none (`skip`: the set's CTC
+    choice, when `--engine ctc` installs it)."""
     from pipeline.store.install import is_installed
 
     known, lines = model_registry.known_models(), []
-    for name in chosen.also:
+    for name in (name for name in chosen.also if name != skip):
         entry = known.get(name)
         if entry is None:
             lines.append(f"also: {name} (not in the manifest)")
@@ -246,10 +247,11 @@ def _install(args: argparse.Namespace) -> int:
 def _offer(chosen: model_registry.Recommended, engine: str, translation: str) -> None:
     """What `install --for` leaves out: the `also` models, and one line per choice not taken (the set's CTC
     model, its MADLAD) naming the command that installs and routes it."""
-    if chosen.also:
+    taken = chosen.ctc if engine == "ctc" else None  # the `also` model this command installs is not offered
+    if [name for name in chosen.also if name != taken]:
         print(f"{chosen.language}: also recommended, not installed by --for (their download sources are not "
               "verified from here); the route stays as it is until one is installed or imported:")
-        print("\n".join("  " + line for line in _also(chosen)))
+        print("\n".join("  " + line for line in _also(chosen, taken)))
     lang = chosen.language
     offers = ((engine == "ctc", chosen.ctc, "CTC model (engine ctc)", "--engine ctc"),
               (translation == "madlad", chosen.madlad, "MADLAD-400 translation", "--translation madlad"))
