@@ -138,6 +138,8 @@ def test_a_set_whose_ctc_model_no_hub_serves_is_refused_whole(hub, tiny_whisper)
     assert not hub.requests and not registry.find_installed("tiny-ctc-hub") and _route("ug") == ("", "")
     plain = cli("models", "install", "--for", "ky").stdout
     assert "ky: CTC model (engine ctc) gigaam-multilingual-large-ctc exists; to install and route it: export" in plain
+    unnamed = cli("models", "install", "--for", "kk", "--translation", "madlad", check=False)
+    assert unnamed.returncode == 2 and "the recommended set for kk names no madlad model" in unnamed.stderr
     named = cli("models", "install", "tiny-ctc-hub", "--engine", "ctc", check=False)
     assert named.returncode == 2 and "--engine and --translation choose within the recommended sets" in named.stderr
 
