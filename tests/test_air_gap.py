@@ -193,4 +193,7 @@ def test_the_shipped_sets_name_the_ctc_models_and_whisper_keeps_the_route():
     gigaam = {q["test_set"]: q["value"] for q in known["gigaam-multilingual-large-ctc"].quality}
     assert list(gigaam.values()) == [13.8, 4.4, 15.8]
     assert all("ai-sage/GigaAM-Multilingual" in q["source"] for q in known["gigaam-multilingual-large-ctc"].quality)
+    for language in ("kk", "ug"):  # the CTC choice `install --for --engine ctc` takes: the CPU-sized export
+        assert sets[language].ctc == "omnilingual-asr-ctc-300m" and known[sets[language].ctc].repo_id
+        assert known[sets[language].madlad].kind == "translation" and known[sets[language].madlad].repo_id
     assert routes.route_for("kk").asr_model == "base" and routes.route_for("kk").engine == ""

@@ -17,6 +17,7 @@ from pipeline.store import registry, routes
 
 from . import media_factory as mf
 from .hub_server import Hub
+from .test_ctc import cli
 from .tiny_models import omnilingual_ctc
 
 REPO_ID = "testorg/omnilingual-ctc-tiny"
@@ -29,7 +30,32 @@ size_mb = 1
 
 [recommended.kk]
 asr = "tiny-ctc-hub"
+ctc = "tiny-ctc-hub"
 also = ["gigaam-multilingual-large-ctc", "omnilingual-asr-ctc-300m"]
+"""
+# Sets as the shipped ones are laid out: a Whisper `asr` (the tiny checkpoint, imported by the test, so
+# nothing is downloaded for it) and a `ctc` choice, one from the hub, one (GigaAM) that no hub serves.
+SETS = f"""
+[ctc.tiny-ctc-hub]
+source = "https://huggingface.co/{REPO_ID}"
+licence = "Apache-2.0"
+size_mb = 1
+
+[whisper.tiny-kk]
+source = "https://huggingface.co/testorg/not-served"
+language = "kk"
+licence = "MIT"
+
+[recommended.kk]
+asr = "tiny-kk"
+ctc = "tiny-ctc-hub"
+also = ["gigaam-multilingual-large-ctc"]
+
+[recommended.ug]
+ctc = "tiny-ctc-hub"
+
+[recommended.ky]
+ctc = "gigaam-multilingual-large-ctc"
 """
 
 
@@ -70,6 +96,54 @@ def test_a_ctc_model_installs_through_the_hub_for_its_language(hub, capsys):
     assert "no hub repository" in (err := capsys.readouterr().err) and "onnx_converter" in err
 
 
+def _sets(tiny_whisper: Path) -> None:
+    """SETS as the store's local manifest, with kk routed to the tiny Whisper its set names."""
+    (config.models_dir() / registry.LOCAL_MANIFEST).write_text(SETS, encoding="utf-8")
+    cli("models", "import", str(tiny_whisper), "--name", "tiny-kk", "--language", "kk")
+
+
+def test_install_for_engine_ctc_installs_and_routes_the_sets_ctc_model(hub, tiny_whisper):
+    """Without --engine, `install --for` keeps the Whisper route and names the set's CTC model with the
+    exact command; that command installs and routes it, engine ctc; another language's set with the same
+    model routes it without a second download; the plain `--for` routes Whisper again."""
+    _sets(tiny_whisper)
+    plain = cli("models", "install", "--for", "kk").stdout
+    assert "tiny-kk is installed already (kk)" in plain and "also: gigaam-multilingual-large-ctc" in plain
+    [line] = [line for line in plain.splitlines() if "CTC model" in line]
+    assert line == ("kk: CTC model (engine ctc) tiny-ctc-hub exists; to install and route it: "
+                    "testimony models install --for kk --engine ctc")
+    assert _route("kk") == ("tiny-kk", "") and not registry.find_installed("tiny-ctc-hub")
+
+    done = cli(*line.split("route it: testimony ", 1)[1].split())
+    assert "as CTC model 'tiny-ctc-hub'; route kk -> tiny-ctc-hub (engine ctc)" in done.stdout
+    assert "exists; to install" not in done.stdout, "no hint for the choice taken"
+    again = cli("models", "install", "--for", "ug", "--engine", "ctc").stdout
+    assert "tiny-ctc-hub is installed already (ug)" in again
+    assert _route("kk") == _route("ug") == ("tiny-ctc-hub", "ctc") and routes.route_for("kk").whisper_token == ""
+    assert sum(method == "GET" and path.endswith("/model.int8.onnx") for method, path, _range in hub.requests) == 1
+    assert cli("models", "verify").returncode == 0
+
+    assert "tiny-kk is installed already (kk)" in cli("models", "install", "--for", "kk").stdout
+    assert _route("kk") == ("tiny-kk", "") and _route("ug") == ("tiny-ctc-hub", "ctc")
+
+
+def test_a_set_whose_ctc_model_no_hub_serves_is_refused_whole(hub, tiny_whisper):
+    """GigaAM has no hub ONNX export: `--engine ctc` says how to export and import it in one line and exits 2,
+    without installing the other language's model either; the plain `--for` names the same steps."""
+    _sets(tiny_whisper)
+    refused = cli("models", "install", "--for", "ug,ky", "--engine", "ctc", check=False)
+    [line] = refused.stderr.splitlines()
+    assert refused.returncode == 2 and line.startswith("error: ky: gigaam-multilingual-large-ctc is not on a hub")
+    assert "nothing was installed" in line and "onnx_converter" in line and "testimony models import FOLDER" in line
+    assert not hub.requests and not registry.find_installed("tiny-ctc-hub") and _route("ug") == ("", "")
+    plain = cli("models", "install", "--for", "ky").stdout
+    assert "ky: CTC model (engine ctc) gigaam-multilingual-large-ctc exists; to install and route it: export" in plain
+    unnamed = cli("models", "install", "--for", "kk", "--translation", "madlad", check=False)
+    assert unnamed.returncode == 2 and "the recommended set for kk names no madlad model" in unnamed.stderr
+    named = cli("models", "install", "tiny-ctc-hub", "--engine", "ctc", check=False)
+    assert named.returncode == 2 and "--engine and --translation choose within the recommended sets" in named.stderr
+
+
 def _rewrite(pack: Path, out: Path, member: str) -> Path:
     """`pack` with one byte of `member` changed and PACK.json's hash for it updated to match, so only the
     model's own record still tells."""
@@ -90,27 +164,28 @@ def _rewrite(pack: Path, out: Path, member: str) -> Path:
     return out
 
 
-def test_pack_and_unpack_carry_a_ctc_model_and_its_route(tmp_path, media, monkeypatch, capsys):
-    export = omnilingual_ctc(tmp_path / "omnilingual-ctc")
-    assert main(["models", "import", str(export), "--name", "kk-ctc", "--language", "kk"]) == 0
+def test_pack_and_unpack_carry_a_ctc_model_and_its_route(hub, tmp_path, media, monkeypatch, capsys):
+    """A set's CTC model installed with `install --for kk --engine ctc` travels with its route."""
+    assert main(["models", "install", "--for", "kk", "--engine", "ctc"]) == 0, capsys.readouterr().err
     pack = tmp_path / "kk.testimony-pack"
     assert main(["models", "pack", str(pack), "--for", "kk"]) == 0
     with tarfile.open(pack) as tar:
-        assert {"ctc/kk-ctc/model.int8.onnx", "ctc/kk-ctc/tokens.txt", "ctc/kk-ctc.json"} <= set(tar.getnames())
+        members = set(tar.getnames())
+    assert {"ctc/tiny-ctc-hub/model.int8.onnx", "ctc/tiny-ctc-hub/tokens.txt", "ctc/tiny-ctc-hub.json"} <= members
 
     monkeypatch.setenv("TESTIMONY_MODELS", str(tmp_path / "offline-store"))
-    forged = _rewrite(pack, tmp_path / "forged.testimony-pack", "ctc/kk-ctc/model.int8.onnx")
+    forged = _rewrite(pack, tmp_path / "forged.testimony-pack", "ctc/tiny-ctc-hub/model.int8.onnx")
     capsys.readouterr()
     assert main(["models", "unpack", str(forged)]) == 1
     err = capsys.readouterr().err
-    assert "ctc/kk-ctc/model.int8.onnx: changed (its record says sha256" in err and "refused" in err
+    assert "ctc/tiny-ctc-hub/model.int8.onnx: changed (its record says sha256" in err and "refused" in err
     assert registry.installed_models() == [] and _route("kk") == ("base", "")
 
     assert main(["models", "unpack", str(pack)]) == 0
-    assert "installed ctc/kk-ctc" in capsys.readouterr().out
-    assert _route("kk") == ("kk-ctc", "ctc") and main(["models", "verify"]) == 0
+    assert "installed ctc/tiny-ctc-hub" in capsys.readouterr().out
+    assert _route("kk") == ("tiny-ctc-hub", "ctc") and main(["models", "verify"]) == 0
     video = mf.video_from_audio(media / "kk.wav", tmp_path / "kk.mp4")
     assert main(["run", str(video), "--out", str(tmp_path / "archive"), "--language", "kk", "--no-translate",
                  "--no-diarize"]) == 0
     data = json.loads(next((tmp_path / "archive").glob("*/transcript.json")).read_text(encoding="utf-8"))
-    assert data["models"]["asr"]["name"] == "kk-ctc" and data["segments"], "the unpacked model transcribed"
+    assert data["models"]["asr"]["name"] == "tiny-ctc-hub" and data["segments"], "the unpacked model transcribed"

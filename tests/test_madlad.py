@@ -32,8 +32,11 @@ def madlad(tmp_path_factory) -> Path:
 
 
 def _import(folder: Path, name: str = "madlad-tiny") -> None:
+    """Import for kk and ug; a MADLAD import names itself in both routes' `translate`, as an install does."""
     done = cli("models", "import", str(folder), "--name", name, "--language", "kk", "--language", "ug")
     assert "(kk -> en)" in done.stdout and "(ug -> en)" in done.stdout
+    assert f"route ug translates with {name}" in done.stdout
+    assert routes.route_for("kk").translate == routes.route_for("ug").translate == name
 
 
 def _store() -> Path:
@@ -122,6 +125,27 @@ def test_a_run_on_the_madlad_route_cites_it_and_reproduces(madlad, media, tiny_w
     assert again.english == first.english and again.route == first.route == data["models"]["translation"]
 
 
+def test_a_hugging_face_madlad_folder_imports_and_routes(tmp_path):
+    """The layout google/madlad400-3b-mt has on the hub (transformers: config.json, model.safetensors,
+    spiece.model), converted on import into the same kind of package, routed by its name, and translating;
+    without its SentencePiece model it is refused naming the file."""
+    from pipeline.stages.translate import translate_texts
+
+    subprocess.run([sys.executable, "-m", "tests.tiny_models", str(tmp_path), "madlad-hf"], cwd=REPO, check=True,
+                   capture_output=True)
+    folder = tmp_path / "madlad-hf"
+    assert {"config.json", "model.safetensors", "spiece.model"} <= {p.name for p in folder.iterdir()}
+    done = cli("models", "import", str(folder), "--name", "madlad-hf-tiny", "--language", "ug")
+    assert "(ug -> en)" in done.stdout and routes.route_for("ug").translate == "madlad-hf-tiny"
+    meta = json.loads((_store() / "translate-ug_en-madlad_hf_tiny" / "metadata.json").read_text(encoding="utf-8"))
+    assert (meta["origin_kind"], meta["source_text_prefix"], meta["licence"]) == ("madlad", "<2en> ", "Apache-2.0")
+    [english] = translate_texts([udhr_column("ug")[0]], "ug", model="madlad-hf-tiny")
+    assert english.strip(), "the converted model translates"
+    (folder / "spiece.model").unlink()
+    refused = cli("models", "import", str(folder), "--name", "madlad-hf-2", "--language", "ug", check=False)
+    assert refused.returncode != 0 and "spiece.model" in refused.stderr and str(folder) in refused.stderr
+
+
 def _refuse(*_args, **_kwargs):
     raise AssertionError("translated again instead of reading the checkpoint")
 
@@ -165,3 +189,48 @@ def test_the_shipped_madlad_entry_installs_through_the_hub(madlad, monkeypatch, 
     routes.set_route("ug", translate="madlad400-3b-mt")
     record = translation_record("ug")
     assert record["packages"][0]["name"] == "translate-ug_en-madlad400_3b_mt" and record["packages"][0]["sha256"]
+
+
+def test_the_shipped_sets_install_ctc_and_madlad_and_travel(madlad, tmp_path, monkeypatch):
+    """`install --for kk,ug --engine ctc --translation madlad` with the shipped sets, through a local hub
+    serving the tiny CTC export and the tiny MADLAD under the shipped repositories: each model downloaded
+    once for both languages, both routes name the CTC model (engine ctc) and MADLAD (`translate`); a
+    command that leaves MADLAD out names the command that adds it; `pack --for kk` carries both and
+    unpacked into an empty store the route is the same."""
+    from pipeline.run.steps import translation_record
+    from pipeline.store import registry
+
+    from .hub_server import Hub
+    from .tiny_models import omnilingual_ctc
+
+    sets, known = registry.recommended_sets(), registry.known_models()
+    ctc, mt = sets["kk"].ctc, sets["kk"].madlad
+    assert (ctc, mt) == (sets["ug"].ctc, sets["ug"].madlad) == ("omnilingual-asr-ctc-300m", "madlad400-3b-mt")
+    served = Hub()
+    served.add(known[ctc].repo_id, omnilingual_ctc(tmp_path / "ctc"))
+    served.add(known[mt].repo_id, madlad)
+    monkeypatch.setenv("HF_ENDPOINT", served.url)
+    try:
+        done = cli("models", "install", "--for", "kk,ug", "--engine", "ctc", "--translation", "madlad")
+        partial = cli("models", "install", "--for", "kk", "--engine", "ctc", check=False)
+    finally:
+        served.close()
+    assert f"route kk, ug -> {ctc} (engine ctc)" in done.stdout and f"route ug translates with {mt}" in done.stdout
+    assert f"also: {ctc}" not in done.stdout and "also: omnilingual-asr-ctc-1b" in done.stdout, "the rest offered"
+    assert sum(method == "GET" and path.endswith(("model.int8.onnx", "model.bin"))
+               for method, path, _range in served.requests) == 2, "each model downloaded once, for both"
+    for language in ("kk", "ug"):
+        route = routes.route_for(language)
+        assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", mt), language
+    assert (f"kk: MADLAD-400 translation {mt} exists; to install and route it: "
+            "testimony models install --for kk --engine ctc --translation madlad") in partial.stdout
+    assert partial.returncode == 1 and "could not download issai/tilmash" in partial.stderr
+
+    before = translation_record("kk")
+    cli("models", "pack", "--for", "kk", str(tmp_path / "kk.pack"))
+    monkeypatch.setenv("TESTIMONY_MODELS", str(tmp_path / "empty-store"))
+    unpacked = cli("models", "unpack", str(tmp_path / "kk.pack")).stdout
+    assert f"installed ctc/{ctc}" in unpacked and "installed argos/translate-kk_en-madlad400_3b_mt" in unpacked
+    route = routes.route_for("kk")
+    assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", mt)
+    assert translation_record("kk") == before and not routes.route_for("ug").translate

@@ -25,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="the recommended ASR and translation models of these languages, e.g. kk,ug")
     install.add_argument("--language", action="append", default=[], type=_code, help="source language(s) for a "
                          "translation model, or the language a Whisper fine-tune is routed for (repeatable)")
+    install.add_argument("--engine", choices=("whisper", "ctc"), help="with --for: the set's Whisper model "
+                         "(the default), or its CTC model, routed with engine ctc")
+    install.add_argument("--translation", choices=("set", "madlad"), help="with --for: the set's translation "
+                         "model (the default), or its MADLAD-400 model, named in the route's `translate`")
     pack = verbs.add_parser("pack", help="write the models of some languages (or names) into one file to carry "
                             "to an offline machine")
     pack.add_argument("file", type=Path, help="the pack to write")
@@ -193,13 +197,14 @@ def _recommended() -> None:
             print("       " + line)
 
 
-def _also(chosen: model_registry.Recommended) -> list[str]:
+def _also(chosen: model_registry.Recommended, skip: str | None = None) -> list[str]:
     """The CTC models named beside a set: what each is, its licence, size, published figures, what to
-    know first and how to get it; `install --for` lists them and installs none."""
+    know first and how to get it; `install --for` lists them and installs none (`skip`: the set's CTC
+    choice, when `--engine ctc` installs it)."""
     from pipeline.store.install import is_installed
 
     known, lines = model_registry.known_models(), []
-    for name in chosen.also:
+    for name in (name for name in chosen.also if name != skip):
         entry = known.get(name)
         if entry is None:
             lines.append(f"also: {name} (not in the manifest)")
@@ -221,20 +226,48 @@ def _install(args: argparse.Namespace) -> int:
         print("error: name one model, or give --for LANGS for the recommended sets "
               "(testimony models install --for kk,ug)", file=sys.stderr)
         return 2
+    if args.name and (args.engine or args.translation):
+        print("error: --engine and --translation choose within the recommended sets: give --for LANGS "
+              "(testimony models install --for kk --engine ctc)", file=sys.stderr)
+        return 2
+    engine, translation = args.engine or "whisper", args.translation or "set"
     for chosen in install.sets_for(args.for_languages) if args.for_languages else []:
-        if chosen.also:
-            print(f"{chosen.language}: also recommended, not installed by --for (their download sources are not "
-                  "verified from here); the route stays as it is until one is installed or imported:")
-            print("\n".join("  " + line for line in _also(chosen)))
+        _offer(chosen, engine, translation)
     try:
-        done = install.install_for(args.for_languages) if args.for_languages else install.install(
-            args.name, args.language)
+        done = install.install_for(args.for_languages, engine, translation) if args.for_languages else \
+            install.install(args.name, args.language)
     except install.UnknownModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for item in done:
         print(item.note)
     return 0
+
+
+def _offer(chosen: model_registry.Recommended, engine: str, translation: str) -> None:
+    """What `install --for` leaves out: the `also` models, and one line per choice not taken (the set's CTC
+    model, its MADLAD) naming the command that installs and routes it."""
+    taken = chosen.ctc if engine == "ctc" else None  # the `also` model this command installs is not offered
+    if [name for name in chosen.also if name != taken]:
+        print(f"{chosen.language}: also recommended, not installed by --for (their download sources are not "
+              "verified from here); the route stays as it is until one is installed or imported:")
+        print("\n".join("  " + line for line in _also(chosen, taken)))
+    lang = chosen.language
+    offers = ((engine == "ctc", chosen.ctc, "CTC model (engine ctc)", "--engine ctc"),
+              (translation == "madlad", chosen.madlad, "MADLAD-400 translation", "--translation madlad"))
+    kept = " ".join(flag for taken, _name, _what, flag in offers if taken)  # the choices this command took
+    for taken, name, what, flag in offers:
+        if name and not taken:
+            print(f"{lang}: {what} {name} exists; to install and route it: "
+                  + _command(name, lang, " ".join(filter(None, ("testimony models install --for", lang, kept, flag)))))
+
+
+def _command(name: str, language: str, command: str) -> str:
+    """The command for a set's model: `command`, or the manifest's offline steps for one no hub serves."""
+    known = model_registry.known_models().get(name)
+    if known is None or known.repo_id:
+        return command
+    return known.hint or f"testimony models import FOLDER --name {name} --language {language}"
 
 
 def _pack(args: argparse.Namespace) -> int:

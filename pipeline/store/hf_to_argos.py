@@ -94,7 +94,7 @@ def detect_mt_kind(path: Path) -> str | None:
             return "ct2-madlad"
         return "ct2-marian" if vocab else None
     model_type = _read_json(path / "config.json").get("model_type")
-    if model_type == "t5" and (path / "spiece.model").is_file():
+    if model_type == "t5":  # MADLAD-400; without its spiece.model the import says that file is missing
         return "madlad"
     if model_type == "marian":
         return "marian-hf"

@@ -9,7 +9,8 @@ Accepted, all offline:
   CTranslate2 conversion), converted into one Argos package per source language named with `--language`;
 - a CTC export folder (Omnilingual ASR CTC from sherpa-onnx, GigaAM; a `.onnx` model and `tokens.txt`),
   checked and copied (`ctc_store`); its route names the `ctc` engine.
-An ASR model imported with `--language XX` becomes the route for XX.
+An ASR model imported with `--language XX` becomes the route for XX; so does a MADLAD-400 model, as XX's
+`translate` (other translation models leave the choice to the installed chain).
 """
 
 from __future__ import annotations
@@ -218,5 +219,16 @@ def _import_translation(path: Path, languages: list[str], name: str | None, lice
                                              or "unknown: check the source"),
                                     languages=[meta.get("from_code", "")], model=meta.get("name", ""))
         done.append(Imported(package.name, "argos", package,
-                             f"built Argos package {package.name} ({meta.get('from_code')} -> en) from {path.name}"))
+                             f"built Argos package {package.name} ({meta.get('from_code')} -> en) from {path.name}"
+                             + _route_translation(meta)))
     return done
+
+
+def _route_translation(meta: dict) -> str:
+    """A MADLAD import becomes its languages' translation route (`translate`, by the model's name), as an
+    ASR import becomes their ASR route: one would not bring 3 GB of MADLAD in to have another package chosen.
+    Other translation models leave the route to any installed chain, as before."""
+    if not str(meta.get("origin_kind", "")).endswith("madlad"):
+        return ""
+    routes.set_route(meta["from_code"], translate=meta["name"])
+    return f"; route {meta['from_code']} translates with {meta['name']}"

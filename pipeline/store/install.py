@@ -102,27 +102,58 @@ def sets_for(languages: list[str]) -> list[Recommended]:
     return [sets[lang] for lang in languages]
 
 
-def install_for(languages: list[str]) -> list[Done]:
-    """Each language's recommended ASR and translation models that the store does not hold yet; a model
-    two languages share (NLLB for kk and ug) is downloaded once, with both."""
-    known, done, wanted = model_registry.known_models(), [], {}
-    for chosen in sets_for(languages):
-        for name in filter(None, (chosen.asr, chosen.translation)):
-            if name not in known and name not in official_whisper_names():
-                raise UnknownModelError(f"the recommended set for {chosen.language} names '{name}', which the "
-                                        "manifest does not list")
-            if name in known and is_installed(known[name], chosen.language):
-                done.append(_keep(known[name], chosen.language))
-            else:
-                wanted.setdefault(name, []).append(chosen.language)
+ENGINES = ("whisper", "ctc")  # `install --for --engine`: the set's `asr` (a Whisper model) or its `ctc` choice
+TRANSLATIONS = ("set", "madlad")  # `install --for --translation`: the set's `translation`, or its `madlad`
+
+
+def choices(chosen: Recommended, engine: str = "whisper", translation: str = "set") -> tuple[str | None, str | None]:
+    """(ASR model, translation model) a set gives for `engine` and `translation`; a set that names no
+    model for the asked choice is an error naming the field, before anything is downloaded."""
+    asr = chosen.ctc if engine == "ctc" else chosen.asr
+    mt = chosen.madlad if translation == "madlad" else chosen.translation
+    for asked, field, name in ((engine == "ctc", "ctc", asr), (translation == "madlad", "madlad", mt)):
+        if asked and not name:
+            raise UnknownModelError(f"the recommended set for {chosen.language} names no {field} model "
+                                    f"(add `{field} = \"NAME\"` to [recommended.{chosen.language}] in the manifest)")
+    return asr, mt
+
+
+def installable(name: str, language: str) -> KnownModel | None:
+    """The manifest entry of a set's model (None: an official Whisper name); raises, with the manifest's
+    offline steps, for one no hub serves in a form this store installs (GigaAM: export it, then import)."""
+    known = model_registry.known_models().get(name)
+    if known is None and name not in official_whisper_names():
+        raise UnknownModelError(f"the recommended set for {language} names '{name}', which the manifest does not list")
+    if known is not None and not known.repo_id and name not in official_whisper_names() \
+            and not is_installed(known, language):
+        raise UnknownModelError(f"{language}: {name} is not on a hub in a form this store installs, so nothing was "
+                                f"installed; {known.hint or 'import it: testimony models import FOLDER'}")
+    return known
+
+
+def install_for(languages: list[str], engine: str = "whisper", translation: str = "set") -> list[Done]:
+    """Each language's recommended ASR model (its `ctc` one with engine "ctc") and translation model (its
+    `madlad` one with translation "madlad") that the store does not hold yet; a model two languages share
+    (NLLB for kk and ug) is downloaded once, with both. Every model is checked installable before the first
+    download, so a set that cannot be installed whole installs nothing."""
+    done, wanted = [], {}
+    picked = [(chosen, choices(chosen, engine, translation)) for chosen in sets_for(languages)]
+    checked = {(name, chosen.language): installable(name, chosen.language)
+               for chosen, names in picked for name in filter(None, names)}
+    for (name, language), known in checked.items():
+        if known is not None and is_installed(known, language):
+            done.append(_keep(known, language, pin=translation == "madlad"))
+        else:
+            wanted.setdefault(name, []).append(language)
     for name, langs in wanted.items():
         done += install(name, langs)
     return done
 
 
-def _keep(known: KnownModel, language: str) -> Done:
+def _keep(known: KnownModel, language: str, pin: bool = False) -> Done:
     """An installed model of the set: an ASR model is routed for the language all the same (a CTC model
-    with its engine, which has no Whisper token)."""
+    with its engine, which has no Whisper token), and a translation model asked for by name (`pin`: MADLAD)
+    becomes the route's `translate`, as its install or import would have made it."""
     from pipeline.store import routes
 
     if known.kind == "whisper":
@@ -130,4 +161,6 @@ def _keep(known: KnownModel, language: str) -> Done:
                           engine="")
     elif known.kind == "ctc":
         routes.set_route(language, asr_model=known.name, whisper_token="", engine="ctc")
+    elif pin:
+        routes.set_route(language, translate=known.name)
     return Done(known.name, f"{known.name} is installed already ({language})")

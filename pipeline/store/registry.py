@@ -55,13 +55,16 @@ class KnownModel:
 
 @dataclass(frozen=True)
 class Recommended:
-    """A language's set: the ASR model and the translation model that published results rank best."""
+    """A language's set: the ASR model and the translation model that published results rank best, and
+    the other choice of each that `install --for` takes when asked (`--engine ctc`, `--translation madlad`)."""
 
     language: str
     asr: str | None
     translation: str | None
     note: str = ""
     also: tuple[str, ...] = ()  # models named beside the set, listed by `install --for`, not installed by it
+    ctc: str | None = None  # the CTC model `install --for --engine ctc` installs and routes instead of `asr`
+    madlad: str | None = None  # the MADLAD model `--translation madlad` installs and routes instead of `translation`
 
 
 def _manifest() -> dict:
@@ -92,7 +95,7 @@ def known_models() -> dict[str, KnownModel]:
 def recommended_sets() -> dict[str, Recommended]:
     """Language -> its recommended set, from the manifest's `[recommended.LANG]` tables."""
     return {lang: Recommended(lang, entry.get("asr"), entry.get("translation"), entry.get("note", ""),
-                              tuple(entry.get("also", ())))
+                              tuple(entry.get("also", ())), entry.get("ctc"), entry.get("madlad"))
             for lang, entry in _manifest().get(RECOMMENDED, {}).items()}
 
 

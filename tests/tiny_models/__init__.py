@@ -2,9 +2,10 @@
 
 `WRITERS` names every format, each by the path it takes under DIR: the two CTC exports below, an
 openai-whisper checkpoint (`whisper.pt`), a CTranslate2 Whisper folder (`whisper-ct2/`), an Argos package
-(`translate-kk_en.argosmodel`) a CTranslate2 NLLB-200 folder (`nllb-ct2/`) and a
-CTranslate2 MADLAD-400 folder (`madlad-ct2/`). Each goes into the store
-with `testimony models import PATH` (NLLB with `--language kk`).
+(`translate-kk_en.argosmodel`) a CTranslate2 NLLB-200 folder (`nllb-ct2/`), a
+CTranslate2 MADLAD-400 folder (`madlad-ct2/`) and the same MADLAD as a Hugging Face folder (`madlad-hf/`).
+Each goes into the store
+with `testimony models import PATH` (NLLB and MADLAD with `--language kk`).
 
 The CTC exports are built at test time with the `onnx` helper API (nothing binary is committed, nothing is
 downloaded), with the inputs, outputs and token files of the published exports, so the importer,
@@ -171,6 +172,13 @@ def madlad_ct2(folder: Path, seed: int = 0) -> Path:
     return build(folder, seed)
 
 
+def madlad_hf(folder: Path, seed: int = 0) -> Path:
+    """The same MADLAD-400 as a Hugging Face transformers folder (tests.tiny_models.madlad)."""
+    from .madlad import madlad_hf as build
+
+    return build(folder, seed)
+
+
 # One line per format: the path under DIR -> its writer(path, seed).
 WRITERS = {
     "omnilingual-ctc": omnilingual_ctc,
@@ -180,6 +188,7 @@ WRITERS = {
     "translate-kk_en.argosmodel": argos_package,
     "nllb-ct2": nllb_ct2,
     "madlad-ct2": madlad_ct2,
+    "madlad-hf": madlad_hf,
 }
 
 

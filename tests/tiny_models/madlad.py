@@ -75,22 +75,36 @@ def _t5(vocab_size: int, seed: int):
     return model
 
 
-def madlad_ct2(folder: Path, seed: int = 0) -> Path:
-    """Write a CTranslate2 MADLAD folder (model.bin, config.json, shared_vocabulary.json, spiece.model,
-    README.md with the licence) at `folder`."""
-    from ctranslate2.converters import TransformersConverter
+def madlad_hf(folder: Path, seed: int = 0) -> Path:
+    """Write the Hugging Face transformers folder of the same tiny MADLAD (config.json with model_type t5,
+    model.safetensors, spiece.model and the tokenizer files), the layout google/madlad400-3b-mt has on the
+    hub, with README.md naming the licence."""
     from transformers import T5Tokenizer
 
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    processor = _train_spm(folder)
+    tokenizer = T5Tokenizer.from_pretrained(str(folder), extra_ids=0)
+    _t5(processor.get_piece_size(), seed).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny random MADLAD-400 (T5), "
+                                      "transformers\n", encoding="utf-8")
+    return folder
+
+
+def madlad_ct2(folder: Path, seed: int = 0) -> Path:
+    """Write a CTranslate2 MADLAD folder (model.bin, config.json, shared_vocabulary.json, spiece.model,
+    README.md with the licence) at `folder`, converted from `madlad_hf`'s folder."""
+    from ctranslate2.converters import TransformersConverter
+
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
     with tempfile.TemporaryDirectory(prefix="tiny-madlad-") as tmp:
-        hf = Path(tmp) / "hf"
-        hf.mkdir()
-        processor = _train_spm(hf)
-        tokenizer = T5Tokenizer.from_pretrained(str(hf), extra_ids=0)
-        _t5(processor.get_piece_size(), seed).save_pretrained(hf)
-        tokenizer.save_pretrained(hf)
+        hf = madlad_hf(Path(tmp) / "hf", seed)
+        (hf / "README.md").unlink()
         TransformersConverter(str(hf)).convert(str(folder), force=True)
         shutil.copy(hf / "spiece.model", folder / "spiece.model")
     (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny random MADLAD-400 (T5), "
