@@ -18,6 +18,7 @@ from . import media_factory as mf
 from .test_ctc import cli
 from .test_pipeline import TINY_FLAGS
 from .tiny_models.argos import udhr_column
+from .tiny_models.mt import build_m2m
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -234,3 +235,13 @@ def test_the_shipped_sets_install_ctc_and_madlad_and_travel(madlad, tmp_path, mo
     route = routes.route_for("kk")
     assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", mt)
     assert translation_record("kk") == before and not routes.route_for("ug").translate
+
+    served = Hub()  # the plain set's translation (tilmash, an NLLB fine-tune): the MADLAD pin goes
+    served.add(known[sets["kk"].translation].repo_id, build_m2m(tmp_path / "tilmash", "nllb"))
+    monkeypatch.setenv("HF_ENDPOINT", served.url)
+    try:
+        cli("models", "install", "--for", "kk", "--engine", "ctc")
+    finally:
+        served.close()
+    route = routes.route_for("kk")
+    assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", ""), "the set's translation again"

@@ -147,7 +147,20 @@ def install_for(languages: list[str], engine: str = "whisper", translation: str 
             wanted.setdefault(name, []).append(language)
     for name, langs in wanted.items():
         done += install(name, langs)
+    if translation == "set":
+        _unpin(languages)
     return done
+
+
+def _unpin(languages: list[str]) -> None:
+    """`--for` with the set's own translation: a `translate` pin an earlier `--translation madlad` (or a
+    MADLAD import) left goes, as the ASR route goes back to the set's model. Only after every install
+    went through: a command that fails changes no route."""
+    from pipeline.store import routes
+
+    for language in languages:
+        if routes.route_for(language).translate:
+            routes.set_route(language, translate="")
 
 
 def _keep(known: KnownModel, language: str, pin: bool = False) -> Done:

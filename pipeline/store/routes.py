@@ -130,8 +130,9 @@ def _update(path: Path, language: str, fields: dict[str, str], header: str = "")
         raise ValueError(f"unknown route fields: {', '.join(sorted(unknown))}")
     tables = _read(path)
     tables.setdefault(language, {}).update({k: v for k, v in fields.items() if v is not None})
-    if tables[language].get("engine") == "":  # a Whisper model routed again: the run's engine
-        del tables[language]["engine"]
+    for field in ("engine", "translate"):  # a Whisper model routed again: the run's engine; no pin: any chain
+        if tables[language].get(field) == "":
+            del tables[language][field]
     _write(path, tables, header)
 
 
