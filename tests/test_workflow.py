@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,37 @@ def test_cli_progress_as_a_process(archive, tmp_path):
     missing = run("progress", "--out", str(tmp_path / "none"))
     last = missing.stderr.splitlines()[-1]  # (after runpy's warning about `-m pipeline.cli.main`)
     assert missing.returncode == 2 and last.startswith("error: no archive at") and "--out" in last
+
+
+AFTER_SAVE = """
+import sys
+from pipeline.review import accounts, workflow
+workflow.after_save(sys.argv[1], sys.argv[2], accounts.get(sys.argv[1], sys.argv[3]))
+"""
+
+
+def _killed_after_custody(*args: str) -> int:
+    """A real process SIGKILLed between a move's custody event and its copy in the index."""
+    env = {**os.environ, "TESTIMONY_KILL_AT": "workflow:logged"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, timeout=120).returncode
+
+
+def test_a_move_killed_between_custody_and_the_index_is_read_from_custody(archive):
+    """Custody is written first, the index after: a process killed between the two leaves a mark, and
+    the index is not trusted for that video: a bundle custody approved is listed, one custody moved back
+    into review is not shown to readers as approved, and the next read heals the row."""
+    workflow.claim(archive, KK_OLD, _as(archive, "aigerim"))
+    _check_every_segment(archive, KK_OLD, "aigerim")
+    workflow.check(archive, KK_OLD, _as(archive, "aigerim"))
+    code = _killed_after_custody("-m", "pipeline.cli.main", "review", "approve", KK_OLD[:12], "--as", "erlan",
+                                 "--out", str(archive))
+    assert code == -9 and workflow_record.logged_status(archive, KK_OLD).state == "approved"
+    assert workflow.approved(archive) == {KK_OLD}
+    with workflow_record.connect(archive) as con:
+        assert con.execute("SELECT state FROM states WHERE sha256 = ?", (KK_OLD,)).fetchone() == ("approved",)
+        assert con.execute("SELECT count(*) FROM moving").fetchone() == (0,), "healed: the mark is gone"
+
+    code = _killed_after_custody("-c", AFTER_SAVE, str(archive), KK_OLD, "aigerim")  # a save: back into review
+    assert code == -9 and workflow_record.logged_status(archive, KK_OLD).state == "in_review"
+    assert workflow.approved(archive) == set(), "custody says in review: readers no longer see it"
+    assert workflow.state(archive, KK_OLD).holder == "aigerim"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from pipeline import __version__
+from pipeline import __version__, failpoints
 from pipeline.archive import catalog, custody, locks
 from pipeline.archive.bundle import find_bundle
 from pipeline.errors import TestimonyError
@@ -105,9 +105,11 @@ def _transition(archive: str | Path, sha256: str, account: accounts.Account, act
         new = decide(now, video)
         if replace(new, changed=None) == replace(now, changed=None):
             return now
+        record.moving(archive, sha256)  # a crash before `put` leaves a mark, not a stale row
         event = custody.append(archive, sha256, record.EVENT, action=action, by=account.name, role=account.role,
                                tool="testimony", version=__version__, **{"from": now.state}, **new.fields())
         new = replace(new, changed=event["time"])
+        failpoints.reached("workflow:logged")
         record.put(archive, sha256, new)
     return new
 

@@ -7,7 +7,9 @@ bundle with none is a `draft`. That log is authoritative: transitions and `workf
 Queues and progress need every bundle's state at once, and reading ten thousand logs for a page is
 too slow, so `<archive>/.workflow.sqlite` keeps one row per bundle a person ever moved. It is only a
 copy: made again from the custody logs when it is missing (an archive copied without it, a deleted
-file), and put right for a video by that video's next transition. Nothing in it is evidence.
+file). A move marks its video before writing custody and clears the mark with the new row, so a
+process killed between the two leaves a mark, and that video is read from custody (and healed) until
+then: a reader is never listed a bundle custody no longer calls approved. Nothing in it is evidence.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from pipeline import config
-from pipeline.archive import custody
+from pipeline.archive import custody, locks
 from pipeline.sqlitex import immediate
 
 FILE = ".workflow.sqlite"
@@ -33,6 +35,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (
     sha256 TEXT PRIMARY KEY, state TEXT NOT NULL, holder TEXT, checker TEXT, approver TEXT, changed TEXT);
 CREATE TABLE IF NOT EXISTS built (at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS moving (sha256 TEXT PRIMARY KEY);
 """
 
 
@@ -116,10 +119,19 @@ def _put(con: sqlite3.Connection, sha256: str, status: Status) -> None:
                 (sha256, status.state, status.holder, status.checker, status.approver, status.changed))
 
 
-def put(archive: str | Path, sha256: str, status: Status) -> None:
-    """Copy a video's new status into the index (after its custody event was written)."""
+def moving(archive: str | Path, sha256: str) -> None:
+    """Mark a video's row as about to change, before its custody event is written: a crash between
+    that event and `put` leaves the mark, and `states` reads that video's custody log again instead
+    of trusting the row (a reader is never shown a bundle as approved that custody says is not)."""
     with connect(archive) as con:
+        con.execute("INSERT OR IGNORE INTO moving (sha256) VALUES (?)", (sha256,))
+
+
+def put(archive: str | Path, sha256: str, status: Status) -> None:
+    """Copy a video's new status into the index (after its custody event was written); clears the mark."""
+    with connect(archive) as con, immediate(con):
         _put(con, sha256, status)
+        con.execute("DELETE FROM moving WHERE sha256 = ?", (sha256,))
 
 
 def rebuild(archive: str | Path) -> int:
@@ -130,7 +142,34 @@ def rebuild(archive: str | Path) -> int:
 
 
 def states(archive: str | Path) -> dict[str, Status]:
-    """sha256 -> status of every bundle a person ever moved (any other is a draft)."""
+    """sha256 -> status of every bundle a person ever moved (any other is a draft). A row marked moving
+    is read from custody instead (its move is under way, or a crash cut it short: then it is healed)."""
     with connect(archive) as con:
-        return {row[0]: Status(*row[1:]) for row in
-                con.execute("SELECT sha256, state, holder, checker, approver, changed FROM states")}
+        found = {row[0]: Status(*row[1:]) for row in
+                 con.execute("SELECT sha256, state, holder, checker, approver, changed FROM states")}
+        marked = [row[0] for row in con.execute("SELECT sha256 FROM moving")]
+    for sha256 in marked:
+        found[sha256] = _heal(archive, sha256)
+    return {sha: status for sha, status in found.items() if status.changed is not None or sha not in marked}
+
+
+def _heal(archive: str | Path, sha256: str) -> Status:
+    """A marked video's status from its custody log, copied into the index once no move holds its lock
+    (a move in progress is left to finish and clear its own mark)."""
+    lock = locks.bundle_lock(archive, sha256)
+    if not lock.acquire(blocking=False):
+        return logged_status(archive, sha256)
+    try:
+        status = logged_status(archive, sha256)
+        if status.changed is not None:
+            put(archive, sha256, status)
+        else:
+            _unmark(archive, sha256)
+    finally:
+        lock.release()
+    return status
+
+
+def _unmark(archive: str | Path, sha256: str) -> None:
+    with connect(archive) as con:
+        con.execute("DELETE FROM moving WHERE sha256 = ?", (sha256,))
