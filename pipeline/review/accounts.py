@@ -10,15 +10,18 @@ an admin resets it: a guessing script gets a handful of tries, a person who mist
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from pipeline import config
 from pipeline.errors import TestimonyError
@@ -209,81 +212,97 @@ REFUSED = "wrong account name or password"
 LOCKED = "too many wrong passwords for this name: ask an admin to reset the account"
 DISABLED = "this account is disabled: ask an admin"
 
-STRANGERS = """
-CREATE TABLE IF NOT EXISTS strangers (tag TEXT PRIMARY KEY, failures INTEGER NOT NULL, wait_until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS stranger_key (key BLOB NOT NULL)"""
+TRIES_LOCK = ".accounts.tries.lock"  # beside the database: one sign-in try at a time per archive
+MAX_STRANGERS = 10_000  # unknown names remembered per process; the oldest go first
+_STRANGERS: dict[str, tuple[int, float]] = {}  # keyed hash of a name no account has -> (failures, wait_until)
+_STRANGER_KEY = secrets.token_bytes(32)
 
 
 def authenticate(archive: Path, name: str, password: str, *, now: float | None = None) -> Account:
     """The account whose name and password these are, or SignInRefused.
 
-    Every try is counted as failed first, in a short write, and only then checked: the scrypt work runs
-    outside the database's write lock (a flood of guesses does not hold up sessions, which live in the
-    same file), yet parallel guesses each count. An unknown name is counted the same way and costs the
-    same scrypt work, and a refusal never says whether the account exists, is disabled or is locked
-    unless the right password was given: names cannot be discovered by trying them."""
+    Tries are taken one at a time per archive, under a lock file beside the database rather than the
+    database's own write lock: the counts cannot be raced, a right password is never refused because of
+    another try in flight, and a flood of guesses does not hold up the sessions kept in the same file.
+    An unknown name waits and locks like an account, counted in this process's memory under a keyed
+    hash (a password typed into the name field is written nowhere), and costs the same scrypt work; a
+    refusal never says whether the account exists, is disabled or is locked unless the right password
+    was given: names cannot be discovered by trying them."""
     now = time.time() if now is None else now
-    row, failures = _count_try(archive, name, now)
-    if row is None:
-        _hash(password, _DUMMY_SALT, SCRYPT)
-        raise SignInRefused(REFUSED, wait_after(failures))
-    salt, stored, cost = row[7:10]
-    if not secrets.compare_digest(_hash(password, salt, _cost(cost)), stored):
-        raise SignInRefused(REFUSED, wait_after(failures))
-    with closing(connect(archive)) as conn:
-        conn.execute("UPDATE accounts SET failures = 0, wait_until = 0 WHERE name = ? AND hash = ?", (name, stored))
+    with _one_try_at_a_time(archive):
+        row = _row(archive, name)
+        failures, wait_until = (row[5], row[10]) if row else _STRANGERS.get(_tag(archive, name), (0, 0.0))
+        _refuse_early(failures, wait_until, now)
+        if not _right(row, password):
+            _failed(archive, name, row is not None, failures + 1, now)
+            raise SignInRefused(REFUSED, wait_after(failures + 1))
+        _cleared(archive, name, row[8])
     account = _account(row[:7])
     if account.disabled:
         raise SignInRefused(DISABLED)
     return account
 
 
-def _count_try(archive: Path, name: str, now: float) -> tuple[tuple | None, int]:
-    """Under the write lock, briefly: refuse inside a wait or past the lock (the password unchecked, so
-    a guesser learns nothing from it), else count this try as a failure. The account's row (None for an
-    unknown name) and its failures counting this try."""
+@contextmanager
+def _one_try_at_a_time(archive: Path) -> Iterator[None]:
+    """An exclusive flock on the archive's tries lock (per open file, so threads queue as processes do)."""
+    config.private_dirs(Path(archive))
+    fd = os.open(Path(archive) / TRIES_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _row(archive: Path, name: str) -> tuple | None:
     with closing(connect(archive)) as conn:
-        conn.executescript(STRANGERS)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute(f"SELECT {_COLUMNS}, salt, hash, cost, wait_until FROM accounts WHERE name = ?",
-                               (name,)).fetchone()
-            failures, wait_until = (row[5], row[10]) if row else _stranger(conn, name)
-            _refuse_early(failures, wait_until, now)
-            _record(conn, name, row is not None, failures + 1, now + wait_after(failures + 1))
-        finally:
-            conn.execute("COMMIT")
-    return row, failures + 1
+        return conn.execute(f"SELECT {_COLUMNS}, salt, hash, cost, wait_until FROM accounts WHERE name = ?",
+                            (name,)).fetchone()
 
 
 def _refuse_early(failures: int, wait_until: float, now: float) -> None:
+    """Past the lock or inside a wait: refused with the password unchecked, so it tells a guesser nothing."""
     if failures >= LOCK_AFTER:
         raise SignInRefused(LOCKED)
     if now < wait_until:
         raise SignInRefused(f"too many wrong passwords: wait {wait_until - now:.0f} s", wait_until - now)
 
 
-def _tag(conn: sqlite3.Connection, name: str) -> str:
-    """A keyed hash of a name that is no account (it may be a password typed in the wrong field): the
-    key is random per archive, so the table cannot be read back into names or passwords."""
-    key = conn.execute("SELECT key FROM stranger_key").fetchone()
-    if key is None:
-        key = (secrets.token_bytes(32),)
-        conn.execute("INSERT INTO stranger_key (key) VALUES (?)", key)
-    return hmac.new(key[0], name.encode("utf-8", "replace"), "sha256").hexdigest()
+def _right(row: tuple | None, password: str) -> bool:
+    """The scrypt check (the same work for an unknown name), outside any database lock."""
+    if row is None:
+        _hash(password, _DUMMY_SALT, SCRYPT)
+        return False
+    salt, stored, cost = row[7:10]
+    return secrets.compare_digest(_hash(password, salt, _cost(cost)), stored)
 
 
-def _stranger(conn: sqlite3.Connection, name: str) -> tuple[int, float]:
-    found = conn.execute("SELECT failures, wait_until FROM strangers WHERE tag = ?", (_tag(conn, name),)).fetchone()
-    return found or (0, 0.0)
-
-
-def _record(conn: sqlite3.Connection, name: str, known: bool, failures: int, wait_until: float) -> None:
-    if known:
+def _failed(archive: Path, name: str, known: bool, failures: int, now: float) -> None:
+    wait_until = now + wait_after(failures)
+    if not known:
+        if len(_STRANGERS) >= MAX_STRANGERS:
+            del _STRANGERS[next(iter(_STRANGERS))]
+        _STRANGERS[_tag(archive, name)] = (failures, wait_until)
+        return
+    with closing(connect(archive)) as conn:
         conn.execute("UPDATE accounts SET failures = ?, wait_until = ? WHERE name = ?", (failures, wait_until, name))
-    else:
-        conn.execute("INSERT OR REPLACE INTO strangers (tag, failures, wait_until) VALUES (?, ?, ?)",
-                     (_tag(conn, name), failures, wait_until))
+
+
+def _cleared(archive: Path, name: str, stored: bytes) -> None:
+    """The right password: failures forgotten. A reset or new password that landed during the check
+    leaves no row with the hash checked, and the try is refused (the old password no longer opens)."""
+    with closing(connect(archive)) as conn:
+        done = conn.execute("UPDATE accounts SET failures = 0, wait_until = 0 WHERE name = ? AND hash = ?",
+                            (name, stored))
+    if done.rowcount == 0:
+        raise SignInRefused(REFUSED)
+
+
+def _tag(archive: Path, name: str) -> str:
+    """An unknown name, per archive, under this process's random key."""
+    said = f"{os.path.realpath(archive)}\0{name}".encode("utf-8", "replace")
+    return hmac.new(_STRANGER_KEY, said, "sha256").hexdigest()
 
 
 def _now_text() -> str:
