@@ -84,6 +84,12 @@ class Exposure:
         return self.tls_cert is not None
 
     @property
+    def secure_cookies(self) -> bool:
+        """Cookies only over HTTPS: served with TLS, or reached through an https:// --public-url (a TLS
+        proxy in front of 127.0.0.1), where a cookie sent over plain HTTP would leave the session open."""
+        return self.tls or any(url.strip().lower().startswith("https:") for url in self.public_urls)
+
+    @property
     def scheme(self) -> str:
         return "https" if self.tls else "http"
 
@@ -124,6 +130,10 @@ def public_origin(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
             or parts.query or parts.fragment or parts.username:
         raise TestimonyError(f"--public-url {url}: give the address people open, e.g. https://testimony.example:4300")
+    try:
+        number = parts.port
+    except ValueError:
+        raise TestimonyError(f"--public-url {url}: the port is not a port number (1 to 65535)") from None
     default = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    port = f":{number}" if number and number != default else ""
     return f"{parts.scheme}://{_url_host(parts.hostname)}{port}"

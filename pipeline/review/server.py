@@ -333,7 +333,7 @@ def serve_workspace(archive: Path, *, exposure: auth.Exposure | None = None, por
     tidy_after_kill(archive)  # a save killed half way: its one whole bundle is put back before anyone reads
     first_start(archive, announce=print)
     origin, *also = exposure.origins(port)
-    app = build_app(archive, origin=origin, secure=exposure.tls, also=tuple(also))
+    app = build_app(archive, origin=origin, secure=exposure.secure_cookies, also=tuple(also))
     tls = {"ssl_certfile": str(exposure.tls_cert), "ssl_keyfile": str(exposure.tls_key)} if exposure.tls else {}
     server = uvicorn.Server(uvicorn.Config(app, host=exposure.host, port=port, log_level="warning",
                                            access_log=False, **tls))
