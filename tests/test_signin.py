@@ -151,7 +151,7 @@ def test_pages_opened_by_another_name_of_this_server_may_send_changes(team, caps
     code = main(["review", "--out", str(team["archive"]), "--public-url", "https://testimony.example:99999"])
     assert code == 2 and "--public-url https://testimony.example:99999: the port is not" in capsys.readouterr().err
     assert Exposure(public_urls=("https://testimony.example",)).secure_cookies, "behind a TLS proxy: Secure"
-    assert not exposure.secure_cookies and not Exposure(public_urls=("http://10.0.0.5:8080",)).secure_cookies
+    assert not Exposure().secure_cookies and not Exposure(public_urls=("http://10.0.0.5:8080",)).secure_cookies
 
 
 def test_a_reviewer_sees_and_edits_their_languages_only(team):
