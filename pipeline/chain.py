@@ -124,3 +124,11 @@ def holds(data: bytes, label: str, noted: str) -> list[str]:
     if n and hashlib.sha256(lines[n - 1]).hexdigest() != digest:
         return [f"{label} line {n}: differs from the head noted earlier: the line was changed or replaced"]
     return []
+
+
+def verified(data: bytes, label: str, torn_hint: str, check: Callable[[dict[str, Any]], str | None] | None = None,
+             noted: str | None = None) -> tuple[list[str], str | None]:
+    """`problems` and, against a head `noted` earlier, `holds`, from one read of the log; and the head to
+    keep elsewhere, taken from the same bytes and only when they had no problem (None otherwise)."""
+    found = problems(data, label, torn_hint, check) + (holds(data, label, noted) if noted else [])
+    return found, None if found else head(data)

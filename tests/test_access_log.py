@@ -243,8 +243,9 @@ def test_a_head_kept_elsewhere_shows_the_last_lines_edited_or_removed(published,
     assert code == 1 and "access.jsonl: has 1 whole line(s), but the head noted earlier is line 2" in out
     log.write_bytes(lines[0] + lines[1].replace(b'"reader1"', b'"nobody1"'))  # the noted last line rewritten
     assert access.check_chain(archive) == []
-    code, out, _ = _cli(capsys, "verify", "--out", str(archive), "--access-head", kept)
+    code, out, err = _cli(capsys, "verify", "--out", str(archive), "--access-head", kept)
     assert code == 1 and "access.jsonl line 2: differs from the head noted earlier" in out
+    assert "keep elsewhere" not in err, "no head is offered for a log that failed its check"
 
     custody_log = custody.log_path(archive, sha)
     assert _cli(capsys, "verify", bundle.name[:12], "--out", str(archive), "--custody-head", custody_kept)[0] == 0

@@ -136,19 +136,17 @@ def _at_or_after(event: dict[str, Any], start: datetime) -> bool:
 
 def check_chain(archive: str | Path, noted: str | None = None) -> list[str]:
     """Problems with the log's integrity (empty when intact, or when there is no log), and against a head
-    `noted` earlier (`chain.holds`). Reads only, under a shared lock, so a line being appended is never
-    mistaken for a torn one."""
+    `noted` earlier (`chain.holds`)."""
+    return verified(archive, noted)[0]
+
+
+def verified(archive: str | Path, noted: str | None = None) -> tuple[list[str], str | None]:
+    """`check_chain`'s problems and the log's head to keep elsewhere (None with a problem, or no log),
+    from one read under a shared lock, so a line being appended is never mistaken for a torn one."""
     path = log_path(archive)
     if not path.is_file():
-        return [f"{FILE}: missing, but a head was noted for it: the log was removed"] if noted else []
-    data = chain.read_shared(path)
-    return chain.problems(data, FILE, TORN_HINT, _known_action) + (chain.holds(data, FILE, noted) if noted else [])
-
-
-def head(archive: str | Path) -> str | None:
-    """The log's head (`chain.head`) to write down somewhere else; None when there is no log."""
-    path = log_path(archive)
-    return chain.head(chain.read_shared(path)) if path.is_file() else None
+        return ([f"{FILE}: missing, but a head was noted for it: the log was removed"] if noted else []), None
+    return chain.verified(chain.read_shared(path), FILE, TORN_HINT, _known_action, noted)
 
 
 def _known_action(event: dict[str, Any]) -> str | None:

@@ -78,28 +78,20 @@ def read(archive: str | Path, sha256: str) -> list[dict[str, Any]]:
 
 def check_chain(archive: str | Path, sha256: str) -> list[str]:
     """Problems with the log's integrity (empty when intact, or when there is no log)."""
+    return verified(archive, sha256)[0]
+
+
+def verified(archive: str | Path, sha256: str, noted: str | None = None) -> tuple[list[str], str | None]:
+    """`check_chain`'s problems, and against a head `noted` earlier (`chain.holds`), with the log's head
+    to keep elsewhere (None with a problem, or no log), from one read."""
     path = log_path(archive, sha256)
     if not path.is_file():
-        return []
+        return (["custody log: missing, but a head was noted for it: the log was removed"] if noted else []), None
 
     def names_this_video(record: dict[str, Any]) -> str | None:
         return None if record.get("sha256") == sha256 else f"names another video ({record.get('sha256')})"
 
-    return chain.problems(path.read_bytes(), "custody log", TORN_HINT, names_this_video)
-
-
-def holds(archive: str | Path, sha256: str, noted: str) -> list[str]:
-    """The video's custody log against a head noted earlier (`chain.holds`)."""
-    path = log_path(archive, sha256)
-    if not path.is_file():
-        return ["custody log: missing, but a head was noted for it: the log was removed"]
-    return chain.holds(path.read_bytes(), "custody log", noted)
-
-
-def head(archive: str | Path, sha256: str) -> str | None:
-    """The video's custody log head (`chain.head`) to write down somewhere else; None when there is no log."""
-    path = log_path(archive, sha256)
-    return chain.head(path.read_bytes()) if path.is_file() else None
+    return chain.verified(path.read_bytes(), "custody log", TORN_HINT, names_this_video, noted)
 
 
 def arrival_paths(archive: str | Path, sha256: str) -> list[Path]:

@@ -158,7 +158,7 @@ _guarded = guarded
 def cmd_verify(args: argparse.Namespace) -> int:
     """One line per problem on standard output, `<bundle>: ok` per clean bundle; exit 1 on any problem."""
     archive = _archive(args.out)  # read only: a publish killed half way is reported; `repair` puts it right
-    leftovers = []
+    leftovers, heads = [], {}
     if args.video:
         bundle, video_file = _resolve_reading(archive, args.video)
         targets = [(bundle, args.original or video_file)]
@@ -167,7 +167,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     else:
-        leftovers = integrity.leftovers(archive) + access.check_chain(archive, args.access_head)  # not a bundle's
+        logged, heads["--access-head"] = access.verified(archive, args.access_head)  # the archive's, not a bundle's
+        leftovers = integrity.leftovers(archive) + logged
         targets = [(bundle, None) for bundle in bundles_in(archive)]
         if not targets and not leftovers:
             print(f"no bundles in {archive}", file=sys.stderr)
@@ -180,8 +181,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with bundle_lock(archive, bundle.name, shared=True):  # no save or publish half way through
             report = verify_bundle(archive, bundle, original)
         problems = list(report.problems)
-        if args.custody_head and report.sha256:
-            problems += custody.holds(archive, report.sha256, args.custody_head)
+        if args.video and report.sha256:  # the custody chain is the report's; here the head, from one read
+            held, heads["--custody-head"] = custody.verified(archive, report.sha256, args.custody_head)
+            problems += [named for named in (f"{bundle.name}: {problem}" for problem in held) if named not in problems]
         if args.public and report.sha256:
             from pipeline.archive.public import verify_public
 
@@ -201,7 +203,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{bundle.name}: ok")
         failed += bool(problems)
     print(f"verified {len(targets)} bundle(s): {failed} with problems", file=sys.stderr)
-    _print_heads(archive, args, targets)
+    _print_heads(heads)
     return 1 if failed else 0
 
 
@@ -216,18 +218,14 @@ def _misplaced(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _print_heads(archive: Path, args: argparse.Namespace, targets: list) -> None:
-    """The heads to keep somewhere else (a note, a partner's mail): a later verify given one shows an edit
-    or removal of any line up to it, which the chain alone cannot show for its last lines."""
-    if args.video:
-        sha256 = source_of(targets[0][0]).get("sha256")
-        found = custody.head(archive, sha256) if sha256 else None
-        option = "--custody-head"
-    else:
-        found, option = access.head(archive), "--access-head"
-    if found:
-        print(f"note: to notice a later edit or removal of these lines, keep elsewhere: {option} {found}",
-              file=sys.stderr)
+def _print_heads(heads: dict[str, str | None]) -> None:
+    """The heads to keep somewhere else (a note, a partner's mail), each from the bytes just checked and
+    only when its log had no problem: a later verify given one shows an edit or removal of any line up
+    to it, which the chain alone cannot show for its last lines."""
+    for option, found in heads.items():
+        if found:
+            print(f"note: to notice a later edit or removal of these lines, keep elsewhere: {option} {found}",
+                  file=sys.stderr)
 
 
 def _report_leftovers(leftovers: list[str]) -> int:
