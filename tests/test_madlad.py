@@ -243,5 +243,6 @@ def test_the_shipped_sets_install_ctc_and_madlad_and_travel(madlad, tmp_path, mo
         cli("models", "install", "--for", "kk", "--engine", "ctc")
     finally:
         served.close()
-    route = routes.route_for("kk")
-    assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", ""), "the set's translation again"
+    route, tilmash = routes.route_for("kk"), sets["kk"].translation
+    assert (route.asr_model, route.engine, route.translate) == (ctc, "ctc", tilmash), "the set's translation again"
+    assert translation_record("kk")["packages"][0]["name"] != before["packages"][0]["name"], "and runs use it"

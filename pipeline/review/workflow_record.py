@@ -144,10 +144,10 @@ def rebuild(archive: str | Path) -> int:
 def states(archive: str | Path) -> dict[str, Status]:
     """sha256 -> status of every bundle a person ever moved (any other is a draft). A row marked moving
     is read from custody instead (its move is under way, or a crash cut it short: then it is healed)."""
-    with connect(archive) as con:
+    with connect(archive) as con:  # marks first: a move that lands between the two reads is seen by its mark
+        marked = [row[0] for row in con.execute("SELECT sha256 FROM moving")]
         found = {row[0]: Status(*row[1:]) for row in
                  con.execute("SELECT sha256, state, holder, checker, approver, changed FROM states")}
-        marked = [row[0] for row in con.execute("SELECT sha256 FROM moving")]
     for sha256 in marked:
         found[sha256] = _heal(archive, sha256)
     return {sha: status for sha, status in found.items() if status.changed is not None or sha not in marked}
@@ -171,5 +171,7 @@ def _heal(archive: str | Path, sha256: str) -> Status:
 
 
 def _unmark(archive: str | Path, sha256: str) -> None:
-    with connect(archive) as con:
+    """Custody has no move for this video: neither a mark nor a row stands (a draft has no row)."""
+    with connect(archive) as con, immediate(con):
         con.execute("DELETE FROM moving WHERE sha256 = ?", (sha256,))
+        con.execute("DELETE FROM states WHERE sha256 = ?", (sha256,))

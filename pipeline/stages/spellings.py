@@ -77,8 +77,8 @@ def steer(hop: Any, source: list[str], hypothesis: list[str], spelling: str, dec
           held: tuple[str, ...] = ()) -> list[str] | None:
     """The model's best English that has `spelling` at a word boundary of `hypothesis` (its own English,
     tokens without the target-language prefix), or None when the tokenizer cannot write the spelling.
-    `held`: spellings the English has already; a candidate that keeps them all is preferred, so a segment
-    that says two names does not trade one for the other (forcing at the end always keeps them)."""
+    `held`: spellings the English has already; the candidates that keep most of them are preferred, so a
+    segment that says several names does not trade one for another (forcing at the end keeps them all)."""
     forced = hop.tokenizer.encode(spelling)
     if not forced or hop.tokenizer.decode(forced).strip() != spelling:
         return None
@@ -89,8 +89,8 @@ def steer(hop: Any, source: list[str], hypothesis: list[str], spelling: str, dec
     candidates = [result.hypotheses[0] for result in results]
     scores = hop.translator.score_batch([source] * len(candidates), candidates)
     means = [sum(s.log_probs) / max(1, len(s.log_probs)) for s in scores]
-    keeps = [all(present(h, hop.tokenizer.decode(c[len(lead):])) for h in held) for c in candidates]
-    best = max(range(len(candidates)), key=lambda i: (keeps[i], means[i], -i))  # ties: the earliest place
+    keeps = [sum(present(h, hop.tokenizer.decode(c[len(lead):])) for h in held) for c in candidates]
+    best = max(range(len(candidates)), key=lambda i: (keeps[i], means[i], -i))  # most kept, then the score
     return candidates[best][len(lead):]
 
 
@@ -104,7 +104,7 @@ def keep(hop: Any, source: list[str], hypothesis: list[str], value: str, needed:
         if how is None and (fixed := restore(value, spelling)) is not None:
             value, how = fixed, "restored"
             hypothesis = hop.tokenizer.encode(value)  # a later name is steered from the restored English
-        held = tuple(n["english"] for n in notes if n["how"] != "missing")
+        held = tuple(n["english"] for n in notes if present(n["english"], value))  # the ones still there
         if how is None and (steered := steer(hop, source, hypothesis, spelling, decode_options, held)) is not None:
             hypothesis, value, how = steered, hop.tokenizer.decode(steered).strip(), "steered"
         notes.append({"glossary": name, "english": spelling, "how": how or "missing"})

@@ -142,31 +142,30 @@ def install_for(languages: list[str], engine: str = "whisper", translation: str 
                for chosen, names in picked for name in filter(None, names)}
     for (name, language), known in checked.items():
         if known is not None and is_installed(known, language):
-            done.append(_keep(known, language, pin=translation == "madlad"))
+            done.append(_keep(known, language))
         else:
             wanted.setdefault(name, []).append(language)
     for name, langs in wanted.items():
         done += install(name, langs)
-    if translation == "set":
-        _unpin(languages)
+    _pin_translations(picked)
     return done
 
 
-def _unpin(languages: list[str]) -> None:
-    """`--for` with the set's own translation: a `translate` pin an earlier `--translation madlad` (or a
-    MADLAD import) left goes, as the ASR route goes back to the set's model. Only after every install
+def _pin_translations(picked: list[tuple[Recommended, tuple[str | None, str | None]]]) -> None:
+    """Each language's route names the translation model the command chose (`translate`), as its ASR
+    route names the ASR model: with several kk->en packages installed (the set's and MADLAD, say), the
+    one asked for is the one runs use, whichever an earlier command pinned. Only after every install
     went through: a command that fails changes no route."""
     from pipeline.store import routes
 
-    for language in languages:
-        if routes.route_for(language).translate:
-            routes.set_route(language, translate="")
+    for chosen, (_asr, translation) in picked:
+        if translation and routes.route_for(chosen.language).translate != translation:
+            routes.set_route(chosen.language, translate=translation)
 
 
-def _keep(known: KnownModel, language: str, pin: bool = False) -> Done:
+def _keep(known: KnownModel, language: str) -> Done:
     """An installed model of the set: an ASR model is routed for the language all the same (a CTC model
-    with its engine, which has no Whisper token), and a translation model asked for by name (`pin`: MADLAD)
-    becomes the route's `translate`, as its install or import would have made it."""
+    with its engine, which has no Whisper token); a translation model is pinned with the others."""
     from pipeline.store import routes
 
     if known.kind == "whisper":
@@ -174,6 +173,4 @@ def _keep(known: KnownModel, language: str, pin: bool = False) -> Done:
                           engine="")
     elif known.kind == "ctc":
         routes.set_route(language, asr_model=known.name, whisper_token="", engine="ctc")
-    elif pin:
-        routes.set_route(language, translate=known.name)
     return Done(known.name, f"{known.name} is installed already ({language})")
