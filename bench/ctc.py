@@ -14,8 +14,8 @@ base checkpoint from the model store. All transcribe the same audio through the 
 (Silero VAD, chunks), Kazakh forced, greedy; each in a fresh process reporting its own peak RSS;
 each export is built once, in its own process, under --cache (a rerun reuses it). The audio: the
 first real Kazakh clips of ../shared/data/real-kk/, joined (the whole set repeated when shorter) and
-cut to --seconds. The timing starts after the model is loaded and the VAD's module imported (a once-
-per-process cost every row would otherwise pay inside or outside its timing by accident); each row
+cut to --seconds. The timing starts after the model is loaded and the VAD's module imported (a
+once-per-process cost every row would otherwise pay inside or outside its timing by accident); each row
 prints the load average beside it and its time as a multiple of faster-whisper's in the same pass.
 --ctc-threads above 1 is a measurement only: the engine runs on one thread, for byte-identical
 output.
