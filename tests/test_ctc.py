@@ -301,3 +301,20 @@ def test_a_clip_over_the_limit_is_cut_in_its_pause_not_into_equal_parts(limit):
     assert len(long) == 3 and all(b - a <= limit * 16000 for a, b in long)
     assert 0.8 * limit <= cuts[0] <= 0.8 * limit + 0.3 and 1.7 * limit <= cuts[1] <= 1.7 * limit + 0.3, cuts
     assert _calls(np.zeros(int(limit * 16000), np.float32), limit) == [(0, int(limit * 16000))], "at the limit: whole"
+
+
+def test_greedy_in_blocks_gives_the_bytes_of_the_whole_calls_log_softmax():
+    """Greedy decoding normalises a few frames at a time (memory); each frame's best token and its
+    log-posterior must be bit for bit what a log-softmax over the whole call gives, so the speed-up
+    cannot move a word time or a confidence."""
+    from pipeline.asr import ctc_engine
+
+    rng = np.random.default_rng(3)
+    frames = 2 * ctc_engine.GREEDY_FRAMES + 37  # blocks of two sizes
+    for width in (9812, 256):  # Omnilingual's logits, GigaAM's characters
+        scores = (rng.standard_normal((frames, width)) * 4).astype(np.float32)
+        scores[5, :] = scores[5, 0]  # a frame of ties: the first token wins, as argmax over the call gives
+        whole = ctc_engine._log_softmax(scores)
+        best, picked = ctc_engine._greedy(scores)
+        assert np.array_equal(best, whole.argmax(axis=1)) and best[5] == 0
+        assert picked.tobytes() == whole[np.arange(frames), best].tobytes()

@@ -36,6 +36,7 @@ GIGAAM_MELS = 64
 FRAME_SECONDS = {"omnilingual-ctc": 320 / SAMPLE_RATE, "gigaam-ctc": 4 * 160 / SAMPLE_RATE}
 MAX_CALL_SECONDS = {"omnilingual-ctc": 40.0, "gigaam-ctc": 30.0}  # Omnilingual's limit; GigaAM's short form
 BLANKS = ("<blk>", "<blank>")
+THREADS = 1  # onnxruntime threads: one, so the same input gives the same bytes (bench/ctc.py may measure more)
 
 
 def ctc_dir() -> Path:
@@ -93,7 +94,7 @@ def session(path: Path) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = THREADS
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # an unused length input is normal for these exports
