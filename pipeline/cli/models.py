@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline import config
 from pipeline.cli.errors import FAILED, guarded
+from pipeline.store import install as install_module
 from pipeline.store import registry as model_registry
 from pipeline.store import routes
 
@@ -25,9 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="the recommended ASR and translation models of these languages, e.g. kk,ug")
     install.add_argument("--language", action="append", default=[], type=_code, help="source language(s) for a "
                          "translation model, or the language a Whisper fine-tune is routed for (repeatable)")
-    install.add_argument("--engine", choices=("whisper", "ctc"), help="with --for: the set's Whisper model "
+    install.add_argument("--engine", choices=install_module.ENGINES, help="with --for: the set's Whisper model "
                          "(the default), or its CTC model, routed with engine ctc")
-    install.add_argument("--translation", choices=("set", "madlad"), help="with --for: the set's translation "
+    install.add_argument("--translation", choices=install_module.TRANSLATIONS, help="with --for: the set's translation "
                          "model (the default), or its MADLAD-400 model, named in the route's `translate`")
     pack = verbs.add_parser("pack", help="write the models of some languages (or names) into one file to carry "
                             "to an offline machine")
