@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -216,6 +217,7 @@ TRIES_LOCK = ".accounts.tries.lock"  # beside the database: one sign-in try at a
 MAX_STRANGERS = 10_000  # unknown names remembered per process; the oldest go first
 _STRANGERS: dict[str, tuple[int, float]] = {}  # keyed hash of a name no account has -> (failures, wait_until)
 _STRANGER_KEY = secrets.token_bytes(32)
+_STRANGERS_LOCK = threading.Lock()  # the tries lock is per archive; two archives' threads share the dict
 
 
 def authenticate(archive: Path, name: str, password: str, *, now: float | None = None) -> Account:
@@ -281,9 +283,10 @@ def _right(row: tuple | None, password: str) -> bool:
 def _failed(archive: Path, name: str, known: bool, failures: int, now: float) -> None:
     wait_until = now + wait_after(failures)
     if not known:
-        if len(_STRANGERS) >= MAX_STRANGERS:
-            del _STRANGERS[next(iter(_STRANGERS))]
-        _STRANGERS[_tag(archive, name)] = (failures, wait_until)
+        with _STRANGERS_LOCK:
+            if len(_STRANGERS) >= MAX_STRANGERS:
+                del _STRANGERS[next(iter(_STRANGERS))]
+            _STRANGERS[_tag(archive, name)] = (failures, wait_until)
         return
     with closing(connect(archive)) as conn:
         conn.execute("UPDATE accounts SET failures = ?, wait_until = ? WHERE name = ?", (failures, wait_until, name))
